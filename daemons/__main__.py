@@ -1,0 +1,3 @@
+from daemons.server import main
+
+main()

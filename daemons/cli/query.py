@@ -1,0 +1,169 @@
+"""bin/query: ask the gateway for rows, a count or aggregates.
+
+Exit codes: 0 complete answer, 3 partial answer (the missing partitions are named on stderr),
+2 bad arguments, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from typing import Iterable, Iterator, Sequence
+
+import click
+import grpc
+
+from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
+from daemons.columns import FIELDS
+from daemons.query import GROUP_KEYS
+from daemons.rpc import airquality_pb2 as pb
+
+EXIT_COMPLETE, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+AGGREGATES = ("count", "min", "max", "mean")
+METRICS = ("concentration", "aqi")
+
+
+def _bbox(_ctx, _param, value: str | None):
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 4:
+        raise click.BadParameter(f"expected four numbers MIN_LAT,MIN_LON,MAX_LAT,MAX_LON, got {value!r}")
+    return numbers
+
+
+class _Writer:
+    """Writes rows in one of the output formats, the header with the first write (even of no rows)."""
+
+    def __init__(self, output_format: str, header: Sequence[str], out=sys.stdout):
+        self.format, self.header, self.out = output_format, list(header), out
+        self.widths: list[int] | None = None  # table column widths, set by the first write
+        self._csv = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
+        self._header_written = False
+
+    def write(self, rows: Iterable[Sequence]) -> None:
+        if self._csv is not None:
+            if not self._header_written:
+                self._csv.writerow(self.header)
+                self._header_written = True
+            self._csv.writerows(rows)
+        elif self.format == "jsonl":
+            self.out.writelines(json.dumps(dict(zip(self.header, row))) + "\n" for row in rows)
+        else:
+            rows = [["" if v is None else str(v) for v in row] for row in rows]
+            if self.widths is None:  # sized by the header and the first rows; later rows may widen a cell
+                self.widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(self.header)]
+                self._table_line(self.header)
+            for row in rows:
+                self._table_line(row)
+
+    def _table_line(self, cells: Sequence[str]) -> None:
+        self.out.write("  ".join(cell.ljust(width) for cell, width in zip(cells, self.widths)).rstrip() + "\n")
+
+
+def _report(completeness: Completeness | None) -> int:
+    if completeness is None:
+        click.echo("error: the answer ended without its last chunk", err=True)
+        return EXIT_FAILURE
+    if not completeness.complete:
+        click.echo(f"partial result: missing partitions: {completeness.describe_missing()}", err=True)
+        return EXIT_PARTIAL
+    return EXIT_COMPLETE
+
+
+def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> Iterator[list]:
+    for group in answer.groups:
+        row: list = [*group.key, group.rows]
+        for metric in METRICS:
+            stats = getattr(group, metric)
+            for name in aggregates:
+                if name == "count":
+                    row.append(stats.count)
+                else:
+                    row.append(getattr(stats, name) if stats.HasField(name) else None)
+        yield row
+
+
+def _stream_rows(client: FireClient, query_filter, chunk_size, request_id, writer: _Writer) -> int:
+    stream = client.query(query_filter, chunk_size=chunk_size, request_id=request_id)
+    progress = None
+    if sys.stderr.isatty():
+        total, _ = client.count(query_filter)
+        progress = click.progressbar(length=total, label="rows", file=sys.stderr)
+        progress.__enter__()
+    try:
+        for batch in stream:
+            writer.write(batch.rows())
+            if progress is not None:
+                progress.update(len(batch))
+        writer.write([])
+    finally:
+        if progress is not None:
+            progress.__exit__(None, None, None)
+    return _report(stream.completeness)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
+@click.option("--parameter", "parameters", multiple=True, help="PM2.5, PM10, OZONE, NO2, SO2 or CO; repeatable.")
+@click.option("--site", "sites", multiple=True, help="Site name, exact, any case; repeatable.")
+@click.option("--agency", "agencies", multiple=True, help="Agency name, exact, any case; repeatable.")
+@click.option("--aqs", "aqs_codes", multiple=True, help="AQS code or full AQS code; repeatable.")
+@click.option("--bbox", callback=_bbox, metavar="MIN_LAT,MIN_LON,MAX_LAT,MAX_LON", help="Bounding box, inclusive.")
+@click.option("--from", "datetime_from", metavar="WHEN", help="From YYYY-MM-DD[THH:MM] (UTC), inclusive.")
+@click.option("--to", "datetime_to", metavar="WHEN", help="To YYYY-MM-DD[THH:MM] (UTC); a date covers its day.")
+@click.option("--min-aqi", type=float)
+@click.option("--max-aqi", type=float)
+@click.option("--min-conc", "min_concentration", type=float)
+@click.option("--max-conc", "max_concentration", type=float)
+@click.option("--chunk-size", type=int, help="Rows per chunk (1..65536).")
+@click.option("--count", is_flag=True, help="Print only the number of matching rows.")
+@click.option("--group-by", multiple=True, type=click.Choice(GROUP_KEYS), help="Aggregate per group; repeatable.")
+@click.option("--agg", "aggregates", multiple=True, type=click.Choice(AGGREGATES),
+              help="Aggregates of concentration and AQI (default: all); repeatable.")
+@click.option("--format", "output_format", type=click.Choice(["csv", "jsonl", "table"]), default="csv",
+              show_default=True)
+@click.option("--deadline", type=float, default=300.0, show_default=True,
+              help="Seconds for the whole request, retries included.")
+@click.option("--request-id", help="Request id (default: a random one).")
+def main(host, parameters, sites, agencies, aqs_codes, bbox, datetime_from, datetime_to, min_aqi, max_aqi,
+         min_concentration, max_concentration, chunk_size, count, group_by, aggregates, output_format, deadline,
+         request_id) -> None:
+    """Query the wildfire air-quality service through its gateway."""
+    query_filter = make_filter(parameters=parameters, sites=sites, agencies=agencies, aqs_codes=aqs_codes, bbox=bbox,
+                               datetime_from=datetime_from, datetime_to=datetime_to, min_aqi=min_aqi, max_aqi=max_aqi,
+                               min_concentration=min_concentration, max_concentration=max_concentration)
+    if count and (group_by or aggregates):
+        raise click.UsageError("--count cannot be combined with --group-by or --agg")
+    try:
+        with FireClient(host, deadline_seconds=deadline) as client:
+            if count:
+                total, answer = client.count(query_filter)
+                click.echo(total)
+                status = _report(Completeness(answer.complete, total, list(answer.missing_partitions),
+                                              list(answer.partitions)))
+            elif group_by or aggregates:
+                chosen = aggregates or AGGREGATES
+                answer = client.aggregate(query_filter, group_by)
+                header = [*group_by, "rows", *(f"{m}_{a}" for m in METRICS for a in chosen)]
+                _Writer(output_format, header).write(_aggregate_rows(answer, chosen))
+                status = _report(Completeness(answer.complete, 0, list(answer.missing_partitions),
+                                              list(answer.partitions)))
+            else:
+                status = _stream_rows(client, query_filter, chunk_size, request_id, _Writer(output_format, FIELDS))
+    except grpc.RpcError as error:
+        click.echo(f"error: {error.code().name}: {error.details()}", err=True)
+        status = EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_FAILURE
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main(prog_name="query")

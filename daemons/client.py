@@ -1,0 +1,161 @@
+"""The Python client library for the gateway.
+
+Rows arrive column-wise (`ColumnBatch`, numpy arrays) exactly as they travel, so a client that
+works with columns pays no per-row cost. Calls ride out a gateway that is briefly unavailable
+(supervisord restarts it within about a second) by retrying with backoff inside one total
+deadline; a stream is only retried before its first chunk, so no row is ever delivered twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import grpc
+
+from daemons.node import CHANNEL_OPTIONS
+from daemons.rpc import airquality_pb2 as pb
+from daemons.rpc import airquality_pb2_grpc as pb_grpc
+from daemons.wire import ColumnBatch, decode_rows
+
+DEFAULT_TARGET = "localhost:50051"
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+T = TypeVar("T")
+
+
+def make_filter(*, parameters: Iterable[str] = (), sites: Iterable[str] = (), agencies: Iterable[str] = (),
+                aqs_codes: Iterable[str] = (), bbox: tuple[float, float, float, float] | None = None,
+                datetime_from: str | None = None, datetime_to: str | None = None,
+                min_concentration: float | None = None, max_concentration: float | None = None,
+                min_aqi: float | None = None, max_aqi: float | None = None) -> pb.QueryFilter:
+    """A QueryFilter in which every argument left as None stays unset (not zero)."""
+    message = pb.QueryFilter(parameters=list(parameters), site_names=list(sites), agency_names=list(agencies),
+                             aqs_codes=list(aqs_codes))
+    if bbox is not None:
+        message.bbox.CopyFrom(pb.BoundingBox(min_latitude=bbox[0], min_longitude=bbox[1],
+                                             max_latitude=bbox[2], max_longitude=bbox[3]))
+    for name, value in (("datetime_from", datetime_from), ("datetime_to", datetime_to),
+                        ("min_concentration", min_concentration), ("max_concentration", max_concentration),
+                        ("min_aqi", min_aqi), ("max_aqi", max_aqi)):
+        if value is not None:
+            setattr(message, name, value)
+    return message
+
+
+@dataclass
+class Completeness:
+    complete: bool = False
+    total_results: int = 0
+    missing_partitions: list[str] = field(default_factory=list)
+    partitions: list[pb.PartitionStatus] = field(default_factory=list)
+
+    def describe_missing(self) -> str:
+        errors = {s.partition: s.error for s in self.partitions}
+        return "; ".join(f"{p} ({errors.get(p) or 'no answer'})" for p in self.missing_partitions)
+
+
+class QueryStream:
+    """Iterates a query's ColumnBatches; `completeness` is filled in by the last chunk."""
+
+    def __init__(self, client: "FireClient", request: pb.QueryRequest, deadline: float):
+        self._client = client
+        self.request = request
+        self._deadline = deadline
+        self._call = None
+        self.completeness: Completeness | None = None
+
+    def __iter__(self) -> Iterator[ColumnBatch]:
+        stub = self._client.stub
+        delivered = False
+        attempt = 0
+        while True:
+            self._call = stub.Query(self.request, timeout=self._client.remaining(self._deadline))
+            try:
+                for message in self._call:
+                    if message.is_last_chunk:
+                        self.completeness = Completeness(message.complete, message.total_results,
+                                                         list(message.missing_partitions), list(message.partitions))
+                    if message.HasField("columns"):
+                        delivered = True
+                        yield decode_rows(message.columns, message.partition, message.partition_offset)
+                return
+            except grpc.RpcError as error:
+                if delivered or not self._client.should_retry(error, attempt, self._deadline):
+                    raise
+                attempt += 1
+
+    def cancel(self) -> bool:
+        """Asks the gateway to stop this request and cancels the local call."""
+        cancelled = self._client.cancel(self.request.request_id)
+        if self._call is not None:
+            self._call.cancel()
+        return cancelled
+
+
+class FireClient:
+    def __init__(self, target: str = DEFAULT_TARGET, *, deadline_seconds: float = 300.0,
+                 backoff_initial: float = 0.05, backoff_max: float = 1.0):
+        self.target = target
+        self.deadline_seconds = deadline_seconds
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.stub = pb_grpc.AirQualityStub(self.channel)
+
+    def __enter__(self) -> "FireClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def remaining(self, deadline: float) -> float:
+        return max(0.001, deadline - time.monotonic())
+
+    def should_retry(self, error: grpc.RpcError, attempt: int, deadline: float) -> bool:
+        """Sleeps a jittered exponential backoff and says True when the call may be tried again."""
+        if error.code() not in RETRYABLE:
+            return False
+        pause = min(self.backoff_max, self.backoff_initial * 2 ** attempt) * random.uniform(0.5, 1.0)
+        if time.monotonic() + pause >= deadline:
+            return False
+        time.sleep(pause)
+        return True
+
+    def _unary(self, call: Callable[..., T], request) -> T:
+        deadline = time.monotonic() + self.deadline_seconds
+        attempt = 0
+        while True:
+            try:
+                return call(request, timeout=self.remaining(deadline))
+            except grpc.RpcError as error:
+                if not self.should_retry(error, attempt, deadline):
+                    raise
+                attempt += 1
+
+    def query(self, query_filter: pb.QueryFilter | None = None, *, chunk_size: int | None = None,
+              request_id: str | None = None) -> QueryStream:
+        request = pb.QueryRequest(request_id=request_id or uuid.uuid4().hex, filter=query_filter or pb.QueryFilter())
+        if chunk_size is not None:
+            request.chunk_size = chunk_size
+        return QueryStream(self, request, time.monotonic() + self.deadline_seconds)
+
+    def aggregate(self, query_filter: pb.QueryFilter | None = None, group_by: Iterable[str] = (),
+                  request_id: str | None = None) -> pb.AggregateResponse:
+        request = pb.AggregateRequest(request_id=request_id or uuid.uuid4().hex,
+                                      filter=query_filter or pb.QueryFilter(), group_by=list(group_by))
+        return self._unary(self.stub.Aggregate, request)
+
+    def count(self, query_filter: pb.QueryFilter | None = None) -> tuple[int, pb.AggregateResponse]:
+        """The number of matching rows, counted where the data lives, and the full answer."""
+        answer = self.aggregate(query_filter)
+        return sum(group.rows for group in answer.groups), answer
+
+    def cancel(self, request_id: str) -> bool:
+        return self._unary(self.stub.Cancel, pb.CancelRequest(request_id=request_id)).cancelled

@@ -1,0 +1,40 @@
+"""Every structured event the daemons write: its name and its fields, in one place.
+
+The daemons emit through these definitions and `bin/healthlog` reads with them, so a field can
+not be renamed on one side only. Every line also carries timestamp, level, event and daemon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+COMMON_FIELDS = ("timestamp", "level", "event", "daemon")
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    fields: tuple[str, ...]
+    level: str = "info"
+
+    def emit(self, log: Any, **values: Any) -> None:
+        if set(values) != set(self.fields):
+            raise TypeError(f"{self.name} takes {sorted(self.fields)}, got {sorted(values)}")
+        getattr(log, self.level)(self.name, **values)
+
+
+DAEMON_STARTED = EventType("daemon_started", ("pid", "port", "role", "rows_loaded", "load_seconds", "partitions"))
+DAEMON_STOPPING = EventType("daemon_stopping", ("signal", "active_requests"))
+DAEMON_STOPPED = EventType("daemon_stopped", ("seconds",))
+DAEMON_FAILED = EventType("daemon_failed", ("error",), "error")
+
+PARTITION_LOADED = EventType("partition_loaded", ("partition", "rows", "source", "seconds", "days"))
+PARTITION_DAYS_MISSING = EventType("partition_days_missing", ("partition", "days"), "warning")
+CSV_LINES_SKIPPED = EventType("csv_lines_skipped", ("partition", "count", "examples"), "warning")
+CACHE_WRITE_FAILED = EventType("cache_write_failed", ("partition", "error"), "warning")
+
+QUERY_FINISHED = EventType("query_finished", ("request_id", "kind", "rows", "seconds", "complete",
+                                              "missing_partitions", "outcome"))
+CHILD_CALL_FAILED = EventType("child_call_failed", ("request_id", "child", "code", "message", "partitions"),
+                              "warning")

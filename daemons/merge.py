@@ -1,0 +1,101 @@
+"""Fair fan-in of several streams into one, as their items arrive.
+
+Each source (a local partition scan or a child's stream) is pumped by its own thread into a
+buffer of a few items; the consumer takes from the ready sources in turn, so one fast source
+cannot starve the others, and a slow consumer stops every pump once its buffer is full, so memory
+per request stays bounded whatever the size of the result. Closing the merge cancels every source.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+
+@dataclass
+class SourceEnded:
+    """Yielded once per source after its last item; `error` is why it stopped early, if it did."""
+
+    error: BaseException | None = None
+
+
+class _Source:
+    def __init__(self, name: str, cancel: Callable[[], Any] | None):
+        self.name = name
+        self.cancel = cancel
+        self.buffer: deque = deque()
+        self.finished = False  # the pump has stopped; SourceEnded is pending or sent
+        self.error: BaseException | None = None
+        self.ended_sent = False
+
+
+class FairMerge:
+    def __init__(self, depth: int = 2):
+        self._depth = depth
+        self._condition = threading.Condition()
+        self._sources: list[_Source] = []
+        self._closed = False
+        self._turn = 0
+
+    def add(self, name: str, items: Iterable, cancel: Callable[[], Any] | None = None) -> None:
+        source = _Source(name, cancel)
+        with self._condition:
+            self._sources.append(source)
+        threading.Thread(target=self._pump, args=(source, items), name=f"merge-{name}", daemon=True).start()
+
+    def _pump(self, source: _Source, items: Iterable) -> None:
+        try:
+            for item in items:
+                with self._condition:
+                    while len(source.buffer) >= self._depth and not self._closed:
+                        self._condition.wait()
+                    if self._closed:
+                        return
+                    source.buffer.append(item)
+                    self._condition.notify_all()
+        except BaseException as error:  # handed to the consumer, which decides what it means
+            source.error = error
+        finally:
+            with self._condition:
+                source.finished = True
+                self._condition.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """Yields (source name, item or SourceEnded) until every source has ended."""
+        while True:
+            with self._condition:
+                source = self._next_ready()
+                while source is None:
+                    if self._closed or all(s.ended_sent for s in self._sources):
+                        return
+                    self._condition.wait()
+                    source = self._next_ready()
+                if source.buffer:
+                    item = source.buffer.popleft()
+                    self._condition.notify_all()
+                else:
+                    source.ended_sent = True
+                    item = SourceEnded(source.error)
+            yield source.name, item
+
+    def _next_ready(self) -> _Source | None:
+        count = len(self._sources)
+        for step in range(count):
+            source = self._sources[(self._turn + step) % count]
+            if source.buffer or (source.finished and not source.ended_sent):
+                self._turn = (self._turn + step + 1) % count
+                return source
+        return None
+
+    def close(self) -> None:
+        """Stops every pump and cancels every source that can be cancelled; idempotent."""
+        with self._condition:
+            if self._closed:
+                return
+            self._closed = True
+            self._condition.notify_all()
+            cancels = [s.cancel for s in self._sources if s.cancel and not s.finished]
+        for cancel in cancels:
+            cancel()

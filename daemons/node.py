@@ -1,0 +1,318 @@
+"""The internal Node service every daemon runs: scan what it holds, fan out the rest, merge.
+
+A request carries routes: for each partition, the path from this daemon down to the daemon that
+scans it. A daemon scans the partitions routed to itself, forwards the others to the next hop,
+and streams everything back as it arrives; child chunks are forwarded as the bytes received.
+Every routed partition ends in exactly one PartitionStatus, complete or saying why not, so an
+answer that lost a partition can never look complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import grpc
+import numpy as np
+
+from daemons import events
+from daemons.aggregate import AggregateTable
+from daemons.config import DaemonConfig
+from daemons.merge import FairMerge, SourceEnded
+from daemons.partition import Partition
+from daemons.query import Filter, InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
+from daemons.rpc import airquality_pb2 as pb
+from daemons.wire import encode_rows
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # The default reconnect backoff (1 s growing to 120 s) would hide a restarted child for minutes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+NODE_SERVICE = "airquality.v1.Node"
+
+
+class ChildLink:
+    """Calls to one child; Scan responses stay serialized so they can be forwarded untouched."""
+
+    def __init__(self, name: str, address: str):
+        self.name = name
+        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.scan = self.channel.unary_stream(f"/{NODE_SERVICE}/Scan", request_serializer=pb.ScanRequest.SerializeToString)
+        self.aggregate = self.channel.unary_unary(f"/{NODE_SERVICE}/ScanAggregate",
+                                                  request_serializer=pb.ScanRequest.SerializeToString,
+                                                  response_deserializer=pb.AggregateResponse.FromString)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, grpc.RpcError) and isinstance(error, grpc.Call):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class Progress:
+    """The fate of each partition routed in one request."""
+
+    expected: tuple[str, ...]
+    statuses: dict[str, pb.PartitionStatus] = field(default_factory=dict)
+
+    def record(self, statuses: Iterable[pb.PartitionStatus]) -> None:
+        for status in statuses:
+            if status.partition in self.expected and status.partition not in self.statuses:
+                self.statuses[status.partition] = status
+
+    def fail(self, partitions: Iterable[str], error: str) -> list[pb.PartitionStatus]:
+        """Marks the given partitions that have no status yet as failed; returns the new statuses."""
+        failed = [pb.PartitionStatus(partition=p, complete=False, error=error)
+                  for p in partitions if p not in self.statuses]
+        self.record(failed)
+        return failed
+
+    @property
+    def missing(self) -> list[str]:
+        return [p for p in self.expected if not (p in self.statuses and self.statuses[p].complete)]
+
+    def all_statuses(self) -> list[pb.PartitionStatus]:
+        return [self.statuses.get(p) or pb.PartitionStatus(partition=p, error="no answer") for p in self.expected]
+
+
+@dataclass
+class RouteSplit:
+    local: list[str]
+    by_child: dict[str, list[pb.PartitionRoute]]  # routes with this daemon removed from the path
+    unroutable: dict[str, str]  # partition -> why
+
+
+def split_routes(config: DaemonConfig, held: dict[str, Partition], routes: Iterable[pb.PartitionRoute]) -> RouteSplit:
+    split = RouteSplit([], {}, {})
+    children = {link.name for link in config.children}
+    for route in routes:
+        path = list(route.path)
+        if not path or path[0] != config.name:
+            split.unroutable[route.partition] = f"misrouted: path {path} does not start at {config.name}"
+        elif len(path) == 1:
+            if route.partition in held:
+                split.local.append(route.partition)
+            else:
+                split.unroutable[route.partition] = f"{config.name} does not hold partition {route.partition}"
+        elif path[1] not in children:
+            split.unroutable[route.partition] = f"{config.name} has no link to {path[1]}"
+        else:
+            split.by_child.setdefault(path[1], []).append(pb.PartitionRoute(partition=route.partition, path=path[1:]))
+    return split
+
+
+def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    pending: list[np.ndarray] = []
+    pending_rows = 0
+    for block in blocks:
+        while len(block):
+            take = block[: size - pending_rows]
+            pending.append(take)
+            pending_rows += len(take)
+            block = block[len(take):]
+            if pending_rows == size:
+                yield np.concatenate(pending)
+                pending, pending_rows = [], 0
+    if pending_rows:
+        yield np.concatenate(pending)
+
+
+def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon: str) -> Iterator[pb.QueryResponse]:
+    """The partition's matching rows in partition order, then its status."""
+    offset = 0
+    for indices in _rechunk(query.matcher(partition).selected(), chunk_size):
+        response = pb.QueryResponse(partition=partition.name, partition_offset=offset)
+        encode_rows(partition, indices, response.columns)
+        offset += len(indices)
+        yield response
+    yield pb.QueryResponse(partitions=[pb.PartitionStatus(partition=partition.name, complete=True, rows=offset,
+                                                          served_by=daemon)])
+
+
+def remaining_seconds(deadline: float | None, cap: float) -> float:
+    return cap if deadline is None else max(0.0, min(cap, deadline - time.monotonic()))
+
+
+class Fanout:
+    """Answers routed scans and aggregates over this daemon's partitions and its children."""
+
+    def __init__(self, config: DaemonConfig, log, links: dict[str, ChildLink]):
+        self.config = config
+        self.log = log
+        self.links = links
+        self.partitions: dict[str, Partition] = {}
+
+    def scan(self, request: pb.ScanRequest, query: Filter, deadline: float | None,
+             merge: FairMerge) -> tuple[Progress, Iterator[tuple[bytes | pb.QueryResponse, pb.QueryResponse]]]:
+        """Starts the scan; yields (payload to forward, parsed message). Closing `merge` cancels it."""
+        split = split_routes(self.config, self.partitions, request.routes)
+        progress = Progress(tuple(r.partition for r in request.routes))
+        child_partitions: dict[str, list[str]] = {}
+        for name in split.local:
+            merge.add(name, scan_partition(self.partitions[name], query, request.chunk_size, self.config.name))
+        timeout = remaining_seconds(deadline, self.config.query.call_timeout_seconds)
+        for child, routes in split.by_child.items():
+            child_partitions[child] = [r.partition for r in routes]
+            forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter,
+                                       chunk_size=request.chunk_size, routes=routes)
+            call = self.links[child].scan(forwarded, timeout=timeout)
+            merge.add(child, call, cancel=call.cancel)
+        return progress, self._stream(request, split, progress, child_partitions, merge)
+
+    def _stream(self, request, split, progress, child_partitions, merge):
+        for partition, why in split.unroutable.items():
+            message = pb.QueryResponse(partitions=progress.fail([partition], why))
+            yield message, message
+        for source, item in merge:
+            if isinstance(item, SourceEnded):
+                if source in child_partitions:
+                    why = (f"{source}: {describe_error(item.error)}" if item.error is not None
+                           else f"{source} ended without reporting the partition")
+                    failed = progress.fail(child_partitions[source], why)
+                    if failed and item.error is not None:
+                        self._log_child_failure(request.request_id, source, item.error, failed)
+                    if failed:
+                        message = pb.QueryResponse(partitions=failed)
+                        yield message, message
+                elif item.error is not None:
+                    message = pb.QueryResponse(partitions=progress.fail([source], describe_error(item.error)))
+                    yield message, message
+                continue
+            message = item if isinstance(item, pb.QueryResponse) else pb.QueryResponse.FromString(item)
+            progress.record(message.partitions)
+            yield item, message
+
+    def aggregate(self, request: pb.ScanRequest, query: Filter, group_by: tuple[str, ...],
+                  deadline: float | None) -> tuple[Progress, AggregateTable]:
+        split = split_routes(self.config, self.partitions, request.routes)
+        progress = Progress(tuple(r.partition for r in request.routes))
+        table = AggregateTable(group_by)
+        timeout = remaining_seconds(deadline, self.config.query.call_timeout_seconds)
+        calls = {child: self.links[child].aggregate.future(
+                     pb.ScanRequest(request_id=request.request_id, filter=request.filter, group_by=group_by,
+                                    routes=routes), timeout=timeout)
+                 for child, routes in split.by_child.items()}
+        for partition, why in split.unroutable.items():
+            progress.fail([partition], why)
+        for name in split.local:
+            rows = table.add_partition(query.matcher(self.partitions[name]))
+            progress.record([pb.PartitionStatus(partition=name, complete=True, rows=rows, served_by=self.config.name)])
+        for child, call in calls.items():
+            routed = [r.partition for r in split.by_child[child]]
+            try:
+                answer = call.result()
+            except grpc.RpcError as error:
+                failed = progress.fail(routed, f"{child}: {describe_error(error)}")
+                self._log_child_failure(request.request_id, child, error, failed)
+                continue
+            table.merge_proto(answer.groups)
+            progress.record(answer.partitions)
+            progress.fail(routed, f"{child} answered without the partition")
+        return progress, table
+
+    def _log_child_failure(self, request_id: str, child: str, error: BaseException, failed) -> None:
+        code = error.code().name if isinstance(error, grpc.Call) else type(error).__name__
+        details = error.details() if isinstance(error, grpc.Call) else str(error)
+        events.CHILD_CALL_FAILED.emit(self.log, request_id=request_id, child=child, code=code, message=details,
+                                      partitions=[s.partition for s in failed])
+
+
+def abort_invalid(context: grpc.ServicerContext, error: InvalidQuery):
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class NodeServicer:
+    """airquality.v1.Node: what a parent asks of this daemon."""
+
+    def __init__(self, config: DaemonConfig, fanout: Fanout, serving: threading.Event, started: float):
+        self.config = config
+        self.fanout = fanout
+        self.serving = serving
+        self.started = started
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def _check_serving(self, context) -> None:
+        if not self.serving.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.config.name} is not serving (loading or stopping)")
+
+    def _parse(self, request: pb.ScanRequest, context) -> Filter:
+        try:
+            parse_request_id(request.request_id)
+            parse_group_by(tuple(request.group_by))
+            return parse_filter(request.filter)
+        except InvalidQuery as error:
+            abort_invalid(context, error)
+
+    def Scan(self, request: pb.ScanRequest, context):
+        self._check_serving(context)
+        query = self._parse(request, context)
+        try:
+            request.chunk_size = parse_chunk_size(request.chunk_size or None, self.config.query.default_chunk_size)
+        except InvalidQuery as error:
+            abort_invalid(context, error)
+        merge = FairMerge()
+        self._track(context, merge.close)
+        _, stream = self.fanout.scan(request, query, deadline_of(context), merge)
+        for payload, _ in stream:
+            yield payload
+
+    def ScanAggregate(self, request: pb.ScanRequest, context):
+        self._check_serving(context)
+        query = self._parse(request, context)
+        with self._counted():
+            progress, table = self.fanout.aggregate(request, query, tuple(request.group_by), deadline_of(context))
+        return pb.AggregateResponse(request_id=request.request_id, groups=table.to_proto(final=False),
+                                    partitions=progress.all_statuses())
+
+    def GetStatus(self, request: pb.StatusRequest, context):
+        partitions = [pb.PartitionInfo(name=p.name, days=p.days, rows=p.rows, skipped_lines=p.skipped_lines,
+                                       loaded_from=p.loaded_from) for p in self.fanout.partitions.values()]
+        return pb.StatusResponse(daemon=self.config.name, role=self.config.role, process_id=os.getpid(),
+                                 uptime_seconds=time.monotonic() - self.started, serving=self.serving.is_set(),
+                                 partitions=partitions, children=[link.name for link in self.config.children],
+                                 active_requests=self.active)
+
+    def _track(self, context, on_end) -> None:
+        """Counts the call as active until it terminates, however it ends, then runs `on_end`.
+
+        A cancelled streaming call's generator is simply never resumed, so cleanup cannot live in
+        the generator: gRPC's termination callback is the one place every ending passes through.
+        """
+        with self._lock:
+            self.active += 1
+
+        def ended():
+            with self._lock:
+                self.active -= 1
+            on_end()
+
+        context.add_callback(ended)
+
+    @contextlib.contextmanager
+    def _counted(self):
+        with self._lock:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1

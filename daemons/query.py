@@ -1,0 +1,208 @@
+"""Query validation and row selection.
+
+`parse_filter` turns a client's QueryFilter into a validated `Filter` or raises `InvalidQuery`
+with a message that names the offending field; `Filter.matcher` then binds it to one partition,
+resolving names against the partition's dictionaries once, so that selecting rows is a handful of
+vectorised comparisons over integer and float columns.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from daemons.columns import MINUTES_PER_DAY, MISSING, PARAMETERS
+from daemons.config import MAX_CHUNK_SIZE
+from daemons.partition import Partition
+from daemons.rpc import airquality_pb2 as pb
+
+GROUP_KEYS = ("parameter", "site", "agency", "day", "hour")
+MAX_REQUEST_ID = 128
+MAX_VALUES = 10_000  # values in one list filter
+SCAN_BLOCK_ROWS = 65536
+
+_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?$")
+_KNOWN_PARAMETERS = {p.casefold(): p for p in PARAMETERS}
+
+
+class InvalidQuery(ValueError):
+    """A request that can never be answered as sent; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    parameters: frozenset[str] = frozenset()  # casefolded
+    site_names: frozenset[str] = frozenset()  # casefolded
+    agency_names: frozenset[str] = frozenset()  # casefolded
+    aqs_codes: frozenset[str] = frozenset()
+    bbox: tuple[float, float, float, float] | None = None  # min lat, min lon, max lat, max lon
+    minutes: tuple[int | None, int | None] = (None, None)  # inclusive epoch-minute bounds
+    concentration: tuple[float | None, float | None] = (None, None)
+    aqi: tuple[float | None, float | None] = (None, None)
+
+    def matcher(self, partition: Partition) -> "Matcher":
+        return Matcher(self, partition)
+
+
+def parse_datetime(text: str, field: str, upper: bool) -> int:
+    """"YYYY-MM-DDTHH:MM" or "YYYY-MM-DD" -> epoch minutes; a date as an upper bound covers the day."""
+    match = _DATETIME.match(text)
+    try:
+        if not match:
+            raise ValueError
+        year, month, day, hour, minute = match.groups()
+        moment = dt.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0))
+    except ValueError:
+        raise InvalidQuery(f'{field}: expected "YYYY-MM-DDTHH:MM" or "YYYY-MM-DD", got {text!r}') from None
+    minutes = calendar.timegm(moment.timetuple()) // 60
+    return minutes + MINUTES_PER_DAY - 1 if upper and hour is None else minutes
+
+
+def _names(values, field: str, fold: bool) -> frozenset[str]:
+    if len(values) > MAX_VALUES:
+        raise InvalidQuery(f"{field}: at most {MAX_VALUES} values, got {len(values)}")
+    for index, value in enumerate(values):
+        if not value.strip():
+            raise InvalidQuery(f"{field}[{index}]: must not be empty")
+    return frozenset(v.casefold() if fold else v for v in values)
+
+
+def _range(message, low_field: str, high_field: str, label: str) -> tuple[float | None, float | None]:
+    bounds = []
+    for field in (low_field, high_field):
+        value = getattr(message, field) if message.HasField(field) else None
+        if value is not None and not math.isfinite(value):
+            raise InvalidQuery(f"{field}: must be a finite number, got {value}")
+        bounds.append(value)
+    low, high = bounds
+    if low is not None and high is not None and low > high:
+        raise InvalidQuery(f"{label} range is inverted: {low_field}={low:g} is above {high_field}={high:g}")
+    return low, high
+
+
+def parse_filter(message: pb.QueryFilter) -> Filter:
+    parameters = _names(message.parameters, "parameters", fold=True)
+    unknown = sorted(p for p in parameters if p not in _KNOWN_PARAMETERS)
+    if unknown:
+        raise InvalidQuery(f"parameters: unknown {', '.join(map(repr, unknown))} (known: {', '.join(PARAMETERS)})")
+    bbox = None
+    if message.HasField("bbox"):
+        box = message.bbox
+        bbox = (box.min_latitude, box.min_longitude, box.max_latitude, box.max_longitude)
+        if not all(math.isfinite(v) for v in bbox):
+            raise InvalidQuery("bbox: every bound must be a finite number")
+        if not (-90 <= box.min_latitude <= 90 and -90 <= box.max_latitude <= 90):
+            raise InvalidQuery("bbox: latitudes must lie in -90..90")
+        if not (-180 <= box.min_longitude <= 180 and -180 <= box.max_longitude <= 180):
+            raise InvalidQuery("bbox: longitudes must lie in -180..180")
+        if box.min_latitude > box.max_latitude or box.min_longitude > box.max_longitude:
+            raise InvalidQuery("bbox: the minimum corner must not exceed the maximum corner")
+    first = parse_datetime(message.datetime_from, "datetime_from", upper=False) if message.HasField("datetime_from") else None
+    last = parse_datetime(message.datetime_to, "datetime_to", upper=True) if message.HasField("datetime_to") else None
+    if first is not None and last is not None and first > last:
+        raise InvalidQuery(f"datetime range is inverted: datetime_from={message.datetime_from} "
+                           f"is after datetime_to={message.datetime_to}")
+    return Filter(
+        parameters=parameters,
+        site_names=_names(message.site_names, "site_names", fold=True),
+        agency_names=_names(message.agency_names, "agency_names", fold=True),
+        aqs_codes=_names(message.aqs_codes, "aqs_codes", fold=False),
+        bbox=bbox,
+        minutes=(first, last),
+        concentration=_range(message, "min_concentration", "max_concentration", "concentration"),
+        aqi=_range(message, "min_aqi", "max_aqi", "AQI"),
+    )
+
+
+def parse_request_id(request_id: str) -> str:
+    if not request_id.strip():
+        raise InvalidQuery("request_id: must not be empty")
+    if len(request_id) > MAX_REQUEST_ID:
+        raise InvalidQuery(f"request_id: at most {MAX_REQUEST_ID} characters")
+    return request_id
+
+
+def parse_chunk_size(value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if not 1 <= value <= MAX_CHUNK_SIZE:
+        raise InvalidQuery(f"chunk_size: must be in 1..{MAX_CHUNK_SIZE}, got {value}")
+    return value
+
+
+def parse_group_by(keys) -> tuple[str, ...]:
+    for index, key in enumerate(keys):
+        if key not in GROUP_KEYS:
+            raise InvalidQuery(f"group_by[{index}]: unknown key {key!r} (known: {', '.join(GROUP_KEYS)})")
+    if len(set(keys)) != len(keys):
+        raise InvalidQuery("group_by: a key is repeated")
+    return tuple(keys)
+
+
+def _lookup(values: np.ndarray, wanted: frozenset[str], fold: bool) -> np.ndarray:
+    """A boolean per dictionary entry: does the filter accept it."""
+    return np.fromiter(((v.casefold() if fold else v) in wanted for v in values), bool, len(values))
+
+
+class Matcher:
+    """A Filter bound to one partition."""
+
+    def __init__(self, query: Filter, partition: Partition):
+        self.partition = partition
+        self._query = query
+        # (columns, accepted-per-code for each column): a row passes when any of the columns accepts it
+        self._lookups: list[tuple[tuple[str, ...], tuple[np.ndarray, ...]]] = []
+        for columns, wanted, fold in ((("parameter",), query.parameters, True), (("site_name",), query.site_names, True),
+                                      (("agency_name",), query.agency_names, True),
+                                      (("aqs_code", "full_aqs_code"), query.aqs_codes, False)):
+            if wanted:
+                self._lookups.append((columns, tuple(_lookup(partition.values[c], wanted, fold) for c in columns)))
+        # A filter that no dictionary entry satisfies selects nothing; skip the scan entirely.
+        self.empty = any(not any(a.any() for a in accepted) for _, accepted in self._lookups)
+
+    def mask(self, start: int, stop: int) -> np.ndarray:
+        numeric, codes, query = self.partition.numeric, self.partition.codes, self._query
+        keep = np.ones(stop - start, bool)
+        for columns, accepted in self._lookups:
+            passes = accepted[0][codes[columns[0]][start:stop]]
+            for column, table in zip(columns[1:], accepted[1:]):
+                passes |= table[codes[column][start:stop]]
+            keep &= passes
+        if query.bbox is not None:
+            lat, lon = numeric["latitude"][start:stop], numeric["longitude"][start:stop]
+            min_lat, min_lon, max_lat, max_lon = query.bbox
+            keep &= (lat >= min_lat) & (lat <= max_lat) & (lon >= min_lon) & (lon <= max_lon)
+        _within(keep, numeric["datetime"][start:stop], query.minutes, missing_allowed=True)
+        _within(keep, numeric["concentration"][start:stop], query.concentration)
+        _within(keep, numeric["aqi"][start:stop], query.aqi)
+        return keep
+
+    def selected(self, skip: int = 0, block_rows: int = SCAN_BLOCK_ROWS) -> Iterator[np.ndarray]:
+        """Matching row indices in partition order, a block at a time, after skipping `skip` matches."""
+        if self.empty:
+            return
+        for start in range(0, self.partition.rows, block_rows):
+            indices = np.flatnonzero(self.mask(start, min(start + block_rows, self.partition.rows))) + start
+            if skip >= len(indices):
+                skip -= len(indices)
+                continue
+            yield indices[skip:]
+            skip = 0
+
+
+def _within(keep: np.ndarray, values: np.ndarray, bounds, missing_allowed: bool = False) -> None:
+    low, high = bounds
+    if low is None and high is None:
+        return
+    if not missing_allowed:
+        keep &= values != MISSING
+    if low is not None:
+        keep &= values >= low
+    if high is not None:
+        keep &= values <= high

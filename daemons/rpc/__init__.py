@@ -1,0 +1,1 @@
+"""Code generated from proto/airquality.proto; regenerate with bin/generate-proto."""

@@ -1,0 +1,297 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RowEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROW_ENCODING_COLUMNS: _ClassVar[RowEncoding]
+    ROW_ENCODING_MEASUREMENTS: _ClassVar[RowEncoding]
+ROW_ENCODING_COLUMNS: RowEncoding
+ROW_ENCODING_MEASUREMENTS: RowEncoding
+
+class FireMeasurement(_message.Message):
+    __slots__ = ("latitude", "longitude", "datetime", "parameter", "concentration", "unit", "raw_concentration", "aqi", "category", "site_name", "agency_name", "aqs_code", "full_aqs_code")
+    LATITUDE_FIELD_NUMBER: _ClassVar[int]
+    LONGITUDE_FIELD_NUMBER: _ClassVar[int]
+    DATETIME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    RAW_CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    AQI_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SITE_NAME_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_NAME_FIELD_NUMBER: _ClassVar[int]
+    AQS_CODE_FIELD_NUMBER: _ClassVar[int]
+    FULL_AQS_CODE_FIELD_NUMBER: _ClassVar[int]
+    latitude: float
+    longitude: float
+    datetime: str
+    parameter: str
+    concentration: float
+    unit: str
+    raw_concentration: float
+    aqi: int
+    category: int
+    site_name: str
+    agency_name: str
+    aqs_code: str
+    full_aqs_code: str
+    def __init__(self, latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., datetime: _Optional[str] = ..., parameter: _Optional[str] = ..., concentration: _Optional[float] = ..., unit: _Optional[str] = ..., raw_concentration: _Optional[float] = ..., aqi: _Optional[int] = ..., category: _Optional[int] = ..., site_name: _Optional[str] = ..., agency_name: _Optional[str] = ..., aqs_code: _Optional[str] = ..., full_aqs_code: _Optional[str] = ...) -> None: ...
+
+class BoundingBox(_message.Message):
+    __slots__ = ("min_latitude", "min_longitude", "max_latitude", "max_longitude")
+    MIN_LATITUDE_FIELD_NUMBER: _ClassVar[int]
+    MIN_LONGITUDE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LATITUDE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LONGITUDE_FIELD_NUMBER: _ClassVar[int]
+    min_latitude: float
+    min_longitude: float
+    max_latitude: float
+    max_longitude: float
+    def __init__(self, min_latitude: _Optional[float] = ..., min_longitude: _Optional[float] = ..., max_latitude: _Optional[float] = ..., max_longitude: _Optional[float] = ...) -> None: ...
+
+class QueryFilter(_message.Message):
+    __slots__ = ("parameters", "site_names", "agency_names", "aqs_codes", "bbox", "datetime_from", "datetime_to", "min_concentration", "max_concentration", "min_aqi", "max_aqi")
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    SITE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_NAMES_FIELD_NUMBER: _ClassVar[int]
+    AQS_CODES_FIELD_NUMBER: _ClassVar[int]
+    BBOX_FIELD_NUMBER: _ClassVar[int]
+    DATETIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    DATETIME_TO_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    MIN_AQI_FIELD_NUMBER: _ClassVar[int]
+    MAX_AQI_FIELD_NUMBER: _ClassVar[int]
+    parameters: _containers.RepeatedScalarFieldContainer[str]
+    site_names: _containers.RepeatedScalarFieldContainer[str]
+    agency_names: _containers.RepeatedScalarFieldContainer[str]
+    aqs_codes: _containers.RepeatedScalarFieldContainer[str]
+    bbox: BoundingBox
+    datetime_from: str
+    datetime_to: str
+    min_concentration: float
+    max_concentration: float
+    min_aqi: float
+    max_aqi: float
+    def __init__(self, parameters: _Optional[_Iterable[str]] = ..., site_names: _Optional[_Iterable[str]] = ..., agency_names: _Optional[_Iterable[str]] = ..., aqs_codes: _Optional[_Iterable[str]] = ..., bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., datetime_from: _Optional[str] = ..., datetime_to: _Optional[str] = ..., min_concentration: _Optional[float] = ..., max_concentration: _Optional[float] = ..., min_aqi: _Optional[float] = ..., max_aqi: _Optional[float] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("request_id", "filter", "chunk_size", "encoding")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    filter: QueryFilter
+    chunk_size: int
+    encoding: RowEncoding
+    def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., chunk_size: _Optional[int] = ..., encoding: _Optional[_Union[RowEncoding, str]] = ...) -> None: ...
+
+class DictionaryColumn(_message.Message):
+    __slots__ = ("values", "codes")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    codes: bytes
+    def __init__(self, values: _Optional[_Iterable[str]] = ..., codes: _Optional[bytes] = ...) -> None: ...
+
+class RowColumns(_message.Message):
+    __slots__ = ("row_count", "latitude", "longitude", "datetime", "parameter", "concentration", "unit", "raw_concentration", "aqi", "category", "site_name", "agency_name", "aqs_code", "full_aqs_code")
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LATITUDE_FIELD_NUMBER: _ClassVar[int]
+    LONGITUDE_FIELD_NUMBER: _ClassVar[int]
+    DATETIME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    RAW_CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    AQI_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SITE_NAME_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_NAME_FIELD_NUMBER: _ClassVar[int]
+    AQS_CODE_FIELD_NUMBER: _ClassVar[int]
+    FULL_AQS_CODE_FIELD_NUMBER: _ClassVar[int]
+    row_count: int
+    latitude: bytes
+    longitude: bytes
+    datetime: bytes
+    parameter: DictionaryColumn
+    concentration: bytes
+    unit: DictionaryColumn
+    raw_concentration: bytes
+    aqi: bytes
+    category: bytes
+    site_name: DictionaryColumn
+    agency_name: DictionaryColumn
+    aqs_code: DictionaryColumn
+    full_aqs_code: DictionaryColumn
+    def __init__(self, row_count: _Optional[int] = ..., latitude: _Optional[bytes] = ..., longitude: _Optional[bytes] = ..., datetime: _Optional[bytes] = ..., parameter: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., concentration: _Optional[bytes] = ..., unit: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., raw_concentration: _Optional[bytes] = ..., aqi: _Optional[bytes] = ..., category: _Optional[bytes] = ..., site_name: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., agency_name: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., aqs_code: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., full_aqs_code: _Optional[_Union[DictionaryColumn, _Mapping]] = ...) -> None: ...
+
+class PartitionStatus(_message.Message):
+    __slots__ = ("partition", "complete", "rows", "served_by", "error")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_BY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    complete: bool
+    rows: int
+    served_by: str
+    error: str
+    def __init__(self, partition: _Optional[str] = ..., complete: _Optional[bool] = ..., rows: _Optional[int] = ..., served_by: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("request_id", "chunk_number", "is_last_chunk", "total_results", "columns", "measurements", "partition", "partition_offset", "partitions", "complete", "missing_partitions")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    IS_LAST_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    chunk_number: int
+    is_last_chunk: bool
+    total_results: int
+    columns: RowColumns
+    measurements: _containers.RepeatedCompositeFieldContainer[FireMeasurement]
+    partition: str
+    partition_offset: int
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionStatus]
+    complete: bool
+    missing_partitions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., chunk_number: _Optional[int] = ..., is_last_chunk: _Optional[bool] = ..., total_results: _Optional[int] = ..., columns: _Optional[_Union[RowColumns, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[FireMeasurement, _Mapping]]] = ..., partition: _Optional[str] = ..., partition_offset: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AggregateRequest(_message.Message):
+    __slots__ = ("request_id", "filter", "group_by")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    filter: QueryFilter
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ColumnStats(_message.Message):
+    __slots__ = ("count", "sum", "min", "max", "mean")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    sum: float
+    min: float
+    max: float
+    mean: float
+    def __init__(self, count: _Optional[int] = ..., sum: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ...) -> None: ...
+
+class AggregateGroup(_message.Message):
+    __slots__ = ("key", "rows", "concentration", "aqi")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    CONCENTRATION_FIELD_NUMBER: _ClassVar[int]
+    AQI_FIELD_NUMBER: _ClassVar[int]
+    key: _containers.RepeatedScalarFieldContainer[str]
+    rows: int
+    concentration: ColumnStats
+    aqi: ColumnStats
+    def __init__(self, key: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., concentration: _Optional[_Union[ColumnStats, _Mapping]] = ..., aqi: _Optional[_Union[ColumnStats, _Mapping]] = ...) -> None: ...
+
+class AggregateResponse(_message.Message):
+    __slots__ = ("request_id", "groups", "complete", "partitions", "missing_partitions")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    groups: _containers.RepeatedCompositeFieldContainer[AggregateGroup]
+    complete: bool
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionStatus]
+    missing_partitions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[AggregateGroup, _Mapping]]] = ..., complete: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionStatus, _Mapping]]] = ..., missing_partitions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ("cancelled",)
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    cancelled: bool
+    def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
+
+class PartitionRoute(_message.Message):
+    __slots__ = ("partition", "path")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, partition: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("request_id", "filter", "chunk_size", "group_by", "routes")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    filter: QueryFilter
+    chunk_size: int
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    routes: _containers.RepeatedCompositeFieldContainer[PartitionRoute]
+    def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., chunk_size: _Optional[int] = ..., group_by: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[_Union[PartitionRoute, _Mapping]]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PartitionInfo(_message.Message):
+    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_LINES_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FROM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    days: _containers.RepeatedScalarFieldContainer[str]
+    rows: int
+    skipped_lines: int
+    loaded_from: str
+    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests")
+    DAEMON_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    daemon: str
+    role: str
+    process_id: int
+    uptime_seconds: float
+    serving: bool
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionInfo]
+    children: _containers.RepeatedScalarFieldContainer[str]
+    active_requests: int
+    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ...) -> None: ...

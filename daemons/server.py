@@ -1,0 +1,146 @@
+"""One daemon's life: validate the config, listen, load the partitions, serve, stop cleanly.
+
+The role (gateway, leader, worker) comes from the config alone; every daemon runs this same code.
+The port is bound before the data loads, so a parent that calls early gets UNAVAILABLE
+("loading") instead of a refused connection. SIGTERM stops accepting new calls, gives in-flight
+streams the configured grace period, cancels what is left and releases the port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import click
+import grpc
+from google.protobuf import message_factory
+
+from daemons import eventlog, events
+from daemons.config import ConfigError, DaemonConfig, load_config
+from daemons.gateway import GatewayServicer
+from daemons.node import CHANNEL_OPTIONS, ChildLink, Fanout, NodeServicer
+from daemons.partition import load_partition
+from daemons.rpc import airquality_pb2 as pb
+
+
+def _serialize(response) -> bytes:
+    """Responses may already be serialized: forwarded chunks are sent as the bytes received."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+def service_handler(service_name: str, servicer) -> grpc.GenericRpcHandler:
+    """Method handlers for one service of the contract, built from its descriptor."""
+    service = pb.DESCRIPTOR.services_by_name[service_name]
+    handlers = {}
+    for method in service.methods:
+        request_type = message_factory.GetMessageClass(method.input_type)
+        kind = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=request_type.FromString,
+                                     response_serializer=_serialize)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig):
+        self.config = config
+        self.log = eventlog.configure(config.name, config.log_file)
+        self.started = time.monotonic()
+        self.serving = threading.Event()
+        self.links = {link.name: ChildLink(link.name, str(link.address)) for link in config.children}
+        self.fanout = Fanout(config, self.log, self.links)
+        self.node = NodeServicer(config, self.fanout, self.serving, self.started)
+        workers = config.query.max_concurrent_requests * 2 + 8
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+                                  options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=workers)
+        self.server.add_generic_rpc_handlers([service_handler("Node", self.node)])
+        if config.role == "gateway":
+            self.gateway = GatewayServicer(config, self.fanout, self.serving, self.log)
+            self.server.add_generic_rpc_handlers([service_handler("AirQuality", self.gateway)])
+
+    def fail(self, error: str) -> int:
+        events.DAEMON_FAILED.emit(self.log, error=error)
+        print(f"{self.config.name}: {error}", file=sys.stderr)
+        return 1
+
+    def run(self) -> int:
+        stop = threading.Event()
+        received: list[str] = []
+
+        def on_signal(number, _frame):
+            received.append(signal.Signals(number).name)
+            stop.set()
+
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, on_signal)
+        address = str(self.config.listen)
+        try:
+            bound = self.server.add_insecure_port(address)
+        except RuntimeError as error:
+            bound = 0
+            reason = str(error)
+        else:
+            reason = "the port is in use or the address is not local"
+        if not bound:
+            return self.fail(f"cannot listen on {address}: {reason}")
+        self.server.start()
+        if self.config.data is not None:
+            loaded = self.load_data()
+            if loaded is not None:
+                self.server.stop(0)
+                return self.fail(loaded)
+        self.serving.set()
+        partitions = self.fanout.partitions.values()
+        events.DAEMON_STARTED.emit(self.log, pid=os.getpid(), port=self.config.listen.port, role=self.config.role,
+                                   rows_loaded=sum(p.rows for p in partitions),
+                                   load_seconds=round(time.monotonic() - self.started, 6),
+                                   partitions=[p.name for p in partitions])
+        while not stop.wait(3600):
+            pass
+        return self.shutdown(received[0] if received else "unknown")
+
+    def load_data(self) -> str | None:
+        """Loads every partition; returns why the daemon cannot serve, or None."""
+        data = self.config.data
+        if not data.root.is_dir():
+            return (f"data root {data.root} is not a directory (set FIRE_DATA_DIR, or run "
+                    f"bin/generate-data for the embedded data set)")
+        for spec in data.partitions:
+            partition = load_partition(spec, data.root, data.cache_dir, on_cache_error=lambda error, name=spec.name:
+                                       events.CACHE_WRITE_FAILED.emit(self.log, partition=name, error=error))
+            self.fanout.partitions[spec.name] = partition
+            events.PARTITION_LOADED.emit(self.log, partition=spec.name, rows=partition.rows,
+                                         source=partition.loaded_from, seconds=round(partition.load_seconds, 6),
+                                         days=list(spec.days))
+            if partition.missing_days:
+                events.PARTITION_DAYS_MISSING.emit(self.log, partition=spec.name, days=list(partition.missing_days))
+            if partition.skipped_lines:
+                events.CSV_LINES_SKIPPED.emit(self.log, partition=spec.name, count=partition.skipped_lines,
+                                              examples=list(partition.skipped_examples))
+        return None
+
+    def shutdown(self, signal_name: str) -> int:
+        began = time.monotonic()
+        events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.node.active)
+        self.serving.clear()
+        self.server.stop(self.config.query.shutdown_grace_seconds).wait()
+        for link in self.links.values():
+            link.close()
+        events.DAEMON_STOPPED.emit(self.log, seconds=round(time.monotonic() - began, 6))
+        return 0
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+def main(config_path: Path) -> None:
+    """Run one daemon of the air-quality service; its role comes from the JSON CONFIG."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        print(f"fire-daemon: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(Daemon(config).run())

@@ -1,0 +1,187 @@
+"""A private copy of the shipped deployment under real supervisord, for tests and benchmarks.
+
+The six configs and supervisord.conf are derived from the ones in etc/, so the tests exercise what
+ships, with only what must differ changed: free ports (never the default ones, so a running system
+is left alone), a temporary folder for logs and configs, a short unix-socket path, and the data
+and cache locations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from supervisor.xmlrpc import SupervisorTransport
+
+REPO = Path(__file__).resolve().parents[1]
+ETC = REPO / "etc"
+PROGRAMS = ("gateway_a", "leader_b", "worker_c", "worker_d", "leader_e", "worker_f")
+REAL_DATA = REPO.parent / "shared" / "fire-data"
+DEFAULT_PORTS = range(50051, 50057)
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+    """Polls until `predicate` returns something truthy, or fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    while len(ports) < count:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sockets.append(sock)
+        if port not in DEFAULT_PORTS:
+            ports.append(port)
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+@dataclass
+class Cluster:
+    home: Path
+    socket_dir: Path
+    ports: dict[str, int]
+    environment: dict[str, str]
+
+    @property
+    def conf(self) -> Path:
+        return self.home / "etc" / "supervisord.conf"
+
+    @property
+    def gateway(self) -> str:
+        return f"127.0.0.1:{self.ports['gateway_a']}"
+
+    def config_path(self, program: str) -> Path:
+        return self.home / "etc" / f"{program}.json"
+
+    def log_path(self, program: str) -> Path:
+        return self.home / "logs" / f"{program}.log"
+
+    def events(self, program: str, event: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in read_events(self.log_path(program)) if event is None or e.get("event") == event]
+
+    def supervisor(self) -> Any:
+        """supervisord's XML-RPC interface over its unix socket."""
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_dir}/s.sock")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run([_tool("supervisorctl"), "-c", str(self.conf), *args], capture_output=True, text=True,
+                              check=check, timeout=60)
+
+    def pid(self, program: str) -> int:
+        return self.supervisor().getProcessInfo(program)["pid"]
+
+    def state(self, program: str) -> str:
+        return self.supervisor().getProcessInfo(program)["statename"]
+
+    def wait_serving(self, programs=PROGRAMS, timeout: float = 60.0, since: float = 0.0) -> None:
+        """Waits until each program has logged daemon_started with a timestamp after `since` (epoch)."""
+        def started(program: str) -> bool:
+            return any(_epoch(e["timestamp"]) >= since for e in self.events(program, "daemon_started"))
+        for program in programs:
+            wait_for(lambda: started(program), timeout, f"{program} to start serving")
+
+    def stop(self) -> None:
+        pid_file = self.home / "var" / "run" / "supervisord.pid"
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        self.ctl("shutdown")
+        try:
+            wait_for(lambda: not _alive(pid), 30, "supervisord to exit", 0.05)
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _epoch(timestamp: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def write_configs(home: Path, ports: dict[str, int], cache_dir: Path, edit: Callable[[str, dict], None] | None = None):
+    """The shipped configs with ports renumbered; `edit(program, document)` may change more."""
+    default_port = {json.loads((ETC / f"{p}.json").read_text())["listen"].rsplit(":", 1)[1]: p for p in PROGRAMS}
+    for program in PROGRAMS:
+        document = json.loads((ETC / f"{program}.json").read_text())
+        document["listen"] = f"127.0.0.1:{ports[program]}"
+        for child in document.get("children", []):
+            child["address"] = f"127.0.0.1:{ports[default_port[child['address'].rsplit(':', 1)[1]]]}"
+        if "data" in document:
+            document["data"]["cache_dir"] = str(cache_dir)
+        if edit:
+            edit(program, document)
+        (home / "etc" / f"{program}.json").write_text(json.dumps(document, indent=2))
+
+
+def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = True,
+                  edit: Callable[[str, dict], None] | None = None) -> Cluster:
+    """Starts supervisord with the six daemons in `home`; waits until all serve unless told not to."""
+    for folder in ("etc", "logs", "var/run"):
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    ports = dict(zip(PROGRAMS, free_ports(len(PROGRAMS))))
+    write_configs(home, ports, cache_dir, edit)
+    socket_dir = Path(tempfile.mkdtemp(prefix="fq", dir="/tmp"))  # unix socket paths must stay short
+    conf = (ETC / "supervisord.conf").read_text()
+    conf = conf.replace("%(here)s/../var/run/supervisor.sock", f"{socket_dir}/s.sock")
+    conf = conf.replace("%(here)s/../bin/", f"{REPO}/bin/")
+    (home / "etc" / "supervisord.conf").write_text(conf)
+    environment = {**os.environ, "FIRE_DATA_DIR": str(data_root)}
+    cluster = Cluster(home, socket_dir, ports, environment)
+    subprocess.run([_tool("supervisord"), "-c", str(cluster.conf)], env=environment, check=True, timeout=60)
+    if wait:
+        try:
+            cluster.wait_serving(timeout=120)
+        except BaseException:
+            cluster.stop()
+            raise
+    return cluster
