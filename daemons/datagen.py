@@ -87,8 +87,9 @@ _SO2_AQI = (
 )
 _CATEGORY_UPPER_AQI = (50, 100, 150, 200, 300)  # categories 1..5; anything above is 6
 
-# Filter-based and ozone monitors publish a smoothed concentration next to the raw hourly reading and
-# drop either one now and then; gas analysers publish one value for both and rarely drop it.
+# Particle and ozone monitors publish a smoothed (NowCast-like) concentration next to the raw hourly
+# reading and drop either one now and then; gas analysers publish one value for both and, in the real
+# set, never drop it.
 _GAS = dict(
     raw_noise=(0.0, 0.0), whole_unit_raw_share=0.0, whole_unit_concentration=False, smoothing_weights=(1.0,),
     clip_negative_concentration=False, concentration_missing_rate=0.0, raw_missing_rate=0.0,
@@ -346,7 +347,8 @@ class _NetworkBuilder:
             agency=agency.name,
             latitude=_published(self.rng, latitude),
             longitude=_published(self.rng, longitude),
-            # Most agencies publish the 9-digit AQS code, a few the 12-digit one with the country prefix.
+            # Most sites are listed under the 9-digit AQS code, some under the 12-digit one with the
+            # country prefix that full_aqs_code always has.
             aqs_code=code if self.rng.random() < 0.88 else "840" + code,
             full_aqs_code="840" + code,
             parameters=tuple(parameters[i] for i in self.rng.permutation(len(parameters))),

@@ -1,0 +1,122 @@
+"""Daemons stopped, killed and restarted under real supervisord: answers stay honest throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from daemons.client import FireClient, make_filter
+from tests.cluster import REPO, start_cluster, wait_for
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory, data_root, cache_dir):
+    running = start_cluster(tmp_path_factory.mktemp("supervised"), data_root, cache_dir)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(own_cluster):
+    with FireClient(own_cluster.gateway, deadline_seconds=60) as connected:
+        yield connected
+
+
+def _completeness(client, **arguments):
+    stream = client.query(make_filter(**arguments))
+    rows = sum(len(batch) for batch in stream)
+    return rows, stream.completeness
+
+
+def _restart(cluster, program: str) -> None:
+    since = time.time()
+    cluster.ctl("start", program, check=True)
+    cluster.wait_serving([program], timeout=30, since=since)
+
+
+def test_a_stopped_worker_makes_the_answer_partial_and_named(own_cluster, client):
+    full_rows, completeness = _completeness(client)
+    assert completeness.complete
+    own_cluster.ctl("stop", "worker_c", check=True)
+    try:
+        rows, completeness = _completeness(client)
+        assert not completeness.complete
+        assert completeness.missing_partitions == ["aug18-26"]
+        assert "worker_c" in completeness.describe_missing()
+        assert 0 < rows < full_rows
+
+        counted = subprocess.run([str(REPO / "bin" / "query"), "--host", own_cluster.gateway, "--count"],
+                                 capture_output=True, text=True, timeout=60)
+        assert counted.returncode == 3
+        assert "aug18-26" in counted.stderr
+        assert int(counted.stdout) == rows
+
+        answer = client.aggregate(group_by=["parameter"])
+        assert not answer.complete and list(answer.missing_partitions) == ["aug18-26"]
+        assert any(e["child"] == "worker_c" for e in own_cluster.events("leader_b", "child_call_failed"))
+    finally:
+        _restart(own_cluster, "worker_c")
+    wait_for(lambda: _completeness(client)[1].complete, 10, "complete answers once worker_c is back")
+    assert _completeness(client)[0] == full_rows
+
+
+def test_a_killed_daemon_is_restarted_by_supervisord_and_loads_from_cache(own_cluster, client):
+    old_pid = own_cluster.pid("worker_f")
+    since = time.time()
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: own_cluster.state("worker_f") == "RUNNING" and own_cluster.pid("worker_f") != old_pid, 15,
+             "supervisord to restart worker_f")
+    own_cluster.wait_serving(["worker_f"], timeout=15, since=since)
+    loaded = own_cluster.events("worker_f", "partition_loaded")[-1]
+    assert loaded["source"] == "cache"
+    wait_for(lambda: _completeness(client)[1].complete, 10, "complete answers once worker_f is back")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_sigterm_ends_in_flight_streams_and_releases_the_port(own_cluster, client):
+    stream = client.query(chunk_size=256)
+    batches = iter(stream)
+    next(batches)  # a full scan is in flight through leader_e
+    started = time.monotonic()
+    own_cluster.ctl("stop", "leader_e", check=True)
+    stopping_took = time.monotonic() - started
+    try:
+        for _ in batches:
+            pass
+        assert stream.completeness is not None  # the stream ended with its last chunk, not a hang
+        assert set(stream.completeness.missing_partitions) <= {"sep05-13", "sep14-24", "aug27-sep04"}
+        events = [e["event"] for e in own_cluster.events("leader_e")]
+        assert events[-2:] == ["daemon_stopping", "daemon_stopped"]
+        assert stopping_took < 10
+        assert _port_is_free(own_cluster.ports["leader_e"])
+        assert own_cluster.state("leader_e") == "STOPPED"
+    finally:
+        _restart(own_cluster, "leader_e")
+    wait_for(lambda: _completeness(client)[1].complete, 10, "complete answers once leader_e is back")
+
+
+def test_event_logs_are_json_with_the_common_fields(own_cluster):
+    for program in ("gateway_a", "leader_b", "worker_c", "worker_d", "leader_e", "worker_f"):
+        events = own_cluster.events(program)
+        started = [e for e in events if e["event"] == "daemon_started"]
+        assert started, program
+        for event in events:
+            assert {"timestamp", "level", "event", "daemon"} <= event.keys()
+            assert event["daemon"] == program
+            assert event["timestamp"].endswith("Z") and len(event["timestamp"]) == 27
+        assert {"pid", "port", "role", "rows_loaded", "load_seconds"} <= started[-1].keys()
+        assert started[-1]["port"] == own_cluster.ports[program]
