@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from daemons.columns import MINUTES_PER_DAY, MISSING, format_datetime
+from daemons.partition import Partition
 from daemons.query import Matcher
 from daemons.rpc import airquality_pb2 as pb
 
 METRICS = ("concentration", "aqi")
+DENSE_GROUPS_MAX = 1 << 22
 
 
 @dataclass
@@ -47,19 +50,45 @@ class Group:
     stats: dict[str, Stats] = field(default_factory=lambda: {m: Stats() for m in METRICS})
 
 
-def _key_column(matcher: Matcher, key: str, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Per selected row, a small integer for `key`, and the label of each integer."""
-    partition = matcher.partition
+@dataclass
+class _DenseKey:
+    """A group key as small integers 0..size-1 per selected row, with a way to name each integer."""
+
+    ids: np.ndarray
+    size: int
+    labels: Callable[[np.ndarray], list[str]]
+
+
+def _dense_key(partition: Partition, key: str, select) -> _DenseKey:
     column = {"parameter": "parameter", "site": "site_name", "agency": "agency_name"}.get(key)
     if column:
-        present, inverse = np.unique(partition.codes[column][rows], return_inverse=True)
-        return inverse, partition.values[column][present].tolist()
-    minutes = partition.numeric["datetime"][rows].astype(np.int64)
-    if key == "day":
-        present, inverse = np.unique(minutes // MINUTES_PER_DAY, return_inverse=True)
-        return inverse, [label[:10] for label in format_datetime(present * MINUTES_PER_DAY).tolist()]
-    present, inverse = np.unique((minutes // 60) % 24, return_inverse=True)
-    return inverse, [f"{hour:02d}" for hour in present.tolist()]
+        values = partition.values[column]
+        return _DenseKey(partition.codes[column][select].astype(np.intp), len(values),
+                         lambda ids: values[ids].tolist())
+    minutes = partition.numeric["datetime"][select]
+    if key == "hour":
+        return _DenseKey((minutes // 60 % 24).astype(np.intp), 24, lambda ids: [f"{h:02d}" for h in ids.tolist()])
+    days = minutes // MINUTES_PER_DAY
+    first = int(days.min())
+    return _DenseKey((days - first).astype(np.intp), int(days.max()) - first + 1,
+                     lambda ids: [label[:10] for label in format_datetime((ids + first) * MINUTES_PER_DAY).tolist()])
+
+
+def _group_rows(keys: list[_DenseKey], rows: int) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """The group of each selected row (0..G-1) and each group's key labels."""
+    if not keys:
+        return np.zeros(rows, np.intp), [()]
+    dims = [key.size for key in keys]
+    combined = np.ravel_multi_index([key.ids for key in keys], dims) if len(keys) > 1 else keys[0].ids
+    if math.prod(dims) <= DENSE_GROUPS_MAX:  # counting beats sorting while the key space is small
+        present = np.flatnonzero(np.bincount(combined, minlength=math.prod(dims)))
+        renumber = np.empty(math.prod(dims), np.intp)
+        renumber[present] = np.arange(len(present))
+        group_of_row = renumber[combined]
+    else:
+        present, group_of_row = np.unique(combined, return_inverse=True)
+    label_columns = [key.labels(ids) for key, ids in zip(keys, np.unravel_index(present, dims))]
+    return group_of_row, list(zip(*label_columns))
 
 
 class AggregateTable:
@@ -70,23 +99,20 @@ class AggregateTable:
     def add_partition(self, matcher: Matcher) -> int:
         """Folds in the partition's matching rows; returns how many rows matched."""
         partition = matcher.partition
-        rows = np.empty(0, np.int64) if matcher.empty else np.flatnonzero(matcher.mask(0, partition.rows))
-        if not len(rows):
+        if matcher.empty or not partition.rows:
             return 0
-        keys = [_key_column(matcher, key, rows) for key in self.group_by]
-        if keys:
-            combined = np.ravel_multi_index([inverse for inverse, _ in keys], [len(labels) for _, labels in keys])
-            present, group_of_row = np.unique(combined, return_inverse=True)
-            index_per_key = np.unravel_index(present, [len(names) for _, names in keys])
-            labels = list(zip(*[np.asarray(names, dtype=object)[index] for index, (_, names) in zip(index_per_key, keys)]))
-        else:
-            group_of_row, labels = np.zeros(len(rows), np.int64), [()]
+        mask = matcher.mask(0, partition.rows)
+        select = slice(None) if mask.all() else np.flatnonzero(mask)  # a slice keeps columns as views
+        rows = partition.rows if isinstance(select, slice) else len(select)
+        if not rows:
+            return 0
+        group_of_row, labels = _group_rows([_dense_key(partition, key, select) for key in self.group_by], rows)
         counts = np.bincount(group_of_row, minlength=len(labels))
         partials = {}
         for metric in METRICS:
-            values = partition.numeric[metric][rows].astype(np.float64)
+            values = partition.numeric[metric][select].astype(np.float64)  # ufunc.at is slow when it must cast
             valid = values != MISSING
-            groups, values = group_of_row[valid], values[valid]
+            groups, values = (group_of_row, values) if valid.all() else (group_of_row[valid], values[valid])
             low = np.full(len(labels), math.inf)
             high = np.full(len(labels), -math.inf)
             np.minimum.at(low, groups, values)
@@ -94,11 +120,11 @@ class AggregateTable:
             partials[metric] = (np.bincount(groups, minlength=len(labels)),
                                 np.bincount(groups, weights=values, minlength=len(labels)), low, high)
         for index, label in enumerate(labels):
-            group = self.groups.setdefault(tuple(label), Group())
+            group = self.groups.setdefault(label, Group())
             group.rows += int(counts[index])
             for metric, (count, total, low, high) in partials.items():
                 group.stats[metric].merge(int(count[index]), float(total[index]), float(low[index]), float(high[index]))
-        return len(rows)
+        return rows
 
     def merge_proto(self, groups) -> None:
         for message in groups:

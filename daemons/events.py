@@ -24,7 +24,9 @@ class EventType:
         getattr(log, self.level)(self.name, **values)
 
 
-DAEMON_STARTED = EventType("daemon_started", ("pid", "port", "role", "rows_loaded", "load_seconds", "partitions"))
+# load_seconds: from the daemon's first line of code to serving; startup_seconds: from the spawn.
+DAEMON_STARTED = EventType("daemon_started", ("pid", "port", "role", "rows_loaded", "load_seconds",
+                                              "startup_seconds", "partitions"))
 DAEMON_STOPPING = EventType("daemon_stopping", ("signal", "active_requests"))
 DAEMON_STOPPED = EventType("daemon_stopped", ("seconds",))
 DAEMON_FAILED = EventType("daemon_failed", ("error",), "error")

@@ -1,0 +1,195 @@
+"""Query speed, start-up and memory of the whole system, next to the targets and to DuckDB.
+
+Starts a private cluster under real supervisord (free ports, a fresh partition cache, so the
+first start parses every CSV), measures through the Python client library receiving columns,
+and times DuckDB on the same query over the same rows already in memory, handing them to Python
+as tuples. Run with bin/benchmark; figures go to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import click
+import psutil
+
+from daemons.client import FireClient, make_filter
+from tests.cluster import PROGRAMS, REAL_DATA, start_cluster, wait_for
+
+HEADLINE = dict(parameters=["PM2.5", "PM10"], min_aqi=0, max_aqi=100)
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: float | None = None  # at most
+    duckdb: float | None = None
+
+    def line(self) -> str:
+        verdict = "" if self.target is None else ("ok" if self.value <= self.target else "MISSED")
+        target = "" if self.target is None else f"<= {self.target:g} {self.unit}"
+        versus = "" if self.duckdb is None else f"duckdb {self.duckdb:.3f} {self.unit}  ours/duckdb {self.value / self.duckdb:.2f}"
+        return f"{self.name:<52} {self.value:>10.3f} {self.unit:<3} {target:<14} {verdict:<7} {versus}"
+
+
+def timed_query(client: FireClient, query_filter) -> tuple[float, float, int]:
+    """(seconds to the first chunk, seconds in all, rows), receiving column batches."""
+    started = time.perf_counter()
+    first, rows = None, 0
+    stream = client.query(query_filter)
+    for batch in stream:
+        if first is None:
+            first = time.perf_counter() - started
+        rows += len(batch)
+    total = time.perf_counter() - started
+    assert stream.completeness is not None and stream.completeness.complete, "benchmark answers must be complete"
+    return first if first is not None else total, total, rows
+
+
+def median_of(runs: int, measure):
+    samples = [measure() for _ in range(runs)]
+    return [statistics.median(values) for values in zip(*samples)]
+
+
+def duckdb_seconds(data_root: Path, where: str, runs: int) -> float:
+    import duckdb
+
+    connection = duckdb.connect()
+    columns = {"latitude": "DOUBLE", "longitude": "DOUBLE", "datetime": "VARCHAR", "parameter": "VARCHAR",
+               "concentration": "DOUBLE", "unit": "VARCHAR", "raw_concentration": "DOUBLE", "aqi": "INTEGER",
+               "category": "INTEGER", "site_name": "VARCHAR", "agency_name": "VARCHAR", "aqs_code": "VARCHAR",
+               "full_aqs_code": "VARCHAR"}
+    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    connection.execute(f"CREATE TABLE rows AS SELECT * FROM read_csv('{data_root}/*/*.csv', header=false, "
+                       f"quote='\"', columns={{{spec}}})")
+
+    def once():
+        started = time.perf_counter()
+        connection.execute(f"SELECT * FROM rows {where}").fetchall()
+        return (time.perf_counter() - started,)
+
+    return median_of(runs, once)[0]
+
+
+def first_chunk_under_load(client: FireClient, site: str, scans: int, samples: int) -> float:
+    stop = threading.Event()
+
+    def scan_forever():
+        while not stop.is_set():
+            for _ in client.query():
+                if stop.is_set():
+                    break
+
+    threads = [threading.Thread(target=scan_forever, daemon=True) for _ in range(scans)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # let the scans reach full flow before sampling
+    latencies = [timed_query(client, make_filter(sites=[site]))[0] for _ in range(samples)]
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return statistics.median(latencies)
+
+
+def restart_figures(cluster, program: str) -> tuple[float, float]:
+    """Kills the program and waits for supervisord's replacement to serve.
+
+    Returns (spawn to serving, as the new daemon measured it from its own process start;
+    kill to serving, which adds supervisord's respawn delay).
+    """
+    old = cluster.pid(program)
+    killed = time.time()
+    os.kill(old, signal.SIGKILL)
+    started = wait_for(lambda: [e for e in cluster.events(program, "daemon_started") if _epoch(e) > killed], 15,
+                       f"{program} to serve again")[-1]
+    return started["startup_seconds"], _epoch(started) - killed
+
+
+def _epoch(event: dict) -> float:
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+@click.command()
+@click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
+              help="AirNow data root (default: ../shared/fire-data beside the checkout, else the generated set).")
+@click.option("--runs", default=5, show_default=True, help="Repetitions per timed query (the median is shown).")
+def main(data_root: Path | None, runs: int) -> None:
+    """Benchmark the query service end to end."""
+    if data_root is None:
+        data_root = REAL_DATA if REAL_DATA.is_dir() else Path("var/fire-data").resolve()
+    with tempfile.TemporaryDirectory(prefix="fire-bench-") as scratch:
+        home = Path(scratch)
+        print(f"data: {data_root}")
+        launched = time.time()
+        cluster = start_cluster(home / "cluster", data_root, home / "cache", wait=False)
+        try:
+            cluster.wait_serving(timeout=300)
+            figures = [Figure("all six serving, first start parsing every CSV", time.time() - launched, "s", 10.0)]
+            figures += measure(cluster, data_root, runs)
+        finally:
+            cluster.stop()
+    for figure in figures:
+        print(figure.line())
+
+
+def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
+    figures = []
+    with FireClient(cluster.gateway) as client:
+        for _ in range(2):  # warm up connections and caches
+            timed_query(client, make_filter(**HEADLINE))
+        site = next(iter(client.aggregate(group_by=["site"]).groups)).key[0]
+
+        first, total, rows = median_of(runs, lambda: timed_query(client, make_filter(**HEADLINE)))
+        duck = duckdb_seconds(data_root, "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100", runs)
+        figures += [Figure(f"PM2.5+PM10, AQI 0-100 ({rows:,.0f} rows): total", total, "s", 0.5, duck),
+                    Figure("PM2.5+PM10, AQI 0-100: first chunk", first, "s", 0.050),
+                    Figure("PM2.5+PM10, AQI 0-100: rows per second (millions)", rows / total / 1e6, "M/s")]
+
+        first, total, rows = median_of(runs, lambda: timed_query(client, make_filter()))
+        figures += [Figure(f"full scan ({rows:,.0f} rows): total", total, "s", 1.2, duckdb_seconds(data_root, "", runs)),
+                    Figure("full scan: first chunk", first, "s"),
+                    Figure("full scan: rows per second (millions)", rows / total / 1e6, "M/s")]
+
+        _, total, rows = median_of(runs, lambda: timed_query(client, make_filter(sites=[site])))
+        quoted = site.replace("'", "''")
+        figures.append(Figure(f"narrow query, one site ({rows:,.0f} rows)", total, "s", 0.020,
+                              duckdb_seconds(data_root, f"WHERE site_name = '{quoted}'", runs)))
+
+        def aggregate_once():
+            started = time.perf_counter()
+            client.aggregate(group_by=["parameter"])
+            return (time.perf_counter() - started,)
+
+        figures.append(Figure("aggregate grouped by parameter, all rows", median_of(runs, aggregate_once)[0], "s", 0.050))
+
+        gateway = psutil.Process(cluster.pid("gateway_a"))
+        after_one_scan = gateway.memory_info().rss  # the full scans above have been through it already
+        figures.append(Figure("small query's first chunk during 4 full scans", first_chunk_under_load(
+            client, site, scans=4, samples=max(5, runs)), "s", 0.100))
+        for _ in range(3):
+            timed_query(client, make_filter())
+        figures.append(Figure("gateway RSS growth, one full scan -> 4 concurrent + 3 more",
+                              (gateway.memory_info().rss - after_one_scan) / 2**20, "MB"))
+        for program in PROGRAMS:
+            rss = psutil.Process(cluster.pid(program)).memory_info().rss / 2**20
+            target = 200.0 if program.startswith("worker") else None
+            figures.append(Figure(f"resident memory of {program}", rss, "MB", target))
+        for program in ("worker_c", "leader_e"):
+            spawn, kill = zip(*(restart_figures(cluster, program) for _ in range(3)))
+            figures.append(Figure(f"{program}: spawn to serving, partition cached", statistics.median(spawn), "s", 0.5))
+            figures.append(Figure(f"{program}: kill -9 to serving again (supervisord)", statistics.median(kill), "s"))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
