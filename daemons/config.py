@@ -74,6 +74,22 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """How this daemon watches the children it reaches over query links (control links: never)."""
+
+    enabled: bool = True
+    interval_seconds: float = 0.4  # between regular probes, which do not wait for each other
+    timeout_seconds: float = 1.0  # a probe's deadline: the only way to notice a hung neighbour
+    jitter_fraction: float = 0.1  # spreads probes so that monitors do not fire in lockstep
+    confirm_interval_seconds: float = 0.02  # after a failure, how soon to probe again to confirm it
+    failures_before_degraded: int = 1
+    failures_before_unavailable: int = 3
+    successes_before_healthy: int = 1
+    startup_grace_seconds: float = 30.0
+    window_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     source: Path
     name: str
@@ -85,9 +101,15 @@ class DaemonConfig:
     # partition -> candidate paths from this daemon's children down to a holder, primary first
     routes: Mapping[str, tuple[tuple[str, ...], ...]]
     query: QueryConfig
+    health: HealthConfig
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
+
+    @property
+    def watched(self) -> tuple[Link, ...]:
+        """The neighbours this daemon monitors: its children over query links."""
+        return tuple(link for link in self.children if link.kind == "query") if self.health.enabled else ()
 
 
 class _Reader:
@@ -243,10 +265,28 @@ def _query(reader: _Reader, raw: Any) -> QueryConfig:
     )
 
 
+def _health(reader: _Reader, raw: Any) -> HealthConfig:
+    defaults = HealthConfig()
+    section = reader.object(raw, "health_monitoring", set(HealthConfig.__dataclass_fields__))
+    checks = {"enabled": None, "startup_grace_seconds": _not_negative,
+              "jitter_fraction": lambda v: None if 0 <= v <= 0.5 else "must be in 0..0.5"}
+    values = {name: reader.typed(section.get(name, getattr(defaults, name)), f"health_monitoring.{name}",
+                                 type(getattr(defaults, name)), checks.get(name, _positive))
+              for name in HealthConfig.__dataclass_fields__}
+    if values["failures_before_degraded"] > values["failures_before_unavailable"]:
+        raise reader.fail("health_monitoring.failures_before_degraded", "must not exceed failures_before_unavailable")
+    return HealthConfig(**values)
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
     reader = _Reader(source)
-    top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query"},
+    top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
+                                       "health_monitoring"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str, lambda s: None if s in ROLES else f"expected one of {', '.join(ROLES)}")
@@ -280,6 +320,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         children=children,
         routes=_routes(reader, top["routes"], children) if role == "gateway" else {},
         query=_query(reader, top.get("query", {})),
+        health=_health(reader, top.get("health_monitoring", {})),
     )
 
 

@@ -40,3 +40,12 @@ QUERY_FINISHED = EventType("query_finished", ("request_id", "kind", "rows", "sec
                                               "missing_partitions", "outcome"))
 CHILD_CALL_FAILED = EventType("child_call_failed", ("request_id", "child", "code", "message", "partitions"),
                               "warning")
+
+# Health monitoring. health_transition is the one line written per change of a neighbour's status.
+HEALTH_STATUSES = ("unknown", "healthy", "degraded", "unavailable")
+HEALTH_TRANSITION = EventType("health_transition", ("neighbor", "from", "to", "reason", "consecutive_failures",
+                                                    "latency_ms"))
+MONITORING_STARTED = EventType("monitoring_started", ("neighbors", "interval_seconds", "timeout_seconds",
+                                                      "failures_before_degraded", "failures_before_unavailable",
+                                                      "successes_before_healthy"))
+NEIGHBOR_RESTARTED = EventType("neighbor_restarted", ("neighbor", "old_pid", "new_pid"))

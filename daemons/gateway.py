@@ -18,7 +18,7 @@ import grpc
 from daemons import events
 from daemons.config import DaemonConfig
 from daemons.merge import FairMerge
-from daemons.node import Fanout, Progress, abort_invalid, deadline_of
+from daemons.node import ActiveRequests, Fanout, Progress, abort_invalid, deadline_of
 from daemons.query import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.rpc import airquality_pb2 as pb
 from daemons.wire import decode_rows
@@ -34,10 +34,11 @@ class _Answer:
 
 
 class GatewayServicer:
-    def __init__(self, config: DaemonConfig, fanout: Fanout, serving: threading.Event, log):
+    def __init__(self, config: DaemonConfig, fanout: Fanout, serving: threading.Event, requests: ActiveRequests, log):
         self.config = config
         self.fanout = fanout
         self.serving = serving
+        self.requests = requests
         self.log = log
         self._lock = threading.Lock()
         self._running: dict[str, FairMerge] = {}
@@ -57,15 +58,16 @@ class GatewayServicer:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"{len(self._running)} requests are running; retry shortly")
             self._running[request_id] = merge
+        self.requests.enter()
 
     def _release(self, request_id: str) -> bool:
         """Forgets the request; True when it ended because of a CancelRequest."""
         with self._lock:
-            self._running.pop(request_id, None)
-            if request_id in self._cancelled:
-                self._cancelled.discard(request_id)
-                return True
-            return False
+            self._running.pop(request_id)
+            cancelled = request_id in self._cancelled
+            self._cancelled.discard(request_id)
+        self.requests.leave()
+        return cancelled
 
     def Query(self, request: pb.QueryRequest, context):
         started = time.perf_counter()

@@ -50,6 +50,9 @@ class ChildLink:
         self.aggregate = self.channel.unary_unary(f"/{NODE_SERVICE}/ScanAggregate",
                                                   request_serializer=pb.ScanRequest.SerializeToString,
                                                   response_deserializer=pb.AggregateResponse.FromString)
+        self.health_status = self.channel.unary_unary(f"/{NODE_SERVICE}/GetHealthStatus",
+                                                      request_serializer=pb.HealthStatusRequest.SerializeToString,
+                                                      response_deserializer=pb.HealthStatusResponse.FromString)
 
     def close(self) -> None:
         self.channel.close()
@@ -239,16 +242,46 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+class ActiveRequests:
+    """Counts requests in flight, so that a graceful stop waits for them, and only for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = threading.Condition()
+
+    def enter(self) -> None:
+        with self._idle:
+            self.count += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self.count -= 1
+            if not self.count:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: not self.count, timeout)
+
+    @contextlib.contextmanager
+    def held(self):
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+
 class NodeServicer:
     """airquality.v1.Node: what a parent asks of this daemon."""
 
-    def __init__(self, config: DaemonConfig, fanout: Fanout, serving: threading.Event, started: float):
+    def __init__(self, config: DaemonConfig, fanout: Fanout, serving: threading.Event, requests: ActiveRequests,
+                 started: float):
         self.config = config
         self.fanout = fanout
         self.serving = serving
+        self.requests = requests
         self.started = started
-        self.active = 0
-        self._lock = threading.Lock()
 
     def _check_serving(self, context) -> None:
         if not self.serving.is_set():
@@ -278,7 +311,7 @@ class NodeServicer:
     def ScanAggregate(self, request: pb.ScanRequest, context):
         self._check_serving(context)
         query = self._parse(request, context)
-        with self._counted():
+        with self.requests.held():
             progress, table = self.fanout.aggregate(request, query, tuple(request.group_by), deadline_of(context))
         return pb.AggregateResponse(request_id=request.request_id, groups=table.to_proto(final=False),
                                     partitions=progress.all_statuses())
@@ -289,7 +322,7 @@ class NodeServicer:
         return pb.StatusResponse(daemon=self.config.name, role=self.config.role, process_id=os.getpid(),
                                  uptime_seconds=time.monotonic() - self.started, serving=self.serving.is_set(),
                                  partitions=partitions, children=[link.name for link in self.config.children],
-                                 active_requests=self.active)
+                                 active_requests=self.requests.count)
 
     def _track(self, context, on_end) -> None:
         """Counts the call as active until it terminates, however it ends, then runs `on_end`.
@@ -297,22 +330,10 @@ class NodeServicer:
         A cancelled streaming call's generator is simply never resumed, so cleanup cannot live in
         the generator: gRPC's termination callback is the one place every ending passes through.
         """
-        with self._lock:
-            self.active += 1
+        self.requests.enter()
 
         def ended():
-            with self._lock:
-                self.active -= 1
+            self.requests.leave()
             on_end()
 
         context.add_callback(ended)
-
-    @contextlib.contextmanager
-    def _counted(self):
-        with self._lock:
-            self.active += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.active -= 1

@@ -19,11 +19,15 @@ from pathlib import Path
 import click
 import grpc
 from google.protobuf import message_factory
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from daemons import eventlog, events
 from daemons.config import ConfigError, DaemonConfig, load_config
 from daemons.gateway import GatewayServicer
-from daemons.node import CHANNEL_OPTIONS, ChildLink, Fanout, NodeServicer
+from daemons.health.monitor import NeighborMonitor
+from daemons.health.service import HealthEndpoints, Lifecycle
+from daemons.node import CHANNEL_OPTIONS, ActiveRequests, ChildLink, Fanout, NodeServicer
 from daemons.partition import load_partition
 from daemons.rpc import airquality_pb2 as pb
 
@@ -33,14 +37,16 @@ def _serialize(response) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def service_handler(service_name: str, servicer) -> grpc.GenericRpcHandler:
-    """Method handlers for one service of the contract, built from its descriptor."""
+def service_handler(service_name: str, *servicers) -> grpc.GenericRpcHandler:
+    """Method handlers for one service of the contract, built from its descriptor; each method is
+    served by the first of `servicers` that implements it."""
     service = pb.DESCRIPTOR.services_by_name[service_name]
     handlers = {}
     for method in service.methods:
         request_type = message_factory.GetMessageClass(method.input_type)
         kind = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
-        handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=request_type.FromString,
+        implementation = next(getattr(s, method.name) for s in servicers if hasattr(s, method.name))
+        handlers[method.name] = kind(implementation, request_deserializer=request_type.FromString,
                                      response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -61,17 +67,24 @@ class Daemon:
         self.config = config
         self.log = eventlog.configure(config.name, config.log_file)
         self.started = time.monotonic()
-        self.serving = threading.Event()
+        services = [f"{pb.DESCRIPTOR.package}.Node"] + ([f"{pb.DESCRIPTOR.package}.AirQuality"]
+                                                         if config.role == "gateway" else [])
+        self.lifecycle = Lifecycle(config, services)
         self.links = {link.name: ChildLink(link.name, str(link.address)) for link in config.children}
+        self.monitors = [NeighborMonitor(config.name, link, config.health, self.log) for link in config.watched]
         self.fanout = Fanout(config, self.log, self.links)
-        self.node = NodeServicer(config, self.fanout, self.serving, self.started)
+        self.requests = ActiveRequests()
+        self.node = NodeServicer(config, self.fanout, self.lifecycle.serving, self.requests, self.started)
+        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.links)
         workers = config.query.max_concurrent_requests * 2 + 8
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
                                   options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=workers)
-        self.server.add_generic_rpc_handlers([service_handler("Node", self.node)])
+        self.server.add_generic_rpc_handlers([service_handler("Node", self.node, endpoints)])
         if config.role == "gateway":
-            self.gateway = GatewayServicer(config, self.fanout, self.serving, self.log)
+            self.gateway = GatewayServicer(config, self.fanout, self.lifecycle.serving, self.requests, self.log)
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", self.gateway)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
+        reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
 
     def fail(self, error: str) -> int:
         events.DAEMON_FAILED.emit(self.log, error=error)
@@ -99,12 +112,14 @@ class Daemon:
         if not bound:
             return self.fail(f"cannot listen on {address}: {reason}")
         self.server.start()
+        self.start_monitoring()
         if self.config.data is not None:
             loaded = self.load_data()
             if loaded is not None:
+                self.stop_monitoring()
                 self.server.stop(0)
                 return self.fail(loaded)
-        self.serving.set()
+        self.lifecycle.mark_serving()
         partitions = self.fanout.partitions.values()
         events.DAEMON_STARTED.emit(self.log, pid=os.getpid(), port=self.config.listen.port, role=self.config.role,
                                    rows_loaded=sum(p.rows for p in partitions),
@@ -114,6 +129,22 @@ class Daemon:
         while not stop.wait(3600):
             pass
         return self.shutdown(received[0] if received else "unknown")
+
+    def start_monitoring(self) -> None:
+        if not self.monitors:
+            return
+        settings = self.config.health
+        events.MONITORING_STARTED.emit(
+            self.log, neighbors=[m.link.name for m in self.monitors], interval_seconds=settings.interval_seconds,
+            timeout_seconds=settings.timeout_seconds, failures_before_degraded=settings.failures_before_degraded,
+            failures_before_unavailable=settings.failures_before_unavailable,
+            successes_before_healthy=settings.successes_before_healthy)
+        for monitor in self.monitors:
+            monitor.start()
+
+    def stop_monitoring(self) -> None:
+        for monitor in self.monitors:
+            monitor.stop()
 
     def load_data(self) -> str | None:
         """Loads every partition; returns why the daemon cannot serve, or None."""
@@ -137,9 +168,13 @@ class Daemon:
 
     def shutdown(self, signal_name: str) -> int:
         began = time.monotonic()
-        events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.node.active)
-        self.serving.clear()
-        self.server.stop(self.config.query.shutdown_grace_seconds).wait()
+        events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.count)
+        self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
+        self.stop_monitoring()
+        # In-flight requests get the grace period. Watch streams never end by themselves, so the
+        # server is stopped only once the requests are done, cancelling whatever is left.
+        self.requests.wait_idle(self.config.query.shutdown_grace_seconds)
+        self.server.stop(0).wait()
         for link in self.links.values():
             link.close()
         events.DAEMON_STOPPED.emit(self.log, seconds=round(time.monotonic() - began, 6))

@@ -295,3 +295,67 @@ class StatusResponse(_message.Message):
     children: _containers.RepeatedScalarFieldContainer[str]
     active_requests: int
     def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ...) -> None: ...
+
+class HealthRequest(_message.Message):
+    __slots__ = ("requester_id", "timestamp")
+    REQUESTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    requester_id: str
+    timestamp: int
+    def __init__(self, requester_id: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
+
+class HealthResponse(_message.Message):
+    __slots__ = ("healthy", "status", "timestamp", "process_id", "role", "daemon")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DAEMON_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    status: str
+    timestamp: int
+    process_id: int
+    role: str
+    daemon: str
+    def __init__(self, healthy: _Optional[bool] = ..., status: _Optional[str] = ..., timestamp: _Optional[int] = ..., process_id: _Optional[int] = ..., role: _Optional[str] = ..., daemon: _Optional[str] = ...) -> None: ...
+
+class HealthStatusRequest(_message.Message):
+    __slots__ = ("cluster",)
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    cluster: bool
+    def __init__(self, cluster: _Optional[bool] = ...) -> None: ...
+
+class NeighborHealth(_message.Message):
+    __slots__ = ("observer", "neighbor", "status", "since", "consecutive_failures", "last_latency_ms", "success_rate", "probes_in_window", "window_seconds", "last_reason")
+    OBSERVER_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOR_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LAST_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    PROBES_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_REASON_FIELD_NUMBER: _ClassVar[int]
+    observer: str
+    neighbor: str
+    status: str
+    since: str
+    consecutive_failures: int
+    last_latency_ms: float
+    success_rate: float
+    probes_in_window: int
+    window_seconds: float
+    last_reason: str
+    def __init__(self, observer: _Optional[str] = ..., neighbor: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., last_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., probes_in_window: _Optional[int] = ..., window_seconds: _Optional[float] = ..., last_reason: _Optional[str] = ...) -> None: ...
+
+class HealthStatusResponse(_message.Message):
+    __slots__ = ("daemon", "neighbors", "unreachable_observers")
+    DAEMON_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_OBSERVERS_FIELD_NUMBER: _ClassVar[int]
+    daemon: str
+    neighbors: _containers.RepeatedCompositeFieldContainer[NeighborHealth]
+    unreachable_observers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, daemon: _Optional[str] = ..., neighbors: _Optional[_Iterable[_Union[NeighborHealth, _Mapping]]] = ..., unreachable_observers: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -207,6 +207,16 @@ class NodeStub:
                 request_serializer=daemons_dot_rpc_dot_airquality__pb2.StatusRequest.SerializeToString,
                 response_deserializer=daemons_dot_rpc_dot_airquality__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.HealthCheck = channel.unary_unary(
+                '/airquality.v1.Node/HealthCheck',
+                request_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthRequest.SerializeToString,
+                response_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthResponse.FromString,
+                _registered_method=True)
+        self.GetHealthStatus = channel.unary_unary(
+                '/airquality.v1.Node/GetHealthStatus',
+                request_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.SerializeToString,
+                response_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -230,6 +240,18 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HealthCheck(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHealthStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +269,16 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=daemons_dot_rpc_dot_airquality__pb2.StatusRequest.FromString,
                     response_serializer=daemons_dot_rpc_dot_airquality__pb2.StatusResponse.SerializeToString,
+            ),
+            'HealthCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.HealthCheck,
+                    request_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthRequest.FromString,
+                    response_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthResponse.SerializeToString,
+            ),
+            'GetHealthStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHealthStatus,
+                    request_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.FromString,
+                    response_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -330,6 +362,60 @@ class Node:
             '/airquality.v1.Node/GetStatus',
             daemons_dot_rpc_dot_airquality__pb2.StatusRequest.SerializeToString,
             daemons_dot_rpc_dot_airquality__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HealthCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airquality.v1.Node/HealthCheck',
+            daemons_dot_rpc_dot_airquality__pb2.HealthRequest.SerializeToString,
+            daemons_dot_rpc_dot_airquality__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHealthStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airquality.v1.Node/GetHealthStatus',
+            daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.SerializeToString,
+            daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

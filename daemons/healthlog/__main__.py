@@ -1,0 +1,3 @@
+from daemons.healthlog.cli import main
+
+main(prog_name="healthlog")

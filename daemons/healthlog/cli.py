@@ -1,0 +1,200 @@
+"""bin/healthlog: the daemons' health history from their event logs, and the cluster's live status.
+
+    healthlog                 summary per (observer, neighbour) of the health transitions
+    healthlog --follow        every daemon's log at once, one readable line per event
+    healthlog --json [-f]     the selected event lines exactly as written (NDJSON)
+    healthlog status          the gateway's live view of every daemon
+
+Exit codes: 0 done (status: every daemon healthy), 1 (status) a daemon not healthy or an observer
+not reachable, 2 bad arguments or (status) the gateway not reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import click
+import grpc
+
+import daemons
+from daemons import events
+from daemons.cli.query import _Writer
+from daemons.client import DEFAULT_TARGET
+from daemons.healthlog.follow import LogFollower
+from daemons.healthlog.summary import (CONSECUTIVE_FAILURES, DAEMON, DEGRADED, EVENT, FROM, HEALTHY, LATENCY_MS,
+                                       NEIGHBOR, REASON, TO, UNAVAILABLE, UNKNOWN, ClusterHealth, EventFilter,
+                                       LinkSummary, cluster_health, event_time, parse_since, select_events,
+                                       summarize)
+from daemons.rpc import airquality_pb2 as pb
+from daemons.rpc import airquality_pb2_grpc as pb_grpc
+
+# The event types --follow and --json show; showing one more is adding it here.
+DISPLAYED_EVENTS = (events.HEALTH_TRANSITION,)
+POLL_INTERVAL_SECONDS = 0.1
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2
+STATUS_COLOURS = {UNKNOWN: None, HEALTHY: "green", DEGRADED: "yellow", UNAVAILABLE: "red"}
+SUMMARY_HEADER = ("observer", "neighbor", "status", "transitions", "unavailable", "detect", "recover",
+                  "last failure")
+STATUS_HEADER = ("observer", "neighbor", "status", "since", "failures", "latency ms", "success %")
+NAME_WIDTH = 10  # the longest program name, worker_c, and a gap
+
+
+def format_duration(seconds: float | None) -> str:
+    """85 ms, 2.4 s, 3m12s, 1h05m, 2d03h: as precise as a reader of a duration that size needs."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.9995:
+        milliseconds = seconds * 1000
+        return f"{milliseconds:.2g} ms" if milliseconds < 9.95 else f"{milliseconds:.0f} ms"
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+def format_event(event: Mapping) -> str:
+    """One line per event, e.g. `08:01:02.123 leader_b  worker_c  healthy -> degraded  (1 failure,
+    0.8 ms) UNAVAILABLE: ...`; an event type without a layout of its own lists its fields."""
+    clock = event_time(event).strftime("%H:%M:%S.%f")[:-3]
+    if event[EVENT] == events.HEALTH_TRANSITION.name:
+        failures = event[CONSECUTIVE_FAILURES]
+        facts = [f"{failures} failure{'' if failures == 1 else 's'}"]
+        if event[LATENCY_MS] is not None:
+            facts.append(format_duration(event[LATENCY_MS] / 1000))
+        detail = (f"{event[NEIGHBOR]:<{NAME_WIDTH}}{event[FROM]} -> {event[TO]}  ({', '.join(facts)}) "
+                  f"{event[REASON]}")
+    else:
+        fields = next(kind.fields for kind in DISPLAYED_EVENTS if kind.name == event[EVENT])
+        detail = f"{event[EVENT]}  " + " ".join(f"{name}={event[name]}" for name in fields)
+    return f"{clock} {event[DAEMON]:<{NAME_WIDTH}}{detail}"
+
+
+def summary_rows(links: Iterable[LinkSummary]) -> list[list[str]]:
+    return [[link.observer, link.neighbor, link.status, str(link.transitions),
+             format_duration(link.unavailable_seconds),
+             format_duration(link.last_outage.detect_seconds if link.last_outage else None),
+             format_duration(link.last_outage.recover_seconds if link.last_outage else None),
+             link.last_failure_reason or "-"]
+            for link in links]
+
+
+def status_rows(health: ClusterHealth) -> list[list[str]]:
+    return [[row.observer, row.neighbor, row.status,
+             row.since.strftime("%Y-%m-%d %H:%M:%S") if row.since else "-", str(row.consecutive_failures),
+             "-" if row.last_latency_ms is None else f"{row.last_latency_ms:.1f}", f"{row.success_rate_percent:.0f}"]
+            for row in health.rows]
+
+
+def default_log_dir() -> Path:
+    """./logs when there is one, else the checkout's, so the tool works from any folder."""
+    here = Path("logs")
+    return here if here.is_dir() else Path(daemons.__file__).resolve().parents[1] / "logs"
+
+
+def _since(_ctx, _param, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value, datetime.now(timezone.utc))
+    except ValueError:
+        raise click.BadParameter(f"expected an age (30s, 15m, 2h, 1d) or an ISO 8601 time, got {value!r}")
+
+
+def _show(selected: Iterable[tuple[str, Mapping]], as_json: bool) -> None:
+    for line, event in selected:
+        if as_json:
+            click.echo(line)
+        else:
+            click.echo(click.style(format_event(event), fg=STATUS_COLOURS.get(event.get(TO))))
+
+
+def _follow(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> int:
+    """Shows the selected events as they are written until Ctrl-C; returns the lines skipped."""
+    skipped = 0
+    try:
+        while True:
+            selected, unreadable = select_events((line for _, line in follower.poll()), event_filter)
+            skipped += unreadable
+            _show(selected, as_json)
+            time.sleep(POLL_INTERVAL_SECONDS)
+    except KeyboardInterrupt:
+        return skipped
+
+
+def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> int:
+    """Prints the summary table, or with --json the selected lines; returns the lines skipped."""
+    selected, skipped = select_events((line for _, line in follower.poll()), event_filter)
+    if as_json:
+        _show(selected, as_json)
+    else:
+        links = summarize((event for _, event in selected), datetime.now(timezone.utc))
+        _Writer("table", SUMMARY_HEADER, out=sys.stdout).write(summary_rows(links))
+    return skipped
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"],
+                                                            "max_content_width": 100})
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the <program>.log files (default: ./logs if present, else the checkout's logs).")
+@click.option("--follow", "-f", is_flag=True, help="Keep reading, like tail -F; Ctrl-C stops.")
+@click.option("--json", "as_json", is_flag=True, help="Print the selected event lines as written (NDJSON).")
+@click.option("--since", callback=_since, metavar="AGE|WHEN",
+              help="Only events from this age (30s, 15m, 2h, 1d) or ISO 8601 time (UTC unless a zone is given).")
+@click.option("--daemon", "observers", multiple=True, metavar="NAME", help="Observer; repeatable.")
+@click.option("--neighbor", "neighbors", multiple=True, metavar="NAME", help="Observed daemon; repeatable.")
+@click.option("--to", "to_statuses", multiple=True, type=click.Choice(events.HEALTH_STATUSES),
+              help="Status transitioned to; repeatable.")
+@click.pass_context
+def main(ctx: click.Context, log_dir: Path | None, follow: bool, as_json: bool, since: datetime | None,
+         observers: tuple[str, ...], neighbors: tuple[str, ...], to_statuses: tuple[str, ...]) -> None:
+    """The health history in the daemons' event logs: a summary per observer and neighbour, or with
+    --follow each event as it is written. Filters apply to every mode."""
+    if ctx.invoked_subcommand is not None:
+        return
+    log_dir = log_dir or default_log_dir()
+    if not follow and not log_dir.is_dir():
+        raise click.UsageError(f"no log folder at {log_dir}")
+    event_filter = EventFilter(tuple(kind.name for kind in DISPLAYED_EVENTS), since, observers, neighbors,
+                               to_statuses)
+    try:
+        with LogFollower(log_dir) as follower:
+            skipped = (_follow if follow else _read_once)(follower, event_filter, as_json)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    if skipped:
+        click.echo(f"skipped {skipped} line{'' if skipped == 1 else 's'} that are not events", err=True)
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the answer.")
+def status(host: str, timeout: float) -> None:
+    """Every daemon's health as its observers see it now, through the gateway."""
+    try:
+        with grpc.insecure_channel(host) as channel:
+            response = pb_grpc.NodeStub(channel).GetHealthStatus(pb.HealthStatusRequest(cluster=True),
+                                                                  timeout=timeout)
+    except grpc.RpcError as error:
+        click.echo(f"error: the gateway at {host} did not answer: {error.code().name}: {error.details()}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    health = cluster_health(response)
+    _Writer("table", STATUS_HEADER, out=sys.stdout).write(status_rows(health))
+    for observer in health.unreachable_observers:
+        click.echo(f"warning: observer not reachable: {observer}", err=True)
+    verdict = f"{health.healthy}/{health.total} daemons healthy"
+    if health.unhealthy:
+        verdict += f" (not healthy: {', '.join(health.unhealthy)})"
+    click.echo(verdict)
+    sys.exit(EXIT_HEALTHY if health.all_healthy else EXIT_UNHEALTHY)

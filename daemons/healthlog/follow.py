@@ -1,0 +1,147 @@
+"""Reads every daemon's event log at once, like `tail -F`, one poll at a time.
+
+The daemons write through WatchedFileHandler, so their logs may be rotated by rename (the old file
+keeps any line still in flight, the daemon reopens the path) or by copy-truncate (the file shrinks
+to nothing under the reader). The follower keeps, per log path, the open handle, its inode, the
+offset read so far and the bytes of a line whose newline has not been written yet, so every
+complete line is returned exactly once. It does no sleeping or threading of its own: the caller
+decides when to poll, which keeps it testable step by step.
+
+Known limit, shared with `tail -F`: a copy-truncate after which the file grows back past the
+old offset before the next poll is indistinguishable from appending.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+SUFFIX = ".log"
+SUPERVISOR_LOG = "supervisord"  # supervisord's own log sits beside the daemons' ones
+
+
+def program_of(path: Path) -> str | None:
+    """The program whose event log `path` is; None for supervisord's log, the captured
+    `<program>.stdout.log` / `.stderr.log` and rotated copies (`<program>.log.1`)."""
+    if path.suffix != SUFFIX or "." in path.stem or path.stem == SUPERVISOR_LOG:
+        return None
+    return path.stem
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _identity_at(path: Path) -> tuple[int, int] | None:
+    try:
+        return _identity(path.stat())
+    except FileNotFoundError:
+        return None
+
+
+class _OpenLog:
+    """One open log file: how far it has been read and the unfinished line at its end."""
+
+    def __init__(self, program: str, handle: BinaryIO):
+        self.program = program
+        self.handle = handle
+        self.identity = _identity(os.fstat(handle.fileno()))
+        self.offset = 0
+        self.pending = b""
+
+    def read_lines(self) -> list[tuple[str, str]]:
+        """The lines completed since the last read; an unterminated tail waits for its newline."""
+        self.handle.seek(self.offset)
+        data = self.handle.read()
+        self.offset += len(data)
+        *complete, self.pending = (self.pending + data).split(b"\n")
+        return [(self.program, line.decode("utf-8", "replace")) for line in complete]
+
+    def was_truncated(self) -> bool:
+        return os.fstat(self.handle.fileno()).st_size < self.offset
+
+    def restart(self) -> None:
+        """After a copy-truncate the old bytes, a partial line included, live on in the copy."""
+        self.offset = 0
+        self.pending = b""
+
+    def close(self) -> list[tuple[str, str]]:
+        """Closes the file, returning its unterminated last line: nobody will finish it now."""
+        self.handle.close()
+        rest, self.pending = self.pending, b""
+        return [(self.program, rest.decode("utf-8", "replace"))] if rest else []
+
+
+class LogFollower:
+    """Follows every `<program>.log` in `log_dir`: `poll()` returns the lines completed since the
+    previous poll as (program, line) pairs, without their newline, oldest first per file. The first
+    poll returns every line already there, so one poll is also a one-shot read of all the logs."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self._open: dict[Path, _OpenLog] = {}
+        # Files renamed away: a line may still land in one just after the rename, so each is read
+        # again on the next poll and closed only once a poll finds nothing new in it.
+        self._rotated: list[_OpenLog] = []
+
+    def __enter__(self) -> "LogFollower":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for log in [*self._rotated, *self._open.values()]:
+            log.handle.close()
+        self._rotated.clear()
+        self._open.clear()
+
+    def poll(self) -> list[tuple[str, str]]:
+        lines = self._drain_rotated()
+        for path in sorted({*self._open, *self._event_logs()}):
+            lines += self._poll_path(path)
+        return lines
+
+    def _drain_rotated(self) -> list[tuple[str, str]]:
+        lines: list[tuple[str, str]] = []
+        still_open = []
+        for log in self._rotated:
+            new = log.read_lines()
+            if new:
+                lines += new
+                still_open.append(log)
+            else:
+                lines += log.close()
+        self._rotated = still_open
+        return lines
+
+    def _event_logs(self) -> list[Path]:
+        try:
+            return [path for path in self.log_dir.iterdir() if program_of(path) is not None]
+        except FileNotFoundError:  # not created yet: the daemons make it when they start
+            return []
+
+    def _poll_path(self, path: Path) -> list[tuple[str, str]]:
+        lines: list[tuple[str, str]] = []
+        log = self._open.get(path)
+        if log is not None and log.identity != _identity_at(path):  # renamed away, maybe replaced
+            del self._open[path]
+            lines += log.read_lines()  # the old file to its end before the new one
+            self._rotated.append(log)
+            log = None
+        if log is None:
+            log = self._open_log(path)
+        elif log.was_truncated():
+            log.restart()
+        if log is not None:
+            lines += log.read_lines()
+        return lines
+
+    def _open_log(self, path: Path) -> _OpenLog | None:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:  # renamed away and not yet recreated: a later poll opens it
+            return None
+        log = self._open[path] = _OpenLog(program_of(path), handle)
+        return log
