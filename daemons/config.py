@@ -78,9 +78,10 @@ class HealthConfig:
     """How this daemon watches the children it reaches over query links (control links: never)."""
 
     enabled: bool = True
-    interval_seconds: float = 0.4  # between regular probes, which do not wait for each other
-    timeout_seconds: float = 1.0  # a probe's deadline: the only way to notice a hung neighbour
-    jitter_fraction: float = 0.1  # spreads probes so that monitors do not fire in lockstep
+    interval_seconds: float = 0.4  # between datagram probes, which do not wait for each other
+    timeout_seconds: float = 0.6  # a probe's deadline: the only way to notice a hung neighbour
+    check_interval_seconds: float = 5.0  # between regular gRPC HealthCheck calls
+    jitter_fraction: float = 0.05  # spreads probes so that monitors do not fire in lockstep
     confirm_interval_seconds: float = 0.02  # after a failure, how soon to probe again to confirm it
     failures_before_degraded: int = 1
     failures_before_unavailable: int = 3

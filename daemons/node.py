@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import grpc
 import numpy as np
@@ -243,25 +243,19 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
 
 
 class ActiveRequests:
-    """Counts requests in flight, so that a graceful stop waits for them, and only for them."""
+    """Counts the requests in flight, for the status view and the stop event."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._idle = threading.Condition()
+        self._lock = threading.Lock()
 
     def enter(self) -> None:
-        with self._idle:
+        with self._lock:
             self.count += 1
 
     def leave(self) -> None:
-        with self._idle:
+        with self._lock:
             self.count -= 1
-            if not self.count:
-                self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: not self.count, timeout)
 
     @contextlib.contextmanager
     def held(self):
@@ -276,8 +270,9 @@ class NodeServicer:
     """airquality.v1.Node: what a parent asks of this daemon."""
 
     def __init__(self, config: DaemonConfig, fanout: Fanout, serving: threading.Event, requests: ActiveRequests,
-                 started: float):
+                 started: float, probes_received: Callable[[], dict[str, int]]):
         self.config = config
+        self.probes_received = probes_received
         self.fanout = fanout
         self.serving = serving
         self.requests = requests
@@ -322,7 +317,8 @@ class NodeServicer:
         return pb.StatusResponse(daemon=self.config.name, role=self.config.role, process_id=os.getpid(),
                                  uptime_seconds=time.monotonic() - self.started, serving=self.serving.is_set(),
                                  partitions=partitions, children=[link.name for link in self.config.children],
-                                 active_requests=self.requests.count)
+                                 active_requests=self.requests.count,
+                                 health_checks_by_requester=self.probes_received())
 
     def _track(self, context, on_end) -> None:
         """Counts the call as active until it terminates, however it ends, then runs `on_end`.

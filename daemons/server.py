@@ -25,7 +25,8 @@ from grpc_reflection.v1alpha import reflection
 from daemons import eventlog, events
 from daemons.config import ConfigError, DaemonConfig, load_config
 from daemons.gateway import GatewayServicer
-from daemons.health.monitor import NeighborMonitor
+from daemons.health.datagram import DatagramResponder
+from daemons.health.monitor import MonitorLoop, NeighborMonitor
 from daemons.health.service import HealthEndpoints, Lifecycle
 from daemons.node import CHANNEL_OPTIONS, ActiveRequests, ChildLink, Fanout, NodeServicer
 from daemons.partition import load_partition
@@ -72,10 +73,13 @@ class Daemon:
         self.lifecycle = Lifecycle(config, services)
         self.links = {link.name: ChildLink(link.name, str(link.address)) for link in config.children}
         self.monitors = [NeighborMonitor(config.name, link, config.health, self.log) for link in config.watched]
+        self.monitor_loop = MonitorLoop(self.monitors)
         self.fanout = Fanout(config, self.log, self.links)
         self.requests = ActiveRequests()
-        self.node = NodeServicer(config, self.fanout, self.lifecycle.serving, self.requests, self.started)
         endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.links)
+        self.datagrams = DatagramResponder(config.listen, endpoints.answer)
+        self.node = NodeServicer(config, self.fanout, self.lifecycle.serving, self.requests, self.started,
+                                 endpoints.probes_received)
         workers = config.query.max_concurrent_requests * 2 + 8
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
                                   options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=workers)
@@ -111,6 +115,10 @@ class Daemon:
             reason = "the port is in use or the address is not local"
         if not bound:
             return self.fail(f"cannot listen on {address}: {reason}")
+        try:
+            self.datagrams.start()
+        except OSError as error:
+            return self.fail(f"cannot answer health datagrams on UDP {address}: {error.strerror or error}")
         self.server.start()
         self.start_monitoring()
         if self.config.data is not None:
@@ -118,6 +126,7 @@ class Daemon:
             if loaded is not None:
                 self.stop_monitoring()
                 self.server.stop(0)
+                self.datagrams.stop()
                 return self.fail(loaded)
         self.lifecycle.mark_serving()
         partitions = self.fanout.partitions.values()
@@ -139,12 +148,10 @@ class Daemon:
             timeout_seconds=settings.timeout_seconds, failures_before_degraded=settings.failures_before_degraded,
             failures_before_unavailable=settings.failures_before_unavailable,
             successes_before_healthy=settings.successes_before_healthy)
-        for monitor in self.monitors:
-            monitor.start()
+        self.monitor_loop.start()
 
     def stop_monitoring(self) -> None:
-        for monitor in self.monitors:
-            monitor.stop()
+        self.monitor_loop.stop()
 
     def load_data(self) -> str | None:
         """Loads every partition; returns why the daemon cannot serve, or None."""
@@ -171,10 +178,10 @@ class Daemon:
         events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.count)
         self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
         self.stop_monitoring()
-        # In-flight requests get the grace period. Watch streams never end by themselves, so the
-        # server is stopped only once the requests are done, cancelling whatever is left.
-        self.requests.wait_idle(self.config.query.shutdown_grace_seconds)
-        self.server.stop(0).wait()
+        # Stopping the server sends GOAWAY at once, so every parent's channel notices now; in-flight
+        # calls get the grace period, and whatever is still open after it is cancelled.
+        self.server.stop(self.config.query.shutdown_grace_seconds).wait()
+        self.datagrams.stop()
         for link in self.links.values():
             link.close()
         events.DAEMON_STOPPED.emit(self.log, seconds=round(time.monotonic() - began, 6))

@@ -19,6 +19,7 @@ import tempfile
 import time
 import xmlrpc.client
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -113,7 +114,7 @@ class Cluster:
     def wait_serving(self, programs=PROGRAMS, timeout: float = 60.0, since: float = 0.0) -> None:
         """Waits until each program has logged daemon_started with a timestamp after `since` (epoch)."""
         def started(program: str) -> bool:
-            return any(_epoch(e["timestamp"]) >= since for e in self.events(program, "daemon_started"))
+            return any(epoch_of(e) >= since for e in self.events(program, "daemon_started"))
         for program in programs:
             wait_for(lambda: started(program), timeout, f"{program} to start serving")
 
@@ -139,9 +140,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _epoch(timestamp: str) -> float:
-    from datetime import datetime
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+def epoch_of(event: dict[str, Any]) -> float:
+    """An event's timestamp as seconds since the Unix epoch."""
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 def _tool(name: str) -> str:

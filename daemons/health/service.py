@@ -9,6 +9,7 @@ probe with a deadline.
 from __future__ import annotations
 
 import os
+from collections import Counter
 import threading
 import time
 from concurrent import futures
@@ -58,11 +59,25 @@ class HealthEndpoints:
         self.lifecycle = lifecycle
         self.monitors = monitors
         self.links = links
+        self._probes_received: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def probes_received(self) -> dict[str, int]:
+        """Health probes answered so far, per requester: who is watching this daemon."""
+        with self._lock:
+            return dict(self._probes_received)
+
+    def answer(self, request: pb.HealthRequest) -> pb.HealthResponse:
+        """The reply to a health probe, whether it came over gRPC or as a UDP datagram."""
+        with self._lock:
+            self._probes_received[request.requester_id] += 1
+        status = self.lifecycle.status  # read once: healthy and status must agree
+        return pb.HealthResponse(healthy=status == "SERVING", status=status, timestamp=int(time.time() * 1e6),
+                                 process_id=os.getpid(), role=self.config.role, daemon=self.config.name,
+                                 request_timestamp=request.timestamp)
 
     def HealthCheck(self, request: pb.HealthRequest, context):
-        return pb.HealthResponse(healthy=self.lifecycle.serving.is_set(), status=self.lifecycle.status,
-                                 timestamp=int(time.time() * 1e6), process_id=os.getpid(), role=self.config.role,
-                                 daemon=self.config.name)
+        return self.answer(request)
 
     def GetHealthStatus(self, request: pb.HealthStatusRequest, context):
         answer = pb.HealthStatusResponse(daemon=self.config.name, neighbors=[m.view() for m in self.monitors])

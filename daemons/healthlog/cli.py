@@ -41,7 +41,7 @@ STATUS_COLOURS = {UNKNOWN: None, HEALTHY: "green", DEGRADED: "yellow", UNAVAILAB
 SUMMARY_HEADER = ("observer", "neighbor", "status", "transitions", "unavailable", "detect", "recover",
                   "last failure")
 STATUS_HEADER = ("observer", "neighbor", "status", "since", "failures", "latency ms", "success %")
-NAME_WIDTH = 10  # the longest program name, worker_c, and a gap
+NAME_WIDTH = 9  # the longest program name, gateway_a, so the columns of --follow line up
 
 
 def format_duration(seconds: float | None) -> str:
@@ -64,7 +64,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_event(event: Mapping) -> str:
-    """One line per event, e.g. `08:01:02.123 leader_b  worker_c  healthy -> degraded  (1 failure,
+    """One line per event, e.g. `08:01:02.123 leader_b   worker_c   healthy -> degraded  (1 failure,
     0.8 ms) UNAVAILABLE: ...`; an event type without a layout of its own lists its fields."""
     clock = event_time(event).strftime("%H:%M:%S.%f")[:-3]
     if event[EVENT] == events.HEALTH_TRANSITION.name:
@@ -72,12 +72,12 @@ def format_event(event: Mapping) -> str:
         facts = [f"{failures} failure{'' if failures == 1 else 's'}"]
         if event[LATENCY_MS] is not None:
             facts.append(format_duration(event[LATENCY_MS] / 1000))
-        detail = (f"{event[NEIGHBOR]:<{NAME_WIDTH}}{event[FROM]} -> {event[TO]}  ({', '.join(facts)}) "
+        detail = (f"{event[NEIGHBOR]:<{NAME_WIDTH}}  {event[FROM]} -> {event[TO]}  ({', '.join(facts)}) "
                   f"{event[REASON]}")
     else:
         fields = next(kind.fields for kind in DISPLAYED_EVENTS if kind.name == event[EVENT])
         detail = f"{event[EVENT]}  " + " ".join(f"{name}={event[name]}" for name in fields)
-    return f"{clock} {event[DAEMON]:<{NAME_WIDTH}}{detail}"
+    return f"{clock} {event[DAEMON]:<{NAME_WIDTH}}  {detail}"
 
 
 def summary_rows(links: Iterable[LinkSummary]) -> list[list[str]]:
@@ -108,7 +108,7 @@ def _since(_ctx, _param, value: str | None) -> datetime | None:
     try:
         return parse_since(value, datetime.now(timezone.utc))
     except ValueError:
-        raise click.BadParameter(f"expected an age (30s, 15m, 2h, 1d) or an ISO 8601 time, got {value!r}")
+        raise click.BadParameter(f"expected an age (30s, 15m, 2h, 1d) or an ISO 8601 time, got {value!r}") from None
 
 
 def _show(selected: Iterable[tuple[str, Mapping]], as_json: bool) -> None:
@@ -181,7 +181,7 @@ def main(ctx: click.Context, log_dir: Path | None, follow: bool, as_json: bool, 
 @click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the answer.")
 def status(host: str, timeout: float) -> None:
-    """Every daemon's health as its observers see it now, through the gateway."""
+    """Every daemon's health now, as the gateway reports it."""
     try:
         with grpc.insecure_channel(host) as channel:
             response = pb_grpc.NodeStub(channel).GetHealthStatus(pb.HealthStatusRequest(cluster=True),

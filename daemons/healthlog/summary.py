@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 from daemons import events
 from daemons.rpc import airquality_pb2 as pb
 
-TIMESTAMP, LEVEL, EVENT, DAEMON = events.COMMON_FIELDS
+TIMESTAMP, _LEVEL, EVENT, DAEMON = events.COMMON_FIELDS
 NEIGHBOR, FROM, TO, REASON, CONSECUTIVE_FAILURES, LATENCY_MS = events.HEALTH_TRANSITION.fields
 UNKNOWN, HEALTHY, DEGRADED, UNAVAILABLE = events.HEALTH_STATUSES
 FAILING = (DEGRADED, UNAVAILABLE)
@@ -43,9 +43,9 @@ def event_time(event: Event) -> datetime:
 
 
 def parse_event(line: str) -> dict[str, Any] | None:
-    """The event a log line holds, or None for anything else (a JSON object without every common
-    field as a string, or every field of its known type, or with an unreadable timestamp
-    included): such lines are counted, never fatal."""
+    """The event a log line holds, or None when it holds none: not a JSON object, a common field
+    missing or not a string, a field of its (known) event type missing, or an unreadable
+    timestamp. Callers count such lines; they are never fatal."""
     try:
         event = json.loads(line)
     except ValueError:

@@ -277,7 +277,14 @@ class PartitionInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests")
+    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester")
+    class HealthChecksByRequesterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     DAEMON_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +293,7 @@ class StatusResponse(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECKS_BY_REQUESTER_FIELD_NUMBER: _ClassVar[int]
     daemon: str
     role: str
     process_id: int
@@ -294,7 +302,8 @@ class StatusResponse(_message.Message):
     partitions: _containers.RepeatedCompositeFieldContainer[PartitionInfo]
     children: _containers.RepeatedScalarFieldContainer[str]
     active_requests: int
-    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ...) -> None: ...
+    health_checks_by_requester: _containers.ScalarMap[str, int]
+    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ("requester_id", "timestamp")
@@ -305,20 +314,22 @@ class HealthRequest(_message.Message):
     def __init__(self, requester_id: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("healthy", "status", "timestamp", "process_id", "role", "daemon")
+    __slots__ = ("healthy", "status", "timestamp", "process_id", "role", "daemon", "request_timestamp")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DAEMON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     status: str
     timestamp: int
     process_id: int
     role: str
     daemon: str
-    def __init__(self, healthy: _Optional[bool] = ..., status: _Optional[str] = ..., timestamp: _Optional[int] = ..., process_id: _Optional[int] = ..., role: _Optional[str] = ..., daemon: _Optional[str] = ...) -> None: ...
+    request_timestamp: int
+    def __init__(self, healthy: _Optional[bool] = ..., status: _Optional[str] = ..., timestamp: _Optional[int] = ..., process_id: _Optional[int] = ..., role: _Optional[str] = ..., daemon: _Optional[str] = ..., request_timestamp: _Optional[int] = ...) -> None: ...
 
 class HealthStatusRequest(_message.Message):
     __slots__ = ("cluster",)

@@ -3,7 +3,7 @@
 Starts a private cluster under real supervisord (free ports, a fresh partition cache, so the
 first start parses every CSV), measures through the Python client library receiving columns,
 and times DuckDB on the same query over the same rows already in memory, handing them to Python
-as tuples. Run with bin/benchmark; figures go to stdout.
+as tuples. Run with `bin/benchmark query`; figures go to stdout.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-import click
 import psutil
 
 from daemons.client import FireClient, make_filter
-from tests.cluster import PROGRAMS, REAL_DATA, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, start_cluster, wait_for
 
 HEADLINE = dict(parameters=["PM2.5", "PM10"], min_aqi=0, max_aqi=100)
 
@@ -110,26 +108,15 @@ def restart_figures(cluster, program: str) -> tuple[float, float]:
     old = cluster.pid(program)
     killed = time.time()
     os.kill(old, signal.SIGKILL)
-    started = wait_for(lambda: [e for e in cluster.events(program, "daemon_started") if _epoch(e) > killed], 15,
+    started = wait_for(lambda: [e for e in cluster.events(program, "daemon_started") if epoch_of(e) > killed], 15,
                        f"{program} to serve again")[-1]
-    return started["startup_seconds"], _epoch(started) - killed
+    return started["startup_seconds"], epoch_of(started) - killed
 
 
-def _epoch(event: dict) -> float:
-    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-
-
-@click.command()
-@click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
-              help="AirNow data root (default: ../shared/fire-data beside the checkout, else the generated set).")
-@click.option("--runs", default=5, show_default=True, help="Repetitions per timed query (the median is shown).")
-def main(data_root: Path | None, runs: int) -> None:
-    """Benchmark the query service end to end."""
-    if data_root is None:
-        data_root = REAL_DATA if REAL_DATA.is_dir() else Path("var/fire-data").resolve()
+def run(data_root: Path | None, runs: int) -> None:
+    data_root = data_root or (REAL_DATA if REAL_DATA.is_dir() else Path("var/fire-data").resolve())
     with tempfile.TemporaryDirectory(prefix="fire-bench-") as scratch:
         home = Path(scratch)
-        print(f"data: {data_root}")
         launched = time.time()
         cluster = start_cluster(home / "cluster", data_root, home / "cache", wait=False)
         try:
@@ -138,6 +125,7 @@ def main(data_root: Path | None, runs: int) -> None:
             figures += measure(cluster, data_root, runs)
         finally:
             cluster.stop()
+    print(f"data: {data_root}")
     for figure in figures:
         print(figure.line())
 
@@ -189,7 +177,3 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
             figures.append(Figure(f"{program}: spawn to serving, partition cached", statistics.median(spawn), "s", 0.5))
             figures.append(Figure(f"{program}: kill -9 to serving again (supervisord)", statistics.median(kill), "s"))
     return figures
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,36 @@
+"""bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios) or `health` (detection times)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tests.benchmarks import health_bench, query_bench
+
+data_option = click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
+                           help="AirNow data root (default: ../shared/fire-data beside the checkout, else var/fire-data).")
+
+
+@click.group()
+def main() -> None:
+    """End-to-end benchmarks against a private cluster under real supervisord."""
+
+
+@main.command()
+@data_option
+@click.option("--runs", default=5, show_default=True, help="Repetitions per timed query (the median is shown).")
+def query(data_root: Path | None, runs: int) -> None:
+    """Query speed, start-up and memory next to the targets and to DuckDB."""
+    query_bench.run(data_root, runs)
+
+
+@main.command()
+@data_option
+@click.option("--faults", default=20, show_default=True, help="Faults of each kind (kill -9, SIGSTOP).")
+def health(data_root: Path | None, faults: int) -> None:
+    """Failure detection and recovery times, idle cost, false alarms under load."""
+    health_bench.run(data_root, faults)
+
+
+main(prog_name="benchmark")

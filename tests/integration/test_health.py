@@ -1,0 +1,177 @@
+"""Health monitoring against real supervisord: faults are injected, the JSON event logs are read."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from daemons.client import FireClient
+from daemons.rpc import airquality_pb2 as pb
+from daemons.rpc import airquality_pb2_grpc as pb_grpc
+from tests.cluster import PROGRAMS, REPO, epoch_of, start_cluster, wait_for
+
+WATCHES = {"gateway_a": ["leader_b", "leader_e"], "leader_b": ["worker_c"], "leader_e": ["worker_f", "worker_d"]}
+
+
+@pytest.fixture(scope="module")
+def health_cluster(tmp_path_factory, data_root, cache_dir):
+    running = start_cluster(tmp_path_factory.mktemp("health"), data_root, cache_dir)
+    for observer, neighbors in WATCHES.items():
+        for neighbor in neighbors:
+            wait_for(lambda: _path(running, observer, neighbor, 0.0)[-1:] == ["healthy"], 30,
+                     f"{observer} to see {neighbor} healthy")
+    yield running
+    running.stop()
+
+
+def _transitions(cluster, observer: str, neighbor: str, since: float) -> list[dict]:
+    return [e for e in cluster.events(observer, "health_transition")
+            if e["neighbor"] == neighbor and epoch_of(e) >= since]
+
+
+def _path(cluster, observer: str, neighbor: str, since: float) -> list[str]:
+    return [e["to"] for e in _transitions(cluster, observer, neighbor, since)]
+
+
+def _wait_path(cluster, observer: str, neighbor: str, since: float, expected: list[str], timeout: float = 20) -> None:
+    wait_for(lambda: _path(cluster, observer, neighbor, since) == expected, timeout,
+             f"{observer}'s view of {neighbor} to go {' -> '.join(expected)} "
+             f"(so far {_path(cluster, observer, neighbor, since)})")
+
+
+def _node(cluster, program: str):
+    return pb_grpc.NodeStub(grpc.insecure_channel(f"127.0.0.1:{cluster.ports[program]}"))
+
+
+def test_who_watches_whom(health_cluster):
+    for program in PROGRAMS:
+        started = health_cluster.events(program, "monitoring_started")
+        if program in WATCHES:
+            assert started[-1]["neighbors"] == WATCHES[program]
+        else:
+            assert started == [] and health_cluster.events(program, "health_transition") == []
+    since = time.time()
+    wait_for(lambda: _node(health_cluster, "worker_d").GetStatus(pb.StatusRequest(), timeout=5)
+             .health_checks_by_requester.get("leader_e", 0) > 3, 10, "leader_e to probe worker_d")
+    probers = _node(health_cluster, "worker_d").GetStatus(pb.StatusRequest(), timeout=5).health_checks_by_requester
+    assert set(probers) == {"leader_e"}, "the B -> D control link must never be probed"
+    assert time.time() - since < 10
+
+
+def test_stopping_and_starting_a_worker(health_cluster):
+    since = time.time()
+    health_cluster.ctl("stop", "worker_c", check=True)
+    _wait_path(health_cluster, "leader_b", "worker_c", since, ["degraded", "unavailable"])
+    health_cluster.ctl("start", "worker_c", check=True)
+    _wait_path(health_cluster, "leader_b", "worker_c", since, ["degraded", "unavailable", "healthy"])
+    first, _, last = _transitions(health_cluster, "leader_b", "worker_c", since)
+    assert first["from"] == "healthy" and last["from"] == "unavailable"
+    assert first["reason"] and first["consecutive_failures"] >= 1
+    assert "latency_ms" in first
+
+
+def test_a_killed_worker_is_restarted_and_seen_to_recover(health_cluster):
+    old_pid = health_cluster.pid("worker_f")
+    since = time.time()
+    os.kill(old_pid, signal.SIGKILL)  # no supervisorctl: supervisord notices and restarts it
+    _wait_path(health_cluster, "leader_e", "worker_f", since, ["degraded", "unavailable", "healthy"])
+    assert health_cluster.pid("worker_f") != old_pid
+    wait_for(lambda: any(e["neighbor"] == "worker_f" and e["old_pid"] == old_pid
+                         for e in health_cluster.events("leader_e", "neighbor_restarted")), 10,
+             "leader_e to note worker_f's new pid")
+
+
+def test_the_gateway_sees_a_leader_stop_and_come_back(health_cluster):
+    since = time.time()
+    health_cluster.ctl("stop", "leader_b", check=True)
+    _wait_path(health_cluster, "gateway_a", "leader_b", since, ["degraded", "unavailable"])
+    health_cluster.ctl("start", "leader_b", check=True)
+    _wait_path(health_cluster, "gateway_a", "leader_b", since, ["degraded", "unavailable", "healthy"])
+
+
+def test_a_hung_worker_is_degraded_then_unavailable_then_healthy(health_cluster):
+    pid = health_cluster.pid("worker_d")
+    since = time.time()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _wait_path(health_cluster, "leader_e", "worker_d", since, ["degraded", "unavailable"])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _wait_path(health_cluster, "leader_e", "worker_d", since, ["degraded", "unavailable", "healthy"])
+    degraded, unavailable, _ = _transitions(health_cluster, "leader_e", "worker_d", since)
+    assert "no answer" in degraded["reason"] or degraded["reason"].startswith("DEADLINE_EXCEEDED")
+    assert unavailable["consecutive_failures"] == 3
+    assert health_cluster.pid("worker_d") == pid  # a hang is not a restart
+
+
+def test_one_call_shows_the_whole_cluster(health_cluster):
+    view = _node(health_cluster, "gateway_a").GetHealthStatus(pb.HealthStatusRequest(cluster=True), timeout=10)
+    seen = {(n.observer, n.neighbor): n for n in view.neighbors}
+    assert set(seen) == {(observer, neighbor) for observer, neighbors in WATCHES.items() for neighbor in neighbors}
+    for entry in seen.values():
+        assert entry.status == "healthy" and entry.since.endswith("Z") and entry.window_seconds > 0
+        assert entry.probes_in_window > 0 and 0 < entry.success_rate <= 1
+    assert list(view.unreachable_observers) == []
+
+    status = subprocess.run([str(REPO / "bin" / "healthlog"), "status", "--host", health_cluster.gateway],
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "6/6" in status.stdout
+
+    since = time.time()
+    health_cluster.ctl("stop", "worker_c", check=True)
+    try:
+        _wait_path(health_cluster, "leader_b", "worker_c", since, ["degraded", "unavailable"])
+        status = subprocess.run([str(REPO / "bin" / "healthlog"), "status", "--host", health_cluster.gateway],
+                                capture_output=True, text=True, timeout=30)
+        assert status.returncode == 1
+        assert "5/6" in status.stdout and "unavailable" in status.stdout
+    finally:
+        health_cluster.ctl("start", "worker_c", check=True)
+    _wait_path(health_cluster, "leader_b", "worker_c", since, ["degraded", "unavailable", "healthy"])
+
+
+def test_standard_health_and_reflection_answer_on_every_daemon(health_cluster):
+    for program in PROGRAMS:
+        channel = grpc.insecure_channel(f"127.0.0.1:{health_cluster.ports[program]}")
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        services = {s.name for reply in listing for s in reply.list_services_response.service}
+        assert {"airquality.v1.Node", "grpc.health.v1.Health"} <= services
+        assert ("airquality.v1.AirQuality" in services) == (program == "gateway_a")
+        probe = pb_grpc.NodeStub(channel).HealthCheck(pb.HealthRequest(requester_id="test"), timeout=5)
+        assert probe.healthy and probe.status == "SERVING" and probe.daemon == program
+        assert probe.process_id == health_cluster.pid(program)
+
+
+def test_no_false_transitions_under_full_query_load(health_cluster):
+    since = time.time()
+    stop = threading.Event()
+
+    def scan_until_stopped():
+        with FireClient(health_cluster.gateway) as client:
+            while not stop.is_set():
+                for _ in client.query():
+                    pass
+
+    scanners = [threading.Thread(target=scan_until_stopped) for _ in range(4)]
+    for scanner in scanners:
+        scanner.start()
+    try:
+        stop.wait(8)
+    finally:
+        stop.set()
+        for scanner in scanners:
+            scanner.join(timeout=60)
+    for observer in WATCHES:
+        assert [e for e in health_cluster.events(observer, "health_transition") if epoch_of(e) >= since] == []

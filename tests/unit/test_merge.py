@@ -1,0 +1,232 @@
+"""FairMerge: every item once and in order per source, round-robin between ready sources, bounded buffers, close."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Iterable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemons.merge import FairMerge, SourceEnded
+from tests.unit.helpers import wait_until
+
+TIMEOUT = 10.0
+
+
+class Boom(Exception):
+    pass
+
+
+class Consumer:
+    """Iterates a merge (or an iterator over one) on its own thread, so one that never ends fails the test
+    instead of hanging it."""
+
+    def __init__(self, merge: Iterable):
+        self.received: list[tuple[str, object]] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(merge,), daemon=True)
+        self._thread.start()
+
+    def _run(self, merge: Iterable) -> None:
+        try:
+            for pair in merge:
+                self.received.append(pair)
+        except BaseException as error:  # reported by finish()
+            self.error = error
+
+    def finish(self) -> list[tuple[str, object]]:
+        self._thread.join(TIMEOUT)
+        assert not self._thread.is_alive(), "the merge did not end"
+        assert self.error is None, self.error
+        return self.received
+
+
+def numbered(name: str, count: int, fail: bool = False):
+    for index in range(count):
+        yield f"{name}:{index}"
+    if fail:
+        raise Boom(name)
+
+
+def items_of(received, name):
+    return [item for source, item in received if source == name and not isinstance(item, SourceEnded)]
+
+
+def ends_of(received, name):
+    return [item for source, item in received if source == name and isinstance(item, SourceEnded)]
+
+
+SOURCES = st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sources=SOURCES, depth=st.integers(1, 3))
+def test_every_item_arrives_once_in_source_order_then_one_end(sources, depth):
+    merge = FairMerge(depth=depth)
+    for number, (count, fail) in enumerate(sources):
+        merge.add(f"s{number}", numbered(f"s{number}", count, fail))
+    received = Consumer(merge).finish()
+
+    assert len(received) == sum(count for count, _ in sources) + len(sources)
+    for number, (count, fail) in enumerate(sources):
+        name = f"s{number}"
+        assert items_of(received, name) == [f"{name}:{index}" for index in range(count)]
+        (end,) = ends_of(received, name)
+        assert [pair for pair in received if pair[0] == name][-1][1] is end  # nothing after the end
+        if fail:
+            assert isinstance(end.error, Boom) and end.error.args == (name,)
+        else:
+            assert end.error is None
+
+
+def test_no_sources_ends_at_once():
+    assert Consumer(FairMerge()).finish() == []
+
+
+def test_source_failing_before_its_first_item_still_ends_once():
+    def broken():
+        raise Boom("at start")
+        yield  # a generator that fails on first use
+
+    merge = FairMerge()
+    merge.add("broken", broken())
+    merge.add("fine", numbered("fine", 2))
+    received = Consumer(merge).finish()
+    assert items_of(received, "broken") == []
+    (end,) = ends_of(received, "broken")
+    assert isinstance(end.error, Boom)
+    assert items_of(received, "fine") == ["fine:0", "fine:1"]
+
+
+def drained_then_set(items, event: threading.Event):
+    """Yields `items`; sets `event` once asked for more, by which time the pump has buffered them all."""
+    yield from items
+    event.set()
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(0, 6), min_size=1, max_size=5))
+def test_ready_sources_are_served_in_turn(counts):
+    merge = FairMerge(depth=max(max(counts), 1))
+    drained = []
+    for number, count in enumerate(counts):
+        drained.append(threading.Event())
+        merge.add(f"s{number}", drained_then_set(numbered(f"s{number}", count), drained[-1]))
+    for event in drained:
+        assert event.wait(TIMEOUT)
+    received = Consumer(merge).finish()
+    expected = [f"s{number}:{turn}" for turn in range(max(counts)) for number, count in enumerate(counts)
+                if turn < count]
+    assert [item for _, item in received if not isinstance(item, SourceEnded)] == expected
+
+
+def test_fast_source_cannot_starve_a_slow_one():
+    allowed = [threading.Event() for _ in range(3)]
+    buffered = [threading.Event() for _ in range(3)]
+
+    def slow():
+        for index in range(3):
+            assert allowed[index].wait(TIMEOUT)
+            yield f"slow:{index}"
+            buffered[index].set()  # the pump asked for the next item, so this one is in its buffer
+
+    merge = FairMerge(depth=2)
+    merge.add("fast", numbered("fast", 1000))
+    merge.add("slow", slow())
+    stream = iter(merge)
+    fast_seen = 0
+    for index in range(3):
+        for _ in range(4):
+            assert next(stream) == ("fast", f"fast:{fast_seen}")
+            fast_seen += 1
+        allowed[index].set()
+        assert buffered[index].wait(TIMEOUT)
+        assert next(stream) == ("slow", f"slow:{index}")  # served on the very next turn
+    merge.close()
+
+
+class CountingSource:
+    """An endless source that records how many items it has produced."""
+
+    def __init__(self):
+        self.produced = 0
+        self.condition = threading.Condition()
+
+    def __iter__(self):
+        for index in itertools.count():
+            with self.condition:
+                self.produced += 1
+                self.condition.notify_all()
+            yield index
+
+    def wait_for(self, count: int) -> None:
+        with self.condition:
+            assert self.condition.wait_for(lambda: self.produced >= count, TIMEOUT), (self.produced, count)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_producer_stays_within_depth_of_the_consumer(depth):
+    """A producer runs ahead by at most `depth` buffered items plus the one its pump holds while blocked."""
+    sources = [CountingSource(), CountingSource()]
+    merge = FairMerge(depth=depth)
+    for number, source in enumerate(sources):
+        merge.add(f"bounded{number}", source)
+    stream = iter(merge)
+    consumed = [0, 0]
+    for _ in range(40):
+        for source, taken in zip(sources, consumed):
+            source.wait_for(taken + depth + 1)  # it gets as far ahead as it may...
+            assert source.produced == taken + depth + 1  # ...and no further
+        name, item = next(stream)
+        number = int(name[-1])
+        assert item == consumed[number]
+        consumed[number] += 1
+    assert min(consumed) >= 19  # the turns alternated
+    merge.close()
+
+
+def test_close_cancels_unfinished_sources_and_ends_iteration():
+    release = threading.Event()
+    cancelled: list[str] = []
+
+    def blocked():
+        yield "first"
+        assert release.wait(TIMEOUT)  # a stream that only ends once cancelled
+
+    merge = FairMerge(depth=2)
+    merge.add("close-done", iter(["only"]), cancel=lambda: cancelled.append("close-done"))
+    merge.add("close-blocked", blocked(), cancel=lambda: (cancelled.append("close-blocked"), release.set()))
+    merge.add("close-endless", itertools.count(), cancel=lambda: cancelled.append("close-endless"))
+    stream = iter(merge)
+    received = []
+    while not (("close-blocked", "first") in received and ends_of(received, "close-done")):
+        received.append(next(stream))
+
+    merge.close()
+    merge.close()  # idempotent: cancels only once
+    assert sorted(cancelled) == ["close-blocked", "close-endless"]
+
+    rest = Consumer(stream).finish()
+    assert len(items_of(rest, "close-endless")) <= 2  # at most what was already buffered
+    assert items_of(rest, "close-blocked") == []
+    wait_until(lambda: not any(thread.name.startswith("merge-close-") for thread in threading.enumerate()),
+               TIMEOUT, "the pumps to stop")
+
+
+def test_close_from_another_thread_wakes_a_waiting_consumer():
+    release = threading.Event()
+
+    def silent():
+        assert release.wait(TIMEOUT)
+        return
+        yield
+
+    merge = FairMerge()
+    merge.add("silent", silent(), cancel=release.set)
+    consumer = Consumer(merge)
+    merge.close()
+    assert all(isinstance(item, SourceEnded) for _, item in consumer.finish())
+    assert release.is_set()
