@@ -20,8 +20,8 @@ ROLES = ("gateway", "leader", "worker")
 LINK_KINDS = ("query", "control")
 MAX_CHUNK_SIZE = 65536  # chunk dictionaries index rows with uint16 codes
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_DAY = re.compile(r"^\d{8}$")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_DAY = re.compile(r"\d{8}")
 
 T = TypeVar("T")
 
@@ -30,8 +30,12 @@ class ConfigError(Exception):
     """A config problem: `<file>: <field>: <what is wrong>`."""
 
     def __init__(self, source: Path | str, field: str, problem: str):
-        super().__init__(f"{source}: {field}: {problem}")
+        super().__init__(_one_line(f"{source}: {field}: {problem}"))
         self.source, self.field, self.problem = str(source), field, problem
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Address:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ class _Reader:
         return value
 
     def name(self, value: Any, field: str) -> str:
-        return self.typed(value, field, str, lambda s: None if _NAME.match(s) else
+        return self.typed(value, field, str, lambda s: None if _NAME.fullmatch(s) else
                           f"{s!r} is not a valid name (lowercase letters, digits, '_' or '-')")
 
     def address(self, value: Any, field: str) -> Address:
@@ -179,8 +183,8 @@ def expand_days(reader: _Reader, specs: list, field: str) -> tuple[str, ...]:
     for index, spec in enumerate(reader.list(specs, field)):
         item = f"{field}[{index}]"
         text = reader.typed(spec, item, str)
-        first, _, last = text.partition("-")
-        start, end = _day(reader, first, item), _day(reader, last or first, item)
+        first, dash, last = text.partition("-")
+        start, end = _day(reader, first, item), _day(reader, last if dash else first, item)
         if end < start:
             raise reader.fail(item, f"range {text!r} ends before it starts")
         days.update((start + dt.timedelta(d)).strftime("%Y%m%d") for d in range((end - start).days + 1))
@@ -191,7 +195,7 @@ def expand_days(reader: _Reader, specs: list, field: str) -> tuple[str, ...]:
 
 def _day(reader: _Reader, text: str, field: str) -> dt.date:
     try:
-        if not _DAY.match(text):
+        if not _DAY.fullmatch(text):
             raise ValueError
         return dt.datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
@@ -331,6 +335,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Da
         text = source.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(source, "(file)", f"cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(source, "(file)", f"not UTF-8 text (byte {error.start})") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:

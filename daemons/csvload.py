@@ -66,7 +66,9 @@ class ColumnBuilder:
     def _split_checked(self, data: bytes, label: str) -> tuple[list[list[bytes]], dict[str, np.ndarray]]:
         good: list[list[bytes]] = []
         text = data.decode("utf-8", errors="replace")
-        for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        reader = csv.reader(io.StringIO(text, newline=""))
+        for row in reader:
+            number = reader.line_num  # the line a record ends on, counting newlines inside fields
             if not row or row == [""]:
                 continue
             try:
@@ -82,14 +84,14 @@ class ColumnBuilder:
         return columns, _convert(columns)
 
     def finish(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Returns (numeric columns, dictionary codes, dictionary values as str arrays)."""
+        """Returns (numeric columns, dictionary codes, dictionary values as object arrays of str)."""
         numeric = {name: _concat(parts, dtype) for (name, parts), dtype in zip(self.numeric.items(), NUMERIC.values())}
         codes, values = {}, {}
         for name in DICTIONARY:
             table = self.dictionaries[name]
             width = np.uint16 if len(table) <= 1 << 16 else np.uint32
             codes[name] = _concat(self.codes[name], np.dtype(width))
-            values[name] = np.array([v.decode("utf-8", errors="replace") for v in table], dtype=str)
+            values[name] = np.array([v.decode("utf-8", errors="replace") for v in table], dtype=object)
         return numeric, codes, values
 
 
@@ -124,7 +126,7 @@ def _convert(columns: list[list[bytes]]) -> dict[str, np.ndarray]:
                 values = raw.astype(np.int64)
             else:
                 values = raw.astype(np.float64)
-        except ValueError:
+        except (ValueError, OverflowError):
             shown = f" {columns[_INDEX[name]][0].decode(errors='replace')!r}" if raw.size == 1 else ""
             raise _Malformed(f"bad {name}{shown}") from None
         if dtype.kind == "i" and raw.size and (values.min() < np.iinfo(dtype).min or values.max() > np.iinfo(dtype).max):

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,7 @@ from daemons.columns import DICTIONARY, NUMERIC
 from daemons.config import PartitionSpec
 from daemons.csvload import ColumnBuilder
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -83,14 +84,14 @@ def load_partition(spec: PartitionSpec, root: Path, cache_dir: Path | None,
     if cached is not None and cached.exists():
         try:
             return _read_cache(cached, spec, tuple(missing), started)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged entry is rebuilt below
     builder = ColumnBuilder()
     for path in files:
         builder.add_file(path, str(path.relative_to(root)))
     numeric, codes, values = builder.finish()
     partition = Partition(
-        spec.name, spec.days, numeric, codes, {k: v.astype(object) for k, v in values.items()},
+        spec.name, spec.days, numeric, codes, values,
         builder.skipped.count, tuple(builder.skipped.examples), tuple(missing), "csv", 0.0)
     if cached is not None:
         try:
@@ -106,7 +107,7 @@ def _read_cache(path: Path, spec: PartitionSpec, missing: tuple[str, ...], start
         meta = json.loads(str(archive["meta"]))
         numeric = {name: archive[f"n_{name}"] for name in NUMERIC}
         codes = {name: archive[f"c_{name}"] for name in DICTIONARY}
-        values = {name: archive[f"v_{name}"].astype(object) for name in DICTIONARY}
+        values = {name: np.array(json.loads(str(archive[f"v_{name}"])), dtype=object) for name in DICTIONARY}
     return Partition(spec.name, spec.days, numeric, codes, values, meta["skipped_lines"],
                      tuple(meta["skipped_examples"]), missing, "cache", time.perf_counter() - started)
 
@@ -115,7 +116,7 @@ def _write_cache(path: Path, stem: str, numeric, codes, values, skipped: int, ex
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"n_{k}": v for k, v in numeric.items()}
     arrays.update({f"c_{k}": v for k, v in codes.items()})
-    arrays.update({f"v_{k}": v for k, v in values.items()})
+    arrays.update({f"v_{k}": np.array(json.dumps(v.tolist())) for k, v in values.items()})
     arrays["meta"] = np.array(json.dumps({"skipped_lines": skipped, "skipped_examples": examples}))
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}-", suffix=".npz")
     try:

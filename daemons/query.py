@@ -27,7 +27,7 @@ MAX_REQUEST_ID = 128
 MAX_VALUES = 10_000  # values in one list filter
 SCAN_BLOCK_ROWS = 65536
 
-_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?$")
+_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?")
 _KNOWN_PARAMETERS = {p.casefold(): p for p in PARAMETERS}
 
 
@@ -52,7 +52,7 @@ class Filter:
 
 def parse_datetime(text: str, field: str, upper: bool) -> int:
     """"YYYY-MM-DDTHH:MM" or "YYYY-MM-DD" -> epoch minutes; a date as an upper bound covers the day."""
-    match = _DATETIME.match(text)
+    match = _DATETIME.fullmatch(text)
     try:
         if not match:
             raise ValueError

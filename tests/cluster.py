@@ -116,7 +116,7 @@ class Cluster:
         def started(program: str) -> bool:
             return any(epoch_of(e) >= since for e in self.events(program, "daemon_started"))
         for program in programs:
-            wait_for(lambda: started(program), timeout, f"{program} to start serving")
+            wait_for(lambda program=program: started(program), timeout, f"{program} to start serving")
 
     def stop(self) -> None:
         pid_file = self.home / "var" / "run" / "supervisord.pid"

@@ -26,7 +26,7 @@ def health_cluster(tmp_path_factory, data_root, cache_dir):
     running = start_cluster(tmp_path_factory.mktemp("health"), data_root, cache_dir)
     for observer, neighbors in WATCHES.items():
         for neighbor in neighbors:
-            wait_for(lambda: _path(running, observer, neighbor, 0.0)[-1:] == ["healthy"], 30,
+            wait_for(lambda o=observer, n=neighbor: _path(running, o, n, 0.0)[-1:] == ["healthy"], 30,
                      f"{observer} to see {neighbor} healthy")
     yield running
     running.stop()

@@ -234,8 +234,6 @@ def test_address_text_is_host_colon_port():
     assert str(Address("127.0.0.1", 50052)) == "127.0.0.1:50052"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py _Reader.address/Address.__str__: '[::1]:50051' is stored as "
-                   "host '::1', and str(Address) gives '::1:50051', which gRPC cannot bind or dial")
 def test_ipv6_address_text_keeps_its_brackets(tmp_path):
     config = load_config(write_config(tmp_path, edited(worker_doc(), "listen", "[::1]:50051")), environ={})
     assert str(config.listen) == "[::1]:50051"
@@ -395,30 +393,21 @@ def test_directory_instead_of_file_is_a_config_error(tmp_path):
     config_error(tmp_path, "(file)")
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="BUG config.py load_config: it catches only OSError around read_text, so a file that is "
-                   "not UTF-8 escapes as UnicodeDecodeError instead of a ConfigError")
 def test_file_that_is_not_utf8_is_a_config_error(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_bytes(b'{"name": "caf\xe9"}')
     config_error(path, "(file)")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py expand_days: '20200818-' (a range without its end) is taken as "
-                   "the single day 20200818 instead of being rejected")
 def test_range_without_an_end_is_rejected(tmp_path):
     config_error(write_config(tmp_path, edited(worker_doc(), "data.partitions[0].days", ["20200818-"])),
                  "data.partitions[0].days[0]")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py _NAME: the pattern ends in '$', which also matches before a "
-                   "final newline, so the name 'worker_c\\n' is accepted")
 def test_name_with_a_trailing_newline_is_rejected(tmp_path):
     config_error(write_config(tmp_path, edited(worker_doc(), "name", "worker_c\n")), "name")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py _Reader.object: an unknown key is put in the message "
-                   "verbatim, so a key containing a newline makes a two-line error")
 def test_unknown_field_with_a_newline_still_gives_one_line(tmp_path):
     path = write_config(tmp_path, edited(worker_doc(), "colour\nred", 1))
     with pytest.raises(ConfigError) as caught:

@@ -216,25 +216,17 @@ def test_crlf_file_with_a_malformed_line_keeps_the_others(tmp_path):
     assert parsed.skipped.examples == ["file0.csv:2: bad aqi 'x'"]
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="BUG csvload.py _convert: an integer field beyond int64 makes numpy raise OverflowError, "
-                   "which `except ValueError` does not catch, so one such line aborts loading the whole file")
 def test_aqi_beyond_int64_is_skipped_like_any_out_of_range_value(tmp_path):
     parsed = parse_files(tmp_path, f"{line()}\n{line(aqi='99999999999999999999')}\n{line(EUREKA)}\n")
     assert parsed.measurements() == expected(CRESCENT_CITY, EUREKA)
     assert parsed.skipped.examples[0].startswith("file0.csv:2:")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG csvload.py ColumnBuilder._split_checked: skipped lines are numbered by "
-                   "CSV record, not by line, so after a quoted field holding a newline the example names the wrong "
-                   "line")
 def test_line_numbers_count_lines_inside_multiline_fields(tmp_path):
     parsed = parse_files(tmp_path, f"{line(site_name='Crescent' + chr(10) + 'City')}\n{line(aqi='x')}\n")
     assert parsed.skipped.examples == ["file0.csv:3: bad aqi 'x'"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG csvload.py ColumnBuilder.finish: dictionaries become numpy str arrays, "
-                   "which drop trailing NUL characters, so 'City\\x00' is read as 'City'")
 def test_trailing_nul_in_a_name_is_kept(tmp_path):
     assert parse_files(tmp_path, line(site_name="City\x00") + "\n").column("site_name") == ["City\x00"]
 

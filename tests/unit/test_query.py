@@ -56,8 +56,6 @@ def test_date_bounds_cover_whole_days_and_minutes_are_exact():
     assert selected_rows(pb.QueryFilter(datetime_to="2020-08-10T05:29"), rows) == [0, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG query.py _DATETIME: the pattern ends in '$', which also matches before a "
-                   "final newline, so '2020-08-10\\n' is accepted as a date")
 def test_datetime_with_a_trailing_newline_is_rejected():
     invalid_query(parse_datetime, "2020-08-10\n", "datetime_from", False)
 
