@@ -6,15 +6,14 @@ Exit codes: 0 complete answer, 3 partial answer (the missing partitions are name
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import click
 import grpc
 
+from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
 from daemons.columns import FIELDS
 from daemons.query import GROUP_KEYS
@@ -35,35 +34,6 @@ def _bbox(_ctx, _param, value: str | None):
     if len(numbers) != 4:
         raise click.BadParameter(f"expected four numbers MIN_LAT,MIN_LON,MAX_LAT,MAX_LON, got {value!r}")
     return numbers
-
-
-class _Writer:
-    """Writes rows in one of the output formats, the header with the first write (even of no rows)."""
-
-    def __init__(self, output_format: str, header: Sequence[str], out=sys.stdout):
-        self.format, self.header, self.out = output_format, list(header), out
-        self.widths: list[int] | None = None  # table column widths, set by the first write
-        self._csv = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
-        self._header_written = False
-
-    def write(self, rows: Iterable[Sequence]) -> None:
-        if self._csv is not None:
-            if not self._header_written:
-                self._csv.writerow(self.header)
-                self._header_written = True
-            self._csv.writerows(rows)
-        elif self.format == "jsonl":
-            self.out.writelines(json.dumps(dict(zip(self.header, row))) + "\n" for row in rows)
-        else:
-            rows = [["" if v is None else str(v) for v in row] for row in rows]
-            if self.widths is None:  # sized by the header and the first rows; later rows may widen a cell
-                self.widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(self.header)]
-                self._table_line(self.header)
-            for row in rows:
-                self._table_line(row)
-
-    def _table_line(self, cells: Sequence[str]) -> None:
-        self.out.write("  ".join(cell.ljust(width) for cell, width in zip(cells, self.widths)).rstrip() + "\n")
 
 
 def _report(completeness: Completeness | None) -> int:
@@ -89,7 +59,7 @@ def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> 
         yield row
 
 
-def _stream_rows(client: FireClient, query_filter, chunk_size, request_id, writer: _Writer) -> int:
+def _stream_rows(client: FireClient, query_filter, chunk_size, request_id, writer: RowWriter) -> int:
     stream = client.query(query_filter, chunk_size=chunk_size, request_id=request_id)
     progress = None
     if sys.stderr.isatty():
@@ -151,11 +121,11 @@ def main(host, parameters, sites, agencies, aqs_codes, bbox, datetime_from, date
                 chosen = aggregates or AGGREGATES
                 answer = client.aggregate(query_filter, group_by)
                 header = [*group_by, "rows", *(f"{m}_{a}" for m in METRICS for a in chosen)]
-                _Writer(output_format, header).write(_aggregate_rows(answer, chosen))
+                RowWriter(output_format, header).write(_aggregate_rows(answer, chosen))
                 status = _report(Completeness(answer.complete, 0, list(answer.missing_partitions),
                                               list(answer.partitions)))
             else:
-                status = _stream_rows(client, query_filter, chunk_size, request_id, _Writer(output_format, FIELDS))
+                status = _stream_rows(client, query_filter, chunk_size, request_id, RowWriter(output_format, FIELDS))
     except grpc.RpcError as error:
         click.echo(f"error: {error.code().name}: {error.details()}", err=True)
         status = EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE

@@ -23,7 +23,7 @@ import grpc
 
 import daemons
 from daemons import events
-from daemons.cli.query import _Writer
+from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET
 from daemons.healthlog.follow import LogFollower
 from daemons.healthlog.summary import (CONSECUTIVE_FAILURES, DAEMON, DEGRADED, EVENT, FROM, HEALTHY, LATENCY_MS,
@@ -139,7 +139,7 @@ def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) 
         _show(selected, as_json)
     else:
         links = summarize((event for _, event in selected), datetime.now(timezone.utc))
-        _Writer("table", SUMMARY_HEADER, out=sys.stdout).write(summary_rows(links))
+        RowWriter("table", SUMMARY_HEADER).write(summary_rows(links))
     return skipped
 
 
@@ -190,7 +190,7 @@ def status(host: str, timeout: float) -> None:
         click.echo(f"error: the gateway at {host} did not answer: {error.code().name}: {error.details()}", err=True)
         sys.exit(EXIT_UNREACHABLE)
     health = cluster_health(response)
-    _Writer("table", STATUS_HEADER, out=sys.stdout).write(status_rows(health))
+    RowWriter("table", STATUS_HEADER).write(status_rows(health))
     for observer in health.unreachable_observers:
         click.echo(f"warning: observer not reachable: {observer}", err=True)
     verdict = f"{health.healthy}/{health.total} daemons healthy"

@@ -8,10 +8,14 @@ import socket
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from daemons.config import load_config
-from tests.cluster import ETC, PROGRAMS, REPO, free_ports, read_events
+from daemons.rpc import airquality_pb2 as pb
+from daemons.rpc import airquality_pb2_grpc as pb_grpc
+from tests.cluster import ETC, PROGRAMS, REAL_DATA, REPO, free_ports, read_events, wait_for
 
 DAEMON = REPO / "bin" / "fire-daemon"
 EXPECTED_PARTITIONS = {
@@ -115,3 +119,56 @@ def test_a_missing_data_root_exits_1_and_says_what_to_do(tmp_path):
     result = _run_daemon(_worker_config(tmp_path, free_ports(1)[0], str(tmp_path / "nowhere")))
     assert result.returncode == 1
     assert "nowhere" in result.stderr and "FIRE_DATA_DIR" in result.stderr
+
+
+def _start_daemon(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(DAEMON), str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_daemon_reports_not_serving_while_it_loads(tmp_path, data_root):
+    port = free_ports(1)[0]
+    daemon = _start_daemon(_worker_config(tmp_path, port, str(data_root)))  # empty cache: it parses CSVs
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    seen = []
+    try:
+        def serving() -> bool:
+            try:
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                probe = pb_grpc.NodeStub(channel).HealthCheck(pb.HealthRequest(requester_id="test"), timeout=1)
+            except grpc.RpcError:
+                return False  # not listening yet
+            seen.append((health_pb2.HealthCheckResponse.ServingStatus.Name(status), probe.status))
+            return status == health_pb2.HealthCheckResponse.SERVING
+        wait_for(serving, 60, "the worker to serve", interval=0.005)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert ("NOT_SERVING", "LOADING") in seen and seen[-1] == ("SERVING", "SERVING")
+
+
+def test_a_neighbour_that_never_started_stays_unknown(tmp_path):
+    document = json.loads((ETC / "leader_b.json").read_text())
+    own, absent_c, absent_d = free_ports(3)
+    document.update(listen=f"127.0.0.1:{own}", log_file=str(tmp_path / "leader_b.log"))
+    document["children"][0]["address"] = f"127.0.0.1:{absent_c}"
+    document["children"][1]["address"] = f"127.0.0.1:{absent_d}"
+    document["data"].update(root=str(REAL_DATA if REAL_DATA.is_dir() else tmp_path), cache_dir=str(tmp_path / "c"))
+    document["data"]["partitions"][0]["days"] = ["20200810"]
+    if not REAL_DATA.is_dir():
+        (tmp_path / "20200810").mkdir()
+    config = tmp_path / "leader_b.json"
+    config.write_text(json.dumps(document))
+    leader = _start_daemon(config)
+    try:
+        wait_for(lambda: any(e["event"] == "daemon_started" for e in read_events(tmp_path / "leader_b.log")), 60,
+                 "leader_b to serve")
+        stub = pb_grpc.NodeStub(grpc.insecure_channel(f"127.0.0.1:{own}"))
+        wait_for(lambda: stub.GetHealthStatus(pb.HealthStatusRequest(), timeout=5).neighbors[0].probes_in_window >= 5,
+                 20, "a few failed probes of worker_c")
+        (view,) = stub.GetHealthStatus(pb.HealthStatusRequest(), timeout=5).neighbors
+    finally:
+        leader.terminate()
+        leader.wait(timeout=30)
+    assert (view.neighbor, view.status, view.success_rate) == ("worker_c", "unknown", 0.0)
+    assert view.consecutive_failures >= 5
+    assert [e for e in read_events(tmp_path / "leader_b.log") if e["event"] == "health_transition"] == []
