@@ -8,6 +8,7 @@ and cache locations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,12 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -44,6 +46,31 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def full_scans(gateway: str, scans: int) -> Iterator[None]:
+    """Keeps `scans` full-table queries streaming through the gateway for the length of the block."""
+    from daemons.client import FireClient
+
+    stop = threading.Event()
+
+    def scan_until_stopped() -> None:
+        with FireClient(gateway) as client:
+            while not stop.is_set():
+                for _ in client.query():
+                    if stop.is_set():
+                        break
+
+    threads = [threading.Thread(target=scan_until_stopped, daemon=True) for _ in range(scans)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
 
 
 def free_ports(count: int) -> list[int]:

@@ -12,15 +12,13 @@ import os
 import signal
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from daemons.client import FireClient
-from tests.cluster import PROGRAMS, REAL_DATA, Cluster, epoch_of, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REAL_DATA, Cluster, epoch_of, full_scans, start_cluster, wait_for
 
 OBSERVER = {"leader_b": "gateway_a", "leader_e": "gateway_a", "worker_c": "leader_b", "worker_f": "leader_e",
             "worker_d": "leader_e"}
@@ -104,21 +102,8 @@ def idle_cost(cluster: Cluster, seconds: float) -> tuple[float, bool]:
 
 def transitions_under_load(cluster: Cluster, seconds: float, scans: int = 4) -> int:
     since = time.time()
-    stop = threading.Event()
-
-    def scan():
-        with FireClient(cluster.gateway) as client:
-            while not stop.is_set():
-                for _ in client.query():
-                    pass
-
-    threads = [threading.Thread(target=scan) for _ in range(scans)]
-    for thread in threads:
-        thread.start()
-    stop.wait(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    with full_scans(cluster.gateway, scans):
+        time.sleep(seconds)
     return sum(1 for observer in set(OBSERVER.values()) for e in cluster.events(observer, "health_transition")
                if epoch_of(e) >= since)
 

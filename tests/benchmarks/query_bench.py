@@ -12,7 +12,6 @@ import os
 import signal
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from daemons.client import FireClient, make_filter
-from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster, wait_for
 
 HEADLINE = dict(parameters=["PM2.5", "PM10"], min_aqi=0, max_aqi=100)
 
@@ -79,23 +78,10 @@ def duckdb_seconds(data_root: Path, where: str, runs: int) -> float:
     return median_of(runs, once)[0]
 
 
-def first_chunk_under_load(client: FireClient, site: str, scans: int, samples: int) -> float:
-    stop = threading.Event()
-
-    def scan_forever():
-        while not stop.is_set():
-            for _ in client.query():
-                if stop.is_set():
-                    break
-
-    threads = [threading.Thread(target=scan_forever, daemon=True) for _ in range(scans)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.5)  # let the scans reach full flow before sampling
-    latencies = [timed_query(client, make_filter(sites=[site]))[0] for _ in range(samples)]
-    stop.set()
-    for thread in threads:
-        thread.join()
+def first_chunk_under_load(client: FireClient, gateway: str, site: str, scans: int, samples: int) -> float:
+    with full_scans(gateway, scans):
+        time.sleep(0.5)  # let the scans reach full flow before sampling
+        latencies = [timed_query(client, make_filter(sites=[site]))[0] for _ in range(samples)]
     return statistics.median(latencies)
 
 
@@ -163,7 +149,7 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
         gateway = psutil.Process(cluster.pid("gateway_a"))
         after_one_scan = gateway.memory_info().rss  # the full scans above have been through it already
         figures.append(Figure("small query's first chunk during 4 full scans", first_chunk_under_load(
-            client, site, scans=4, samples=max(5, runs)), "s", 0.100))
+            client, cluster.gateway, site, scans=4, samples=max(5, runs)), "s", 0.100))
         for _ in range(3):
             timed_query(client, make_filter())
         figures.append(Figure("gateway RSS growth, one full scan -> 4 concurrent + 3 more",

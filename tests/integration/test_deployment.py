@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -172,3 +173,30 @@ def test_a_neighbour_that_never_started_stays_unknown(tmp_path):
     assert (view.neighbor, view.status, view.success_rate) == ("worker_c", "unknown", 0.0)
     assert view.consecutive_failures >= 5
     assert [e for e in read_events(tmp_path / "leader_b.log") if e["event"] == "health_transition"] == []
+
+
+def test_malformed_lines_are_skipped_counted_and_reported_once(tmp_path, data_root):
+    day = tmp_path / "data" / "20200914"
+    day.mkdir(parents=True)
+    good = sorted((data_root / "20200914").glob("*.csv"))[0]
+    shutil.copy(good, day / good.name)
+    rows = len(good.read_text().splitlines())
+    (day / "20200914-03.csv").write_text(
+        good.read_text().splitlines()[0] + "\n"
+        '"41.7","-124.2","2020-09-14T03:00","PM2.5","not a number","UG/M3","1.0","5","1","S","A","1","1"\n'
+        '"41.7","-124.2","2020-09-14T03:00","PM2.5"\n'
+        '"41.7","-124.2","yesterday","PM2.5","1.0","UG/M3","1.0","5","1","S","A","1","1"\n')
+    daemon = _start_daemon(_worker_config(tmp_path, free_ports(1)[0], str(tmp_path / "data")))
+    try:
+        started = wait_for(lambda: [e for e in read_events(tmp_path / "worker_f.log") if e["event"] == "daemon_started"],
+                           60, "the worker to serve")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    events = read_events(tmp_path / "worker_f.log")
+    (skipped,) = [e for e in events if e["event"] == "csv_lines_skipped"]
+    assert skipped["count"] == 3 and len(skipped["examples"]) == 3
+    assert all(example.startswith("20200914/20200914-03.csv:") for example in skipped["examples"])
+    (missing,) = [e for e in events if e["event"] == "partition_days_missing"]
+    assert len(missing["days"]) == 10
+    assert started[0]["rows_loaded"] == rows + 1

@@ -17,10 +17,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from daemons.client import FireClient
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from tests.cluster import PROGRAMS, REPO, epoch_of, read_events, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REPO, epoch_of, full_scans, read_events, start_cluster, wait_for
 
 WATCHES = {"gateway_a": ["leader_b", "leader_e"], "leader_b": ["worker_c"], "leader_e": ["worker_f", "worker_d"]}
 
@@ -160,23 +159,8 @@ def test_standard_health_and_reflection_answer_on_every_daemon(health_cluster):
 
 def test_no_false_transitions_under_full_query_load(health_cluster):
     since = time.time()
-    stop = threading.Event()
-
-    def scan_until_stopped():
-        with FireClient(health_cluster.gateway) as client:
-            while not stop.is_set():
-                for _ in client.query():
-                    pass
-
-    scanners = [threading.Thread(target=scan_until_stopped) for _ in range(4)]
-    for scanner in scanners:
-        scanner.start()
-    try:
-        stop.wait(8)
-    finally:
-        stop.set()
-        for scanner in scanners:
-            scanner.join(timeout=60)
+    with full_scans(health_cluster.gateway, 4):
+        time.sleep(8)  # the load is the point: every probe in these seconds competes with four scans
     for observer in WATCHES:
         assert [e for e in health_cluster.events(observer, "health_transition") if epoch_of(e) >= since] == []
 

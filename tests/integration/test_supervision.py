@@ -120,3 +120,14 @@ def test_event_logs_are_json_with_the_common_fields(own_cluster):
             assert event["timestamp"].endswith("Z") and len(event["timestamp"]) == 27
         assert {"pid", "port", "role", "rows_loaded", "load_seconds"} <= started[-1].keys()
         assert started[-1]["port"] == own_cluster.ports[program]
+
+
+def test_the_client_rides_out_a_gateway_restart(own_cluster, client):
+    expected, _ = client.count()
+    old_pid = own_cluster.pid("gateway_a")
+    os.kill(old_pid, signal.SIGKILL)
+    counted = subprocess.run([str(REPO / "bin" / "query"), "--host", own_cluster.gateway, "--count", "--deadline", "30"],
+                             capture_output=True, text=True, timeout=60)
+    assert counted.returncode == 0, counted.stderr
+    assert int(counted.stdout) == expected
+    assert own_cluster.pid("gateway_a") != old_pid
