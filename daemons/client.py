@@ -3,7 +3,8 @@
 Rows arrive column-wise (`ColumnBatch`, numpy arrays) exactly as they travel, so a client that
 works with columns pays no per-row cost. Calls ride out a gateway that is briefly unavailable
 (supervisord restarts it within about a second) by retrying with backoff inside one total
-deadline; a stream is only retried before its first chunk, so no row is ever delivered twice.
+deadline; a stream that breaks midway resumes from its last chunk's resume token, so no row is
+delivered twice or skipped.
 """
 
 from __future__ import annotations
@@ -70,21 +71,22 @@ class QueryStream:
 
     def __iter__(self) -> Iterator[ColumnBatch]:
         stub = self._client.stub
-        delivered = False
         attempt = 0
         while True:
             self._call = stub.Query(self.request, timeout=self._client.remaining(self._deadline))
             try:
                 for message in self._call:
+                    # Each chunk says where the answer stands: after a gateway restart the request
+                    # resumes from the last chunk received, with nothing repeated or left out.
+                    self.request.resume_token = message.resume_token
                     if message.is_last_chunk:
                         self.completeness = Completeness(message.complete, message.total_results,
                                                          list(message.missing_partitions), list(message.partitions))
                     if message.HasField("columns"):
-                        delivered = True
                         yield decode_rows(message.columns, message.partition, message.partition_offset)
                 return
             except grpc.RpcError as error:
-                if delivered or not self._client.should_retry(error, attempt, self._deadline):
+                if not self._client.should_retry(error, attempt, self._deadline):
                     raise
                 attempt += 1
 

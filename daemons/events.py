@@ -38,6 +38,11 @@ CACHE_WRITE_FAILED = EventType("cache_write_failed", ("partition", "error"), "wa
 
 QUERY_FINISHED = EventType("query_finished", ("request_id", "kind", "rows", "seconds", "complete",
                                               "missing_partitions", "outcome"))
+# Replicas: the gateway's start-up check of its placement, and every re-plan of a partition.
+PLACEMENT_CHECKED = EventType("placement_checked", ("partitions", "single_failure_safe"))
+PLACEMENT_UNSAFE = EventType("placement_unsafe", ("losses",), "warning")  # daemon -> partitions it would take
+PARTITION_FAILOVER = EventType("partition_failover", ("request_id", "partition", "from", "to", "reason",
+                                                      "skip_rows"))
 CHILD_CALL_FAILED = EventType("child_call_failed", ("request_id", "child", "code", "message", "partitions"),
                               "warning")
 

@@ -10,6 +10,7 @@ answer that lost a partition can never look complete.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -133,70 +134,142 @@ def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.concatenate(pending)
 
 
-def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon: str) -> Iterator[pb.QueryResponse]:
-    """The partition's matching rows in partition order, then its status."""
-    offset = 0
-    for indices in _rechunk(query.matcher(partition).selected(), chunk_size):
+def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon: str,
+                   skip: int = 0) -> Iterator[pb.QueryResponse]:
+    """The partition's matching rows in partition order after the first `skip`, then its status.
+
+    The order is the same on every daemon holding the partition (day, file, line), which is what
+    lets a replica take over a stream at the row where a failed copy stopped.
+    """
+    offset = skip
+    for indices in _rechunk(query.matcher(partition).selected(skip), chunk_size):
         response = pb.QueryResponse(partition=partition.name, partition_offset=offset)
         encode_rows(partition, indices, response.columns)
         offset += len(indices)
         yield response
-    yield pb.QueryResponse(partitions=[pb.PartitionStatus(partition=partition.name, complete=True, rows=offset,
-                                                          served_by=daemon)])
+    yield pb.QueryResponse(partitions=[pb.PartitionStatus(partition=partition.name, complete=True,
+                                                          rows=offset - skip, served_by=daemon)])
 
 
 def remaining_seconds(deadline: float | None, cap: float) -> float:
     return cap if deadline is None else max(0.0, min(cap, deadline - time.monotonic()))
 
 
+class ScanSession:
+    """One request's scan at this daemon: local scans and child calls feeding one FairMerge.
+
+    Iterating yields (payload to forward, parsed message). Every routed partition ends in one
+    status from whoever scanned it, or in a failure status made here when its source stops
+    without one. Routes can be added while the session runs: the gateway's failovers.
+    """
+
+    def __init__(self, fanout: "Fanout", request: pb.ScanRequest, query: Filter, deadline: float | None,
+                 merge: FairMerge):
+        self.fanout = fanout
+        self.request = request
+        self.query = query
+        self.timeout = remaining_seconds(deadline, fanout.config.query.call_timeout_seconds)
+        self.merge = merge
+        self._unreported: dict[str, tuple[str, set[str]]] = {}  # source -> (child or "", partitions)
+        self._failures: list[pb.PartitionStatus] = []  # made here, not yet yielded
+        self._calls = itertools.count()
+
+    def route(self, routes: Iterable[pb.PartitionRoute]) -> None:
+        fanout, request = self.fanout, self.request
+        routes = list(routes)
+        split = split_routes(fanout.config, fanout.partitions, routes)
+        skips = {route.partition: route.skip_rows for route in routes}
+        self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p, why in split.unroutable.items())
+        for name in split.local:
+            source = f"{name}#{next(self._calls)}"
+            self._unreported[source] = ("", {name})
+            self.merge.add(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
+                                                  fanout.config.name, skips[name]))
+        for child, child_routes in split.by_child.items():
+            forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter,
+                                       chunk_size=request.chunk_size, routes=child_routes)
+            call = fanout.links[child].scan(forwarded, timeout=self.timeout)
+            source = f"{child}#{next(self._calls)}"
+            self._unreported[source] = (child, {r.partition for r in child_routes})
+            fanout.calls_started(child, call)
+            self.merge.add(source, call, cancel=call.cancel)
+
+    def __iter__(self) -> Iterator[tuple[bytes | pb.QueryResponse, pb.QueryResponse]]:
+        items = iter(self.merge)
+        while True:
+            if self._failures:
+                message = pb.QueryResponse(partitions=self._failures)
+                self._failures = []
+                yield message, message
+                continue
+            try:
+                source, item = next(items)
+            except StopIteration:
+                if self._failures:
+                    continue
+                return
+            child, unreported = self._unreported[source]
+            if isinstance(item, SourceEnded):
+                self._source_ended(source, child, unreported, item.error)
+                continue
+            message = item if isinstance(item, pb.QueryResponse) else pb.QueryResponse.FromString(item)
+            unreported.difference_update(status.partition for status in message.partitions)
+            yield item, message
+
+    def _source_ended(self, source: str, child: str, unreported: set[str], error: BaseException | None) -> None:
+        if child:
+            self.fanout.calls_ended(child, source, error, self.request.request_id, sorted(unreported))
+        if not unreported:
+            return
+        name = child or self.fanout.config.name
+        why = f"{name}: {describe_error(error)}" if error is not None else f"{name} ended without a status"
+        self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p in sorted(unreported))
+        unreported.clear()
+
+
 class Fanout:
     """Answers routed scans and aggregates over this daemon's partitions and its children."""
 
-    def __init__(self, config: DaemonConfig, log, links: dict[str, ChildLink]):
+    def __init__(self, config: DaemonConfig, log, links: dict[str, ChildLink],
+                 monitors: dict[str, Callable[[bool, str], None]] | None = None):
         self.config = config
         self.log = log
         self.links = links
         self.partitions: dict[str, Partition] = {}
+        self._report = monitors or {}  # child -> its health monitor's observe(ok, reason)
+        self._lock = threading.Lock()
+        self._calls: dict[str, set] = {}  # child -> calls in flight to it
 
-    def scan(self, request: pb.ScanRequest, query: Filter, deadline: float | None,
-             merge: FairMerge) -> tuple[Progress, Iterator[tuple[bytes | pb.QueryResponse, pb.QueryResponse]]]:
-        """Starts the scan; yields (payload to forward, parsed message). Closing `merge` cancels it."""
-        split = split_routes(self.config, self.partitions, request.routes)
-        progress = Progress(tuple(r.partition for r in request.routes))
-        child_partitions: dict[str, list[str]] = {}
-        for name in split.local:
-            merge.add(name, scan_partition(self.partitions[name], query, request.chunk_size, self.config.name))
-        timeout = remaining_seconds(deadline, self.config.query.call_timeout_seconds)
-        for child, routes in split.by_child.items():
-            child_partitions[child] = [r.partition for r in routes]
-            forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter,
-                                       chunk_size=request.chunk_size, routes=routes)
-            call = self.links[child].scan(forwarded, timeout=timeout)
-            merge.add(child, call, cancel=call.cancel)
-        return progress, self._stream(request, split, progress, child_partitions, merge)
+    def scan(self, request: pb.ScanRequest, query: Filter, deadline: float | None, merge: FairMerge) -> ScanSession:
+        """Starts scanning the request's routes; closing `merge` cancels the scan."""
+        session = ScanSession(self, request, query, deadline, merge)
+        session.route(request.routes)
+        return session
 
-    def _stream(self, request, split, progress, child_partitions, merge):
-        for partition, why in split.unroutable.items():
-            message = pb.QueryResponse(partitions=progress.fail([partition], why))
-            yield message, message
-        for source, item in merge:
-            if isinstance(item, SourceEnded):
-                if source in child_partitions:
-                    why = (f"{source}: {describe_error(item.error)}" if item.error is not None
-                           else f"{source} ended without reporting the partition")
-                    failed = progress.fail(child_partitions[source], why)
-                    if failed and item.error is not None:
-                        self._log_child_failure(request.request_id, source, item.error, failed)
-                    if failed:
-                        message = pb.QueryResponse(partitions=failed)
-                        yield message, message
-                elif item.error is not None:
-                    message = pb.QueryResponse(partitions=progress.fail([source], describe_error(item.error)))
-                    yield message, message
-                continue
-            message = item if isinstance(item, pb.QueryResponse) else pb.QueryResponse.FromString(item)
-            progress.record(message.partitions)
-            yield item, message
+    def calls_started(self, child: str, call) -> None:
+        with self._lock:
+            self._calls.setdefault(child, set()).add(call)
+
+    def calls_ended(self, child: str, source: str, error: BaseException | None, request_id: str,
+                    partitions: list[str]) -> None:
+        with self._lock:
+            self._calls[child] = {call for call in self._calls.get(child, ()) if call.is_active()}
+        if error is None:
+            return
+        code = error.code() if isinstance(error, grpc.Call) else None
+        if code is not grpc.StatusCode.CANCELLED and child in self._report:
+            # Passive detection: a child that fails queries is not healthy until a probe says so.
+            self._report[child](False, f"query call failed: {describe_error(error)}")
+        if partitions:
+            self._log_child_failure(request_id, child, error, partitions)
+
+    def cancel_calls_to(self, child: str) -> None:
+        """Cancels every call in flight to a child the health monitor found unavailable: a hung
+        child would otherwise hold its partitions until the request's deadline."""
+        with self._lock:
+            calls = self._calls.pop(child, set())
+        for call in calls:
+            call.cancel()
 
     def aggregate(self, request: pb.ScanRequest, query: Filter, group_by: tuple[str, ...],
                   deadline: float | None) -> tuple[Progress, AggregateTable]:
@@ -219,18 +292,20 @@ class Fanout:
                 answer = call.result()
             except grpc.RpcError as error:
                 failed = progress.fail(routed, f"{child}: {describe_error(error)}")
-                self._log_child_failure(request.request_id, child, error, failed)
+                if error.code() is not grpc.StatusCode.CANCELLED and child in self._report:
+                    self._report[child](False, f"query call failed: {describe_error(error)}")
+                self._log_child_failure(request.request_id, child, error, [s.partition for s in failed])
                 continue
             table.merge_proto(answer.groups)
             progress.record(answer.partitions)
             progress.fail(routed, f"{child} answered without the partition")
         return progress, table
 
-    def _log_child_failure(self, request_id: str, child: str, error: BaseException, failed) -> None:
+    def _log_child_failure(self, request_id: str, child: str, error: BaseException, partitions: list[str]) -> None:
         code = error.code().name if isinstance(error, grpc.Call) else type(error).__name__
         details = error.details() if isinstance(error, grpc.Call) else str(error)
         events.CHILD_CALL_FAILED.emit(self.log, request_id=request_id, child=child, code=code, message=details,
-                                      partitions=[s.partition for s in failed])
+                                      partitions=partitions)
 
 
 def abort_invalid(context: grpc.ServicerContext, error: InvalidQuery):
@@ -299,8 +374,7 @@ class NodeServicer:
             abort_invalid(context, error)
         merge = FairMerge()
         self._track(context, merge.close)
-        _, stream = self.fanout.scan(request, query, deadline_of(context), merge)
-        for payload, _ in stream:
+        for payload, _ in self.fanout.scan(request, query, deadline_of(context), merge):
             yield payload
 
     def ScanAggregate(self, request: pb.ScanRequest, context):

@@ -28,8 +28,10 @@ from daemons.gateway import GatewayServicer
 from daemons.health.datagram import DatagramResponder
 from daemons.health.monitor import MonitorLoop, NeighborMonitor
 from daemons.health.service import HealthEndpoints, Lifecycle
+from daemons.health.view import ClusterHealthView
 from daemons.node import CHANNEL_OPTIONS, ActiveRequests, ChildLink, Fanout, NodeServicer
 from daemons.partition import load_partition
+from daemons.plan import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
 
 
@@ -72,9 +74,11 @@ class Daemon:
                                                          if config.role == "gateway" else [])
         self.lifecycle = Lifecycle(config, services)
         self.links = {link.name: ChildLink(link.name, str(link.address)) for link in config.children}
-        self.monitors = [NeighborMonitor(config.name, link, config.health, self.log) for link in config.watched]
+        self.monitors = [NeighborMonitor(config.name, link, config.health, self.log,
+                                         on_unavailable=lambda neighbor: self.fanout.cancel_calls_to(neighbor))
+                         for link in config.watched]
         self.monitor_loop = MonitorLoop(self.monitors)
-        self.fanout = Fanout(config, self.log, self.links)
+        self.fanout = Fanout(config, self.log, self.links, {m.link.name: m.observe for m in self.monitors})
         self.requests = ActiveRequests()
         endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.links)
         self.datagrams = DatagramResponder(config.listen, endpoints.answer)
@@ -85,7 +89,9 @@ class Daemon:
                                   options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=workers)
         self.server.add_generic_rpc_handlers([service_handler("Node", self.node, endpoints)])
         if config.role == "gateway":
-            self.gateway = GatewayServicer(config, self.fanout, self.lifecycle.serving, self.requests, self.log)
+            view = ClusterHealthView({m.link.name: m for m in self.monitors},
+                                     {m.link.name: self.links[m.link.name] for m in self.monitors})
+            self.gateway = GatewayServicer(config, self.fanout, self.lifecycle.serving, self.requests, view, self.log)
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", self.gateway)])
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
         reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
@@ -120,6 +126,7 @@ class Daemon:
         except OSError as error:
             return self.fail(f"cannot answer health datagrams on UDP {address}: {error.strerror or error}")
         self.server.start()
+        self.check_placement()
         self.start_monitoring()
         if self.config.data is not None:
             loaded = self.load_data()
@@ -138,6 +145,15 @@ class Daemon:
         while not stop.wait(3600):
             pass
         return self.shutdown(received[0] if received else "unknown")
+
+    def check_placement(self) -> None:
+        """Warns, naming them, about partitions that a single failed daemon would take out of reach."""
+        if self.config.role != "gateway":
+            return
+        losses = single_failure_losses(self.config.routes)
+        if losses:
+            events.PLACEMENT_UNSAFE.emit(self.log, losses=losses)
+        events.PLACEMENT_CHECKED.emit(self.log, partitions=sorted(self.config.routes), single_failure_safe=not losses)
 
     def start_monitoring(self) -> None:
         if not self.monitors:

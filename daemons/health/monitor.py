@@ -65,8 +65,10 @@ class NeighborMonitor:
     """One neighbour's state machine and the probes that feed it; runs on a MonitorLoop."""
 
     def __init__(self, observer: str, link: Link, settings: HealthConfig, log,
+                 on_unavailable: Callable[[str], None] = lambda neighbor: None,
                  clock: Callable[[], float] = time.monotonic):
         self.observer = observer
+        self.on_unavailable = on_unavailable  # e.g. to cancel calls stuck on a hung neighbour
         self.link = link
         self.settings = settings
         self.log = log
@@ -93,6 +95,8 @@ class NeighborMonitor:
             healthy = self.state.status is Status.HEALTHY
         if transition is not None:
             self._log_transition(transition)
+            if transition.current is Status.UNAVAILABLE:
+                self.on_unavailable(self.link.name)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._note_result, ok, healthy)
 

@@ -34,7 +34,7 @@ from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 
 # The event types --follow and --json show; showing one more is adding it here.
-DISPLAYED_EVENTS = (events.HEALTH_TRANSITION,)
+DISPLAYED_EVENTS = (events.HEALTH_TRANSITION, events.PARTITION_FAILOVER)
 POLL_INTERVAL_SECONDS = 0.1
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2
 STATUS_COLOURS = {UNKNOWN: None, HEALTHY: "green", DEGRADED: "yellow", UNAVAILABLE: "red"}

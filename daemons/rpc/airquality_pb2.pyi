@@ -83,16 +83,18 @@ class QueryFilter(_message.Message):
     def __init__(self, parameters: _Optional[_Iterable[str]] = ..., site_names: _Optional[_Iterable[str]] = ..., agency_names: _Optional[_Iterable[str]] = ..., aqs_codes: _Optional[_Iterable[str]] = ..., bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., datetime_from: _Optional[str] = ..., datetime_to: _Optional[str] = ..., min_concentration: _Optional[float] = ..., max_concentration: _Optional[float] = ..., min_aqi: _Optional[float] = ..., max_aqi: _Optional[float] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("request_id", "filter", "chunk_size", "encoding")
+    __slots__ = ("request_id", "filter", "chunk_size", "encoding", "resume_token")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     filter: QueryFilter
     chunk_size: int
     encoding: RowEncoding
-    def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., chunk_size: _Optional[int] = ..., encoding: _Optional[_Union[RowEncoding, str]] = ...) -> None: ...
+    resume_token: bytes
+    def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., chunk_size: _Optional[int] = ..., encoding: _Optional[_Union[RowEncoding, str]] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class DictionaryColumn(_message.Message):
     __slots__ = ("values", "codes")
@@ -149,7 +151,7 @@ class PartitionStatus(_message.Message):
     def __init__(self, partition: _Optional[str] = ..., complete: _Optional[bool] = ..., rows: _Optional[int] = ..., served_by: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("request_id", "chunk_number", "is_last_chunk", "total_results", "columns", "measurements", "partition", "partition_offset", "partitions", "complete", "missing_partitions")
+    __slots__ = ("request_id", "chunk_number", "is_last_chunk", "total_results", "columns", "measurements", "partition", "partition_offset", "partitions", "complete", "missing_partitions", "resume_token")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_NUMBER_FIELD_NUMBER: _ClassVar[int]
     IS_LAST_CHUNK_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,7 @@ class QueryResponse(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     MISSING_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     chunk_number: int
     is_last_chunk: bool
@@ -172,7 +175,27 @@ class QueryResponse(_message.Message):
     partitions: _containers.RepeatedCompositeFieldContainer[PartitionStatus]
     complete: bool
     missing_partitions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., chunk_number: _Optional[int] = ..., is_last_chunk: _Optional[bool] = ..., total_results: _Optional[int] = ..., columns: _Optional[_Union[RowColumns, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[FireMeasurement, _Mapping]]] = ..., partition: _Optional[str] = ..., partition_offset: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[str]] = ...) -> None: ...
+    resume_token: bytes
+    def __init__(self, request_id: _Optional[str] = ..., chunk_number: _Optional[int] = ..., is_last_chunk: _Optional[bool] = ..., total_results: _Optional[int] = ..., columns: _Optional[_Union[RowColumns, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[FireMeasurement, _Mapping]]] = ..., partition: _Optional[str] = ..., partition_offset: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[str]] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
+
+class ResumeToken(_message.Message):
+    __slots__ = ("filter_digest", "chunks", "delivered", "complete")
+    class DeliveredEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    FILTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    filter_digest: bytes
+    chunks: int
+    delivered: _containers.ScalarMap[str, int]
+    complete: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, filter_digest: _Optional[bytes] = ..., chunks: _Optional[int] = ..., delivered: _Optional[_Mapping[str, int]] = ..., complete: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AggregateRequest(_message.Message):
     __slots__ = ("request_id", "filter", "group_by")
@@ -237,12 +260,14 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
 
 class PartitionRoute(_message.Message):
-    __slots__ = ("partition", "path")
+    __slots__ = ("partition", "path", "skip_rows")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    SKIP_ROWS_FIELD_NUMBER: _ClassVar[int]
     partition: str
     path: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, partition: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ...) -> None: ...
+    skip_rows: int
+    def __init__(self, partition: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ..., skip_rows: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("request_id", "filter", "chunk_size", "group_by", "routes")

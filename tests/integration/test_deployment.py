@@ -14,18 +14,21 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from daemons.config import load_config
+from daemons.plan import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 from tests.cluster import ETC, PROGRAMS, REAL_DATA, REPO, free_ports, read_events, wait_for
 
 DAEMON = REPO / "bin" / "fire-daemon"
-EXPECTED_PARTITIONS = {
-    "leader_b": {"aug10-17": ["20200810", "20200814", "20200815", "20200816", "20200817"]},
-    "worker_c": {"aug18-26": [f"202008{d}" for d in range(18, 27)]},
-    "worker_d": {"aug27-sep04": [f"202008{d}" for d in range(27, 32)] + [f"2020090{d}" for d in range(1, 5)]},
-    "leader_e": {"sep05-13": [f"202009{d:02d}" for d in range(5, 14)]},
-    "worker_f": {"sep14-24": [f"202009{d}" for d in range(14, 25)]},
+DAYS = {
+    "aug10-17": ["20200810", "20200814", "20200815", "20200816", "20200817"],
+    "aug18-26": [f"202008{d}" for d in range(18, 27)],
+    "aug27-sep04": [f"202008{d}" for d in range(27, 32)] + [f"2020090{d}" for d in range(1, 5)],
+    "sep05-13": [f"202009{d:02d}" for d in range(5, 14)],
+    "sep14-24": [f"202009{d}" for d in range(14, 25)],
 }
+PRIMARY = {"aug10-17": "leader_b", "aug18-26": "worker_c", "aug27-sep04": "worker_d", "sep05-13": "leader_e",
+           "sep14-24": "worker_f"}
 EDGES = {("gateway_a", "leader_b"): "query", ("gateway_a", "leader_e"): "query", ("leader_b", "worker_c"): "query",
          ("leader_b", "worker_d"): "control", ("leader_e", "worker_f"): "query", ("leader_e", "worker_d"): "query"}
 
@@ -51,16 +54,26 @@ def test_shipped_topology_and_partitions():
     for program, config in configs.items():
         for link in config.children:
             assert link.address.port == configs[link.name].listen.port
-        held = {spec.name: list(spec.days) for spec in config.data.partitions} if config.data else {}
-        assert held == EXPECTED_PARTITIONS.get(program, {})
+        for spec in config.data.partitions if config.data else ():
+            assert list(spec.days) == DAYS[spec.name]
+    holders = {p: {program for program, c in configs.items() if c.data and p in {s.name for s in c.data.partitions}}
+               for p in DAYS}
+    assert all(PRIMARY[p] in holders[p] and len(holders[p]) >= 2 for p in DAYS)  # a primary and a replica each
     gateway = configs["gateway_a"]
     assert gateway.role == "gateway" and gateway.data is None
-    owners = {name: program for program, parts in EXPECTED_PARTITIONS.items() for name in parts}
-    assert set(gateway.routes) == set(owners)
+    assert set(gateway.routes) == set(DAYS)
     for partition, paths in gateway.routes.items():
-        hops = ("gateway_a", *paths[0])
-        assert hops[-1] == owners[partition]
-        assert all(EDGES.get(edge) == "query" for edge in zip(hops, hops[1:]))
+        assert paths[0][-1] == PRIMARY[partition]
+        for path in paths:
+            hops = ("gateway_a", *path)
+            assert hops[-1] in holders[partition]
+            assert all(edge in EDGES for edge in zip(hops, hops[1:]))
+        assert all(EDGES[edge] == "query" for edge in zip(("gateway_a", *paths[0]), paths[0]))
+    assert single_failure_losses(gateway.routes) == {}
+    # every single failure leaves a path that avoids the failed daemon
+    for down in PROGRAMS[1:]:
+        for partition, paths in gateway.routes.items():
+            assert any(down not in path for path in paths), (down, partition)
 
 
 def _run_daemon(config: Path, timeout: float = 30) -> subprocess.CompletedProcess:
