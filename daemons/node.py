@@ -114,7 +114,7 @@ def split_routes(config: DaemonConfig, held: dict[str, Partition], routes: Itera
         elif path[1] not in children:
             split.unroutable[route.partition] = f"{config.name} has no link to {path[1]}"
         else:
-            split.by_child.setdefault(path[1], []).append(pb.PartitionRoute(partition=route.partition, path=path[1:]))
+            split.by_child.setdefault(path[1], []).append(pb.PartitionRoute(partition=route.partition, path=path[1:], skip_rows=route.skip_rows))
     return split
 
 
