@@ -24,6 +24,7 @@ from daemons.wire import ColumnBatch, decode_rows
 
 DEFAULT_TARGET = "localhost:50051"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+CANCEL_TIMEOUT_SECONDS = 2.0
 
 T = TypeVar("T")
 
@@ -91,11 +92,15 @@ class QueryStream:
                 attempt += 1
 
     def cancel(self) -> bool:
-        """Asks the gateway to stop this request and cancels the local call."""
-        cancelled = self._client.cancel(self.request.request_id)
-        if self._call is not None:
-            self._call.cancel()
-        return cancelled
+        """Asks the gateway to stop the request (one short try), then cancels the local call."""
+        try:
+            return self._client.stub.Cancel(pb.CancelRequest(request_id=self.request.request_id),
+                                            timeout=CANCEL_TIMEOUT_SECONDS).cancelled
+        except grpc.RpcError:
+            return False  # the gateway is away; cancelling the call below ends the request anyway
+        finally:
+            if self._call is not None:
+                self._call.cancel()
 
 
 class FireClient:

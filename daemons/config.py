@@ -173,8 +173,13 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+MAX_SECONDS_OR_COUNT = 1e6  # beyond this a number is a typo, and gRPC reads huge timeouts as expired
+
+
 def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
+    if not 0 < value <= MAX_SECONDS_OR_COUNT:  # also refuses NaN and Infinity
+        return f"must be greater than 0 and at most {MAX_SECONDS_OR_COUNT:g}"
+    return None
 
 
 def expand_days(reader: _Reader, specs: list, field: str) -> tuple[str, ...]:
@@ -284,7 +289,7 @@ def _health(reader: _Reader, raw: Any) -> HealthConfig:
 
 
 def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else "must not be negative"
+    return None if 0 <= value <= MAX_SECONDS_OR_COUNT else f"must be in 0..{MAX_SECONDS_OR_COUNT:g}"
 
 
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:

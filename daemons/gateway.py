@@ -166,7 +166,9 @@ class GatewayServicer:
                                        seconds=round(time.perf_counter() - started, 6), complete=outcome == "complete",
                                        missing_partitions=answer.progress.missing, outcome=outcome)
 
-        context.add_callback(finished)
+        if not context.add_callback(finished):  # the client is already gone
+            finished()
+            return
         tried: dict[str, list[Path]] = {}
         pending = [p for p in self.config.routes if p not in answer.progress.statuses]
         scan = pb.ScanRequest(request_id=request_id, filter=request.filter, chunk_size=chunk_size,

@@ -40,9 +40,16 @@ class FairMerge:
         self._turn = 0
 
     def add(self, name: str, items: Iterable, cancel: Callable[[], Any] | None = None) -> None:
+        """Starts pumping a source; on a closed merge the source is cancelled at once instead."""
         source = _Source(name, cancel)
         with self._condition:
-            self._sources.append(source)
+            closed = self._closed
+            if not closed:
+                self._sources.append(source)
+        if closed:
+            if cancel:
+                cancel()
+            return
         threading.Thread(target=self._pump, args=(source, items), name=f"merge-{name}", daemon=True).start()
 
     def _pump(self, source: _Source, items: Iterable) -> None:

@@ -168,7 +168,7 @@ class ScanSession:
         self.fanout = fanout
         self.request = request
         self.query = query
-        self.timeout = remaining_seconds(deadline, fanout.config.query.call_timeout_seconds)
+        self.deadline = deadline
         self.merge = merge
         self._unreported: dict[str, tuple[str, set[str]]] = {}  # source -> (child or "", partitions)
         self._failures: list[pb.PartitionStatus] = []  # made here, not yet yielded
@@ -188,7 +188,7 @@ class ScanSession:
         for child, child_routes in split.by_child.items():
             forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter,
                                        chunk_size=request.chunk_size, routes=child_routes)
-            call = fanout.links[child].scan(forwarded, timeout=self.timeout)
+            call = fanout.links[child].scan(forwarded, timeout=fanout.call_timeout(self.deadline))
             source = f"{child}#{next(self._calls)}"
             self._unreported[source] = (child, {r.partition for r in child_routes})
             fanout.calls_started(child, call)
@@ -256,12 +256,21 @@ class Fanout:
             self._calls[child] = {call for call in self._calls.get(child, ()) if call.is_active()}
         if error is None:
             return
-        code = error.code() if isinstance(error, grpc.Call) else None
-        if code is not grpc.StatusCode.CANCELLED and child in self._report:
-            # Passive detection: a child that fails queries is not healthy until a probe says so.
-            self._report[child](False, f"query call failed: {describe_error(error)}")
+        self._report_failure(child, error)
         if partitions:
             self._log_child_failure(request_id, child, error, partitions)
+
+    def _report_failure(self, child: str, error: BaseException) -> None:
+        """Passive detection: a child whose connection fails a query is not treated as healthy until
+        a probe says so. Other errors (a deadline that ran out, a cancel) say nothing of its health."""
+        if isinstance(error, grpc.Call) and error.code() is grpc.StatusCode.UNAVAILABLE and child in self._report:
+            self._report[child](False, f"query call failed: {describe_error(error)}")
+
+    def call_timeout(self, deadline: float | None) -> float:
+        """A child call's timeout: what is left of the request's, less a margin, so that a child
+        that never answers still leaves time to report a partial answer before the client gives up."""
+        remaining = remaining_seconds(deadline, self.config.query.call_timeout_seconds)
+        return max(0.01, remaining - min(1.0, 0.1 * remaining))
 
     def cancel_calls_to(self, child: str) -> None:
         """Cancels every call in flight to a child the health monitor found unavailable: a hung
@@ -276,11 +285,12 @@ class Fanout:
         split = split_routes(self.config, self.partitions, request.routes)
         progress = Progress(tuple(r.partition for r in request.routes))
         table = AggregateTable(group_by)
-        timeout = remaining_seconds(deadline, self.config.query.call_timeout_seconds)
         calls = {child: self.links[child].aggregate.future(
                      pb.ScanRequest(request_id=request.request_id, filter=request.filter, group_by=group_by,
-                                    routes=routes), timeout=timeout)
+                                    routes=routes), timeout=self.call_timeout(deadline))
                  for child, routes in split.by_child.items()}
+        for child, call in calls.items():
+            self.calls_started(child, call)
         for partition, why in split.unroutable.items():
             progress.fail([partition], why)
         for name in split.local:
@@ -290,12 +300,14 @@ class Fanout:
             routed = [r.partition for r in split.by_child[child]]
             try:
                 answer = call.result()
-            except grpc.RpcError as error:
+            except (grpc.RpcError, grpc.FutureCancelledError) as error:
+                error = error if isinstance(error, grpc.RpcError) else call
                 failed = progress.fail(routed, f"{child}: {describe_error(error)}")
-                if error.code() is not grpc.StatusCode.CANCELLED and child in self._report:
-                    self._report[child](False, f"query call failed: {describe_error(error)}")
+                self._report_failure(child, error)
                 self._log_child_failure(request.request_id, child, error, [s.partition for s in failed])
                 continue
+            finally:
+                self.calls_ended(child, "", None, request.request_id, [])
             table.merge_proto(answer.groups)
             progress.record(answer.partitions)
             progress.fail(routed, f"{child} answered without the partition")
@@ -406,4 +418,6 @@ class NodeServicer:
             self.requests.leave()
             on_end()
 
-        context.add_callback(ended)
+        if not context.add_callback(ended):  # the call is already over
+            ended()
+            context.abort(grpc.StatusCode.CANCELLED, "the call ended before it started")

@@ -176,8 +176,11 @@ class Daemon:
             return (f"data root {data.root} is not a directory (set FIRE_DATA_DIR, or run "
                     f"bin/generate-data for the embedded data set)")
         for spec in data.partitions:
-            partition = load_partition(spec, data.root, data.cache_dir, on_cache_error=lambda error, name=spec.name:
-                                       events.CACHE_WRITE_FAILED.emit(self.log, partition=name, error=error))
+            try:
+                partition = load_partition(spec, data.root, data.cache_dir, on_cache_error=lambda error, name=spec.name:
+                                           events.CACHE_WRITE_FAILED.emit(self.log, partition=name, error=error))
+            except OSError as error:
+                return f"cannot read partition {spec.name}: {error}"
             self.fanout.partitions[spec.name] = partition
             events.PARTITION_LOADED.emit(self.log, partition=spec.name, rows=partition.rows,
                                          source=partition.loaded_from, seconds=round(partition.load_seconds, 6),
@@ -213,4 +216,10 @@ def main(config_path: Path) -> None:
     except ConfigError as error:
         print(f"fire-daemon: {error}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(Daemon(config).run())
+    try:
+        daemon = Daemon(config)
+    except OSError as error:  # the event log cannot be opened
+        print(f"fire-daemon: {config.source}: log_file: cannot open {config.log_file}: {error.strerror or error}",
+              file=sys.stderr)
+        sys.exit(2)
+    sys.exit(daemon.run())

@@ -50,17 +50,24 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
 
 @contextlib.contextmanager
 def full_scans(gateway: str, scans: int) -> Iterator[None]:
-    """Keeps `scans` full-table queries streaming through the gateway for the length of the block."""
+    """Keeps `scans` full-table queries streaming through the gateway for the length of the block;
+    fails if the load did not actually run."""
     from daemons.client import FireClient
 
     stop = threading.Event()
+    batches: list[int] = []
+    errors: list[BaseException] = []
 
     def scan_until_stopped() -> None:
-        with FireClient(gateway) as client:
-            while not stop.is_set():
-                for _ in client.query():
-                    if stop.is_set():
-                        break
+        try:
+            with FireClient(gateway) as client:
+                while not stop.is_set():
+                    for _ in client.query():
+                        batches.append(1)
+                        if stop.is_set():
+                            break
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
 
     threads = [threading.Thread(target=scan_until_stopped, daemon=True) for _ in range(scans)]
     for thread in threads:
@@ -71,18 +78,29 @@ def full_scans(gateway: str, scans: int) -> Iterator[None]:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    assert batches, "the full scans delivered nothing"
 
 
 def free_ports(count: int) -> list[int]:
-    sockets, ports = [], []
+    """Ports free for TCP and UDP alike (a daemon answers health datagrams on its gRPC port)."""
+    held, ports = [], []
     while len(ports) < count:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sockets.append(sock)
+        tcp = socket.socket()
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        held.append(tcp)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            udp.close()
         if port not in DEFAULT_PORTS:
             ports.append(port)
-    for sock in sockets:
+    for sock in held:
         sock.close()
     return ports
 

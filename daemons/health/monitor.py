@@ -92,19 +92,18 @@ class NeighborMonitor:
         with self._lock:
             transition = self.state.observe(ProbeResult(ok, reason, latency_ms), self.clock())
             self._suspect = not ok
-            healthy = self.state.status is Status.HEALTHY
-        if transition is not None:
-            self._log_transition(transition)
-            if transition.current is Status.UNAVAILABLE:
-                self.on_unavailable(self.link.name)
+            if transition is not None:
+                self._log_transition(transition)  # under the lock, so lines keep the order of decisions
+        if transition is not None and transition.current is Status.UNAVAILABLE:
+            self.on_unavailable(self.link.name)
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._note_result, ok, healthy)
+            self._loop.call_soon_threadsafe(self._note_result, ok)
 
-    def _note_result(self, ok: bool, healthy: bool) -> None:
+    def _note_result(self, ok: bool) -> None:
         """On the loop: wakes the confirmations after a failure, the watch when not healthy."""
         if not ok:
             self._settle.set()
-        if healthy:
+        if self.status() is Status.HEALTHY:
             self._unhealthy.clear()
         else:
             self._unhealthy.set()
@@ -296,22 +295,31 @@ class MonitorLoop:
         self.monitors = monitors
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="health-monitor", daemon=True)
-        self._tasks: list = []
+        self._running = None
+        self._finished = threading.Event()
+
+    async def _run_all(self) -> None:
+        tasks = [asyncio.create_task(monitor.run()) for monitor in self.monitors]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # their cleanup: channels, sockets
+            self._finished.set()
 
     def start(self) -> None:
         self._thread.start()
-        self._tasks = [asyncio.run_coroutine_threadsafe(monitor.run(), self._loop) for monitor in self.monitors]
+        self._running = asyncio.run_coroutine_threadsafe(self._run_all(), self._loop)
 
     def stop(self) -> None:
-        """Cancels the monitors (closing their channels) and ends the loop thread."""
-        if not self._thread.is_alive():
+        """Cancels the monitors, lets them close their channels and sockets, and ends the loop."""
+        if self._running is None:
             return
-        for task in self._tasks:
-            self._loop.call_soon_threadsafe(task.cancel)
-        for task in self._tasks:
-            try:
-                task.result(timeout=2)
-            except BaseException:  # cancelled, as asked
-                pass
+        self._running.cancel()
+        self._finished.wait(timeout=3)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=2)
+        self._thread.join(timeout=3)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._running = None

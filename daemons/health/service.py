@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2
 
 from daemons.config import DaemonConfig
 from daemons.health.monitor import NeighborMonitor, failure_reason
+from daemons.health.state import Status
 from daemons.rpc import airquality_pb2 as pb
 
 CLUSTER_VIEW_TIMEOUT_SECONDS = 2.0
@@ -83,9 +84,16 @@ class HealthEndpoints:
         answer = pb.HealthStatusResponse(daemon=self.config.name, neighbors=[m.view() for m in self.monitors])
         if not request.cluster:
             return answer
-        below = {monitor.link.name: self.links[monitor.link.name].health_status.future(
-                     pb.HealthStatusRequest(cluster=True), timeout=CLUSTER_VIEW_TIMEOUT_SECONDS)
-                 for monitor in self.monitors}
+        # Each level keeps part of its own deadline, so a hung daemon below costs only its own view.
+        remaining = context.time_remaining()
+        timeout = CLUSTER_VIEW_TIMEOUT_SECONDS if remaining is None else max(0.01, 0.8 * remaining)
+        below = {}
+        for monitor in self.monitors:
+            name = monitor.link.name
+            if monitor.status() is Status.UNAVAILABLE:
+                answer.unreachable_observers.append(f"{name}: unavailable")
+                continue
+            below[name] = self.links[name].health_status.future(pb.HealthStatusRequest(cluster=True), timeout=timeout)
         for name, call in below.items():
             try:
                 view = call.result()

@@ -29,10 +29,14 @@ class ClusterHealthView:
     def statuses(self) -> dict[str, str]:
         own = {name: monitor.status().value for name, monitor in self._own.items()}
         with self._lock:
-            if time.monotonic() - self._fetched > MAX_AGE_SECONDS:
-                self._remote = self._fetch(own)
-                self._fetched = time.monotonic()
+            stale = time.monotonic() - self._fetched > MAX_AGE_SECONDS
+            if stale:
+                self._fetched = time.monotonic()  # one request refreshes; the others use the last copy
             remote = dict(self._remote)
+        if stale:
+            remote = self._fetch(own)
+            with self._lock:
+                self._remote = remote
         return {**remote, **own}
 
     def _fetch(self, own: dict[str, str]) -> dict[str, str]:

@@ -7,8 +7,9 @@ offset read so far and the bytes of a line whose newline has not been written ye
 complete line is returned exactly once. It does no sleeping or threading of its own: the caller
 decides when to poll, which keeps it testable step by step.
 
-Known limit, shared with `tail -F`: a copy-truncate after which the file grows back past the
-old offset before the next poll is indistinguishable from appending.
+A copy-truncate after which the file grows back past the old offset before the next poll looks
+like an append by size alone (`tail -F` misses it); the follower also compares the file's first
+bytes with those it read, and every event line starts with its own timestamp.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import BinaryIO
 
 SUFFIX = ".log"
 SUPERVISOR_LOG = "supervisord"  # supervisord's own log sits beside the daemons' ones
+
+
+HEAD_BYTES = 64
 
 
 def program_of(path: Path) -> str | None:
@@ -49,22 +53,31 @@ class _OpenLog:
         self.identity = _identity(os.fstat(handle.fileno()))
         self.offset = 0
         self.pending = b""
+        self.head = b""  # the file's first bytes as read: a rewritten file starts differently
 
     def read_lines(self) -> list[tuple[str, str]]:
         """The lines completed since the last read; an unterminated tail waits for its newline."""
         self.handle.seek(self.offset)
         data = self.handle.read()
         self.offset += len(data)
+        if len(self.head) < HEAD_BYTES:
+            self.head = os.pread(self.handle.fileno(), HEAD_BYTES, 0)
         *complete, self.pending = (self.pending + data).split(b"\n")
         return [(self.program, line.decode("utf-8", "replace")) for line in complete]
 
     def was_truncated(self) -> bool:
-        return os.fstat(self.handle.fileno()).st_size < self.offset
+        """Shrunk, or truncated and already written past the old offset (its first bytes differ:
+        every line starts with its own timestamp)."""
+        descriptor = self.handle.fileno()
+        if os.fstat(descriptor).st_size < self.offset:
+            return True
+        return bool(self.head) and os.pread(descriptor, len(self.head), 0) != self.head
 
     def restart(self) -> None:
         """After a copy-truncate the old bytes, a partial line included, live on in the copy."""
         self.offset = 0
         self.pending = b""
+        self.head = b""
 
     def close(self) -> list[tuple[str, str]]:
         """Closes the file, returning its unterminated last line: nobody will finish it now."""

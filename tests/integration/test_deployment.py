@@ -51,7 +51,7 @@ def test_shipped_topology_and_partitions():
     assert {p: c.listen.port for p, c in configs.items()} == dict(zip(PROGRAMS, [50051, 50052, 50053, 50054, 50055, 50056]))
     edges = {(p, link.name): link.kind for p, c in configs.items() for link in c.children}
     assert edges == EDGES
-    for program, config in configs.items():
+    for config in configs.values():
         for link in config.children:
             assert link.address.port == configs[link.name].listen.port
         for spec in config.data.partitions if config.data else ():

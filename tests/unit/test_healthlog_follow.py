@@ -118,3 +118,16 @@ def test_only_event_logs_are_read(tmp_path, follower):
 def test_program_of(name, program):
     assert program_of(Path(name)) == program
 
+
+
+def test_copy_truncate_is_seen_even_when_the_file_grows_back_past_the_old_offset(tmp_path):
+    log = tmp_path / "leader_b.log"
+    log.write_text('{"timestamp": "2026-11-28T08:00:00.000001Z"} first\n')
+    with LogFollower(tmp_path) as follower:
+        assert [line for _, line in follower.poll()] == ['{"timestamp": "2026-11-28T08:00:00.000001Z"} first']
+        with open(log, "r+") as handle:
+            handle.truncate(0)
+        with open(log, "a") as handle:
+            handle.write('{"timestamp": "2026-11-28T08:00:09.000002Z"} second, longer than the first line was\n')
+        assert [line for _, line in follower.poll()] == [
+            '{"timestamp": "2026-11-28T08:00:09.000002Z"} second, longer than the first line was']
