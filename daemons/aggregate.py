@@ -101,8 +101,11 @@ class AggregateTable:
         partition = matcher.partition
         if matcher.empty or not partition.rows:
             return 0
-        mask = matcher.mask(0, partition.rows)
-        select = slice(None) if mask.all() else np.flatnonzero(mask)  # a slice keeps columns as views
+        if matcher.selects_all:
+            select = slice(None)  # a slice keeps the columns as views
+        else:
+            mask = matcher.mask(0, partition.rows)
+            select = slice(None) if mask.all() else np.flatnonzero(mask)
         rows = partition.rows if isinstance(select, slice) else len(select)
         if not rows:
             return 0
@@ -110,7 +113,7 @@ class AggregateTable:
         counts = np.bincount(group_of_row, minlength=len(labels))
         partials = {}
         for metric in METRICS:
-            values = partition.numeric[metric][select].astype(np.float64)  # ufunc.at is slow when it must cast
+            values = np.asarray(partition.numeric[metric][select], np.float64)  # ufunc.at is slow when it casts
             valid = values != MISSING
             groups, values = (group_of_row, values) if valid.all() else (group_of_row[valid], values[valid])
             low = np.full(len(labels), math.inf)

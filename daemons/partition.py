@@ -8,6 +8,7 @@ the daemon parse again; entries are written atomically, so a crash never leaves 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -81,25 +82,38 @@ def load_partition(spec: PartitionSpec, root: Path, cache_dir: Path | None,
     key = _fingerprint(root, spec.days, files)
     stem = _cache_stem(spec, root)
     cached = cache_dir / f"{stem}-{key[:24]}.npz" if cache_dir else None
-    if cached is not None and cached.exists():
+    if cached is None:
+        return _parse(spec, root, files, missing, started)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(cache_dir / f".{stem}.lock", "a+b")
+    except OSError as error:
+        on_cache_error(f"{cache_dir}: {error.strerror or error}")
+        return _parse(spec, root, files, missing, started)
+    # Daemons that hold the same partition (a primary and its replicas) start together: one
+    # parses while the others wait for its cache entry, instead of all parsing the same CSVs.
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cached.exists():
+            try:
+                return _read_cache(cached, spec, tuple(missing), started)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                pass  # a damaged entry is rebuilt below
+        partition = _parse(spec, root, files, missing, started)
         try:
-            return _read_cache(cached, spec, tuple(missing), started)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # a damaged entry is rebuilt below
+            _write_cache(cached, stem, partition)
+        except OSError as error:
+            on_cache_error(f"{cached}: {error.strerror or error}")
+    return partition
+
+
+def _parse(spec: PartitionSpec, root: Path, files: list[Path], missing: list[str], started: float) -> Partition:
     builder = ColumnBuilder()
     for path in files:
         builder.add_file(path, str(path.relative_to(root)))
     numeric, codes, values = builder.finish()
-    partition = Partition(
-        spec.name, spec.days, numeric, codes, values,
-        builder.skipped.count, tuple(builder.skipped.examples), tuple(missing), "csv", 0.0)
-    if cached is not None:
-        try:
-            _write_cache(cached, stem, numeric, codes, values, builder.skipped.count, builder.skipped.examples)
-        except OSError as error:
-            on_cache_error(f"{cached}: {error.strerror or error}")
-    partition.load_seconds = time.perf_counter() - started
-    return partition
+    return Partition(spec.name, spec.days, numeric, codes, values, builder.skipped.count,
+                     tuple(builder.skipped.examples), tuple(missing), "csv", time.perf_counter() - started)
 
 
 def _read_cache(path: Path, spec: PartitionSpec, missing: tuple[str, ...], started: float) -> Partition:
@@ -112,12 +126,12 @@ def _read_cache(path: Path, spec: PartitionSpec, missing: tuple[str, ...], start
                      tuple(meta["skipped_examples"]), missing, "cache", time.perf_counter() - started)
 
 
-def _write_cache(path: Path, stem: str, numeric, codes, values, skipped: int, examples: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"n_{k}": v for k, v in numeric.items()}
-    arrays.update({f"c_{k}": v for k, v in codes.items()})
-    arrays.update({f"v_{k}": np.array(json.dumps(v.tolist())) for k, v in values.items()})
-    arrays["meta"] = np.array(json.dumps({"skipped_lines": skipped, "skipped_examples": examples}))
+def _write_cache(path: Path, stem: str, partition: Partition) -> None:
+    arrays = {f"n_{k}": v for k, v in partition.numeric.items()}
+    arrays.update({f"c_{k}": v for k, v in partition.codes.items()})
+    arrays.update({f"v_{k}": np.array(json.dumps(v.tolist())) for k, v in partition.values.items()})
+    arrays["meta"] = np.array(json.dumps({"skipped_lines": partition.skipped_lines,
+                                          "skipped_examples": list(partition.skipped_examples)}))
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}-", suffix=".npz")
     try:
         with os.fdopen(handle, "wb") as out:

@@ -165,6 +165,8 @@ class Matcher:
                 self._lookups.append((columns, tuple(_lookup(partition.values[c], wanted, fold) for c in columns)))
         # A filter that no dictionary entry satisfies selects nothing; skip the scan entirely.
         self.empty = any(not any(a.any() for a in accepted) for _, accepted in self._lookups)
+        self.selects_all = not self._lookups and query.bbox is None and all(
+            bound is None for bounds in (query.minutes, query.concentration, query.aqi) for bound in bounds)
 
     def mask(self, start: int, stop: int) -> np.ndarray:
         numeric, codes, query = self.partition.numeric, self.partition.codes, self._query

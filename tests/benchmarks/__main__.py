@@ -1,4 +1,5 @@
-"""bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios) or `health` (detection times)."""
+"""bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios), `health` (detection times) or
+`failover` (the cost of one failure)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tests.benchmarks import health_bench, query_bench
+from tests.benchmarks import failover_bench, health_bench, query_bench
 
 data_option = click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
                            help="AirNow data root (default: ../shared/fire-data beside the checkout, else var/fire-data).")
@@ -31,6 +32,14 @@ def query(data_root: Path | None, runs: int) -> None:
 def health(data_root: Path | None, faults: int) -> None:
     """Failure detection and recovery times, idle cost, false alarms under load."""
     health_bench.run(data_root, faults)
+
+
+@main.command()
+@data_option
+@click.option("--runs", default=5, show_default=True, help="Full scans per figure (the median is shown).")
+def failover(data_root: Path | None, runs: int) -> None:
+    """Query time with one daemon down against all healthy, and the cost of a mid-stream failover."""
+    failover_bench.run(data_root, runs)
 
 
 main(prog_name="benchmark")

@@ -213,3 +213,30 @@ def test_malformed_lines_are_skipped_counted_and_reported_once(tmp_path, data_ro
     (missing,) = [e for e in events if e["event"] == "partition_days_missing"]
     assert len(missing["days"]) == 10
     assert started[0]["rows_loaded"] == rows + 1
+
+
+def test_the_gateway_names_every_partition_a_single_failure_would_lose(tmp_path):
+    document = json.loads((ETC / "gateway_a.json").read_text())
+    document.update(listen=f"127.0.0.1:{free_ports(1)[0]}", log_file=str(tmp_path / "gateway_a.log"))
+    document["routes"] = {partition: paths[:1] for partition, paths in document["routes"].items()}  # no replicas
+    document["routes"]["sep05-13"] = [["leader_e"], ["leader_b", "worker_c"]]
+    config = tmp_path / "gateway_a.json"
+    config.write_text(json.dumps(document))
+    gateway = _start_daemon(config)
+    try:
+        checked = wait_for(lambda: [e for e in read_events(tmp_path / "gateway_a.log")
+                                    if e["event"] == "placement_checked"], 30, "the placement check")
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)
+    assert checked[0]["single_failure_safe"] is False
+    (unsafe,) = [e for e in read_events(tmp_path / "gateway_a.log") if e["event"] == "placement_unsafe"]
+    assert unsafe["level"] == "warning"
+    assert unsafe["losses"] == {"leader_b": ["aug10-17", "aug18-26"], "worker_c": ["aug18-26"],
+                                "leader_e": ["aug27-sep04", "sep14-24"], "worker_d": ["aug27-sep04"],
+                                "worker_f": ["sep14-24"]}
+
+
+def test_the_shipped_placement_passes_the_gateway_check(cluster):
+    (checked,) = cluster.events("gateway_a", "placement_checked")[-1:]
+    assert checked["single_failure_safe"] is True and cluster.events("gateway_a", "placement_unsafe") == []
