@@ -203,7 +203,9 @@ class NeighborMonitor:
     def _confirmations_wanted(self) -> int:
         """Confirmation probes to have in flight: enough to settle a suspicion in one round trip."""
         with self._lock:
-            if not self._suspect or self.state.status is Status.UNAVAILABLE:
+            # Only a neighbour believed healthy or degraded has a suspicion to settle: one still
+            # starting (unknown) or already unavailable is left to the regular probes and the watch.
+            if not self._suspect or self.state.status in (Status.UNKNOWN, Status.UNAVAILABLE):
                 return 0
             return max(1, self.state.thresholds.failures_before_unavailable - self.state.consecutive_failures)
 

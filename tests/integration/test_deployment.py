@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -14,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from daemons.config import load_config
+from daemons.health.monitor import HEALTH_CHANNEL_OPTIONS
 from daemons.plan import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
@@ -142,7 +144,8 @@ def _start_daemon(config: Path) -> subprocess.Popen:
 def test_a_daemon_reports_not_serving_while_it_loads(tmp_path, data_root):
     port = free_ports(1)[0]
     daemon = _start_daemon(_worker_config(tmp_path, port, str(data_root)))  # empty cache: it parses CSVs
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    # reconnect within 100 ms of the port opening, not after gRPC's default backoff of a second or more
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=HEALTH_CHANNEL_OPTIONS)
     seen = []
     try:
         def serving() -> bool:
@@ -177,8 +180,14 @@ def test_a_neighbour_that_never_started_stays_unknown(tmp_path):
         wait_for(lambda: any(e["event"] == "daemon_started" for e in read_events(tmp_path / "leader_b.log")), 60,
                  "leader_b to serve")
         stub = pb_grpc.NodeStub(grpc.insecure_channel(f"127.0.0.1:{own}"))
-        wait_for(lambda: stub.GetHealthStatus(pb.HealthStatusRequest(), timeout=5).neighbors[0].probes_in_window >= 5,
-                 20, "a few failed probes of worker_c")
+
+        def probes() -> int:
+            return stub.GetHealthStatus(pb.HealthStatusRequest(), timeout=5).neighbors[0].probes_in_window
+
+        first = wait_for(probes, 20, "a first failed probe of worker_c")
+        started = time.monotonic()
+        wait_for(lambda: probes() >= first + 5, 20, "five more failed probes of worker_c")
+        assert time.monotonic() - started > 1.0, "a neighbour that is not there yet must not draw a storm of probes"
         (view,) = stub.GetHealthStatus(pb.HealthStatusRequest(), timeout=5).neighbors
     finally:
         leader.terminate()
