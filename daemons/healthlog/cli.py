@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -133,13 +134,19 @@ def _follow(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> 
 
 
 def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> int:
-    """Prints the summary table, or with --json the selected lines; returns the lines skipped."""
-    selected, skipped = select_events((line for _, line in follower.poll()), event_filter)
+    """Prints the summary table, or with --json the selected lines; returns the lines skipped.
+
+    The summary is computed from every transition of a link, so that --to picks the links whose
+    current status it names instead of distorting their history."""
+    lines = [line for _, line in follower.poll()]
     if as_json:
+        selected, skipped = select_events(lines, event_filter)
         _show(selected, as_json)
-    else:
-        links = summarize((event for _, event in selected), datetime.now(timezone.utc))
-        RowWriter("table", SUMMARY_HEADER).write(summary_rows(links))
+        return skipped
+    selected, skipped = select_events(lines, replace(event_filter, to_statuses=()))
+    links = summarize((event for _, event in selected), datetime.now(timezone.utc))
+    wanted = event_filter.to_statuses
+    RowWriter("table", SUMMARY_HEADER).write(summary_rows([link for link in links if not wanted or link.status in wanted]))
     return skipped
 
 
@@ -154,7 +161,7 @@ def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) 
 @click.option("--daemon", "observers", multiple=True, metavar="NAME", help="Observer; repeatable.")
 @click.option("--neighbor", "neighbors", multiple=True, metavar="NAME", help="Observed daemon; repeatable.")
 @click.option("--to", "to_statuses", multiple=True, type=click.Choice(events.HEALTH_STATUSES),
-              help="Status transitioned to; repeatable.")
+              help="Status transitioned to (in the summary: the links now in it); repeatable.")
 @click.pass_context
 def main(ctx: click.Context, log_dir: Path | None, follow: bool, as_json: bool, since: datetime | None,
          observers: tuple[str, ...], neighbors: tuple[str, ...], to_statuses: tuple[str, ...]) -> None:

@@ -206,6 +206,14 @@ def test_filters_select_what_the_summary_considers(tmp_path):
     assert [row.split()[:4] for row in rows] == [["leader_b", "worker_c", UNAVAILABLE, "2"]]
 
 
+def test_to_picks_the_summary_rows_by_current_status_and_keeps_their_history(tmp_path):
+    write_logs(tmp_path, HISTORY)
+    rows = run("--log-dir", str(tmp_path), "--to", UNAVAILABLE).stdout.splitlines()[1:]
+    assert [row.split()[:4] for row in rows] == [["leader_b", "worker_c", UNAVAILABLE, "5"]]
+    rows = run("--log-dir", str(tmp_path), "--to", HEALTHY).stdout.splitlines()[1:]
+    assert [row.split()[:4] for row in rows] == [["gateway_a", "leader_b", HEALTHY, "3"]]
+
+
 def test_bad_since_and_bad_status_are_usage_errors(tmp_path):
     assert run("--log-dir", str(tmp_path), "--since", "soon").exit_code == 2
     assert run("--log-dir", str(tmp_path), "--to", "sleepy").exit_code == 2
