@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import grpc
 import numpy as np
@@ -155,6 +155,12 @@ def remaining_seconds(deadline: float | None, cap: float) -> float:
     return cap if deadline is None else max(0.0, min(cap, deadline - time.monotonic()))
 
 
+class _ScanSource(NamedTuple):
+    child: str  # "" for a scan of a partition held here
+    call: Any  # the child call, None for a local scan
+    unreported: set[str]  # partitions routed to it that have no status yet
+
+
 class ScanSession:
     """One request's scan at this daemon: local scans and child calls feeding one FairMerge.
 
@@ -170,7 +176,7 @@ class ScanSession:
         self.query = query
         self.deadline = deadline
         self.merge = merge
-        self._unreported: dict[str, tuple[str, set[str]]] = {}  # source -> (child or "", partitions)
+        self._sources: dict[str, _ScanSource] = {}
         self._failures: list[pb.PartitionStatus] = []  # made here, not yet yielded
         self._calls = itertools.count()
 
@@ -182,7 +188,7 @@ class ScanSession:
         self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p, why in split.unroutable.items())
         for name in split.local:
             source = f"{name}#{next(self._calls)}"
-            self._unreported[source] = ("", {name})
+            self._sources[source] = _ScanSource("", None, {name})
             self.merge.add(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
                                                   fanout.config.name, skips[name]))
         for child, child_routes in split.by_child.items():
@@ -190,7 +196,7 @@ class ScanSession:
                                        chunk_size=request.chunk_size, routes=child_routes)
             call = fanout.links[child].scan(forwarded, timeout=fanout.call_timeout(self.deadline))
             source = f"{child}#{next(self._calls)}"
-            self._unreported[source] = (child, {r.partition for r in child_routes})
+            self._sources[source] = _ScanSource(child, call, {r.partition for r in child_routes})
             fanout.calls_started(child, call)
             self.merge.add(source, call, cancel=call.cancel)
 
@@ -208,23 +214,23 @@ class ScanSession:
                 if self._failures:
                     continue
                 return
-            child, unreported = self._unreported[source]
             if isinstance(item, SourceEnded):
-                self._source_ended(source, child, unreported, item.error)
+                self._source_ended(self._sources[source], item.error)
                 continue
             message = item if isinstance(item, pb.QueryResponse) else pb.QueryResponse.FromString(item)
-            unreported.difference_update(status.partition for status in message.partitions)
+            self._sources[source].unreported.difference_update(status.partition for status in message.partitions)
             yield item, message
 
-    def _source_ended(self, source: str, child: str, unreported: set[str], error: BaseException | None) -> None:
-        if child:
-            self.fanout.calls_ended(child, source, error, self.request.request_id, sorted(unreported))
+    def _source_ended(self, source: "_ScanSource", error: BaseException | None) -> None:
+        unreported = sorted(source.unreported)
+        if source.call is not None:
+            self.fanout.calls_ended(source.child, source.call, error, self.request.request_id, unreported)
         if not unreported:
             return
-        name = child or self.fanout.config.name
+        name = source.child or self.fanout.config.name
         why = f"{name}: {describe_error(error)}" if error is not None else f"{name} ended without a status"
-        self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p in sorted(unreported))
-        unreported.clear()
+        self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p in unreported)
+        source.unreported.clear()
 
 
 class Fanout:
@@ -250,10 +256,11 @@ class Fanout:
         with self._lock:
             self._calls.setdefault(child, set()).add(call)
 
-    def calls_ended(self, child: str, source: str, error: BaseException | None, request_id: str,
+    def calls_ended(self, child: str, call, error: BaseException | None, request_id: str,
                     partitions: list[str]) -> None:
+        """Forgets a finished call; a failed one counts against the child and names what it lost."""
         with self._lock:
-            self._calls[child] = {call for call in self._calls.get(child, ()) if call.is_active()}
+            self._calls.get(child, set()).discard(call)
         if error is None:
             return
         self._report_failure(child, error)
@@ -300,14 +307,11 @@ class Fanout:
             routed = [r.partition for r in split.by_child[child]]
             try:
                 answer = call.result()
-            except (grpc.RpcError, grpc.FutureCancelledError) as error:
-                error = error if isinstance(error, grpc.RpcError) else call
-                failed = progress.fail(routed, f"{child}: {describe_error(error)}")
-                self._report_failure(child, error)
-                self._log_child_failure(request.request_id, child, error, [s.partition for s in failed])
+            except (grpc.RpcError, grpc.FutureCancelledError):  # the call itself carries the code
+                failed = progress.fail(routed, f"{child}: {describe_error(call)}")
+                self.calls_ended(child, call, call, request.request_id, [s.partition for s in failed])
                 continue
-            finally:
-                self.calls_ended(child, "", None, request.request_id, [])
+            self.calls_ended(child, call, None, request.request_id, [])
             table.merge_proto(answer.groups)
             progress.record(answer.partitions)
             progress.fail(routed, f"{child} answered without the partition")

@@ -6,6 +6,7 @@ Exit codes: 0 complete answer, 3 partial answer (the missing partitions are name
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Iterator, Sequence
@@ -61,20 +62,16 @@ def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> 
 
 def _stream_rows(client: FireClient, query_filter, chunk_size, request_id, writer: RowWriter) -> int:
     stream = client.query(query_filter, chunk_size=chunk_size, request_id=request_id)
-    progress = None
+    progress = contextlib.nullcontext()
     if sys.stderr.isatty():
         total, _ = client.count(query_filter)
         progress = click.progressbar(length=total, label="rows", file=sys.stderr)
-        progress.__enter__()
-    try:
+    with progress as bar:
         for batch in stream:
             writer.write(batch.rows())
-            if progress is not None:
-                progress.update(len(batch))
+            if bar is not None:
+                bar.update(len(batch))
         writer.write([])
-    finally:
-        if progress is not None:
-            progress.__exit__(None, None, None)
     return _report(stream.completeness)
 
 

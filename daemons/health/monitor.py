@@ -124,10 +124,13 @@ class NeighborMonitor:
             "reason": transition.reason, "consecutive_failures": transition.consecutive_failures,
             "latency_ms": latency})
 
-    def _note_pid(self, pid: int) -> None:
-        previous, self._pid = self._pid, pid
-        if previous is not None and previous != pid:
-            events.NEIGHBOR_RESTARTED.emit(self.log, neighbor=self.link.name, old_pid=previous, new_pid=pid)
+    def _answered(self, answer: pb.HealthResponse, via: str, sent: float) -> None:
+        """A HealthResponse, by datagram or by gRPC: a result, and a restart when the pid changed."""
+        previous, self._pid = self._pid, answer.process_id
+        if previous is not None and previous != answer.process_id:
+            events.NEIGHBOR_RESTARTED.emit(self.log, neighbor=self.link.name, old_pid=previous,
+                                           new_pid=answer.process_id)
+        self.observe(answer.healthy, f"{via}: {answer.status} (pid {answer.process_id})", (self.clock() - sent) * 1000)
 
     # -- the coroutines ----------------------------------------------------------------------------
 
@@ -186,8 +189,7 @@ class NeighborMonitor:
         sent = self._pings_out.pop(answer.request_timestamp, None)
         if sent is None:
             return  # answered after its deadline, already counted as a failure
-        self._note_pid(answer.process_id)
-        self.observe(answer.healthy, f"ping: {answer.status} (pid {answer.process_id})", (self.clock() - sent) * 1000)
+        self._answered(answer, "ping", sent)
 
     def _ping_expired(self, stamp: int) -> None:
         sent = self._pings_out.pop(stamp, None)
@@ -226,9 +228,7 @@ class NeighborMonitor:
         except grpc.aio.AioRpcError as error:
             self.observe(False, failure_reason(error), (self.clock() - sent) * 1000)
         else:
-            self._note_pid(answer.process_id)
-            self.observe(answer.healthy, f"HealthCheck: {answer.status} (pid {answer.process_id})",
-                         (self.clock() - sent) * 1000)
+            self._answered(answer, "HealthCheck", sent)
         finally:
             if confirming:
                 self._confirmations_in_flight -= 1

@@ -69,12 +69,19 @@ def test_who_watches_whom(health_cluster):
     assert time.time() - since < 10
 
 
-def test_stopping_and_starting_a_worker(health_cluster):
+def _stop_and_start(cluster, observer: str, program: str) -> float:
+    """supervisorctl stop, then start; waits for the observer's view to go through the outage.
+    Returns when the outage began (epoch seconds)."""
     since = time.time()
-    health_cluster.ctl("stop", "worker_c", check=True)
-    _wait_path(health_cluster, "leader_b", "worker_c", since, ["degraded", "unavailable"])
-    health_cluster.ctl("start", "worker_c", check=True)
-    _wait_path(health_cluster, "leader_b", "worker_c", since, ["degraded", "unavailable", "healthy"])
+    cluster.ctl("stop", program, check=True)
+    _wait_path(cluster, observer, program, since, ["degraded", "unavailable"])
+    cluster.ctl("start", program, check=True)
+    _wait_path(cluster, observer, program, since, ["degraded", "unavailable", "healthy"])
+    return since
+
+
+def test_stopping_and_starting_a_worker(health_cluster):
+    since = _stop_and_start(health_cluster, "leader_b", "worker_c")
     first, _, last = _transitions(health_cluster, "leader_b", "worker_c", since)
     assert first["from"] == "healthy" and last["from"] == "unavailable"
     assert first["reason"] and first["consecutive_failures"] >= 1
@@ -93,11 +100,7 @@ def test_a_killed_worker_is_restarted_and_seen_to_recover(health_cluster):
 
 
 def test_the_gateway_sees_a_leader_stop_and_come_back(health_cluster):
-    since = time.time()
-    health_cluster.ctl("stop", "leader_b", check=True)
-    _wait_path(health_cluster, "gateway_a", "leader_b", since, ["degraded", "unavailable"])
-    health_cluster.ctl("start", "leader_b", check=True)
-    _wait_path(health_cluster, "gateway_a", "leader_b", since, ["degraded", "unavailable", "healthy"])
+    _stop_and_start(health_cluster, "gateway_a", "leader_b")
 
 
 def test_a_hung_worker_is_degraded_then_unavailable_then_healthy(health_cluster):
