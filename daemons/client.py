@@ -17,10 +17,10 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import grpc
 
-from daemons.node import CHANNEL_OPTIONS
+from daemons.servicers.node import CHANNEL_OPTIONS
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from daemons.wire import ColumnBatch, decode_rows
+from daemons.query.wire import ColumnBatch, decode_rows
 
 DEFAULT_TARGET = "localhost:50051"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)

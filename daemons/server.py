@@ -24,14 +24,14 @@ from grpc_reflection.v1alpha import reflection
 
 from daemons import eventlog, events
 from daemons.config import ConfigError, DaemonConfig, load_config
-from daemons.gateway import GatewayServicer
+from daemons.servicers.gateway import GatewayServicer
 from daemons.health.datagram import DatagramResponder
 from daemons.health.monitor import MonitorLoop, NeighborMonitor
 from daemons.health.service import HealthEndpoints, Lifecycle
 from daemons.health.view import ClusterHealthView
-from daemons.node import CHANNEL_OPTIONS, ActiveRequests, ChildLink, Fanout, NodeServicer
-from daemons.partition import load_partition
-from daemons.plan import single_failure_losses
+from daemons.servicers.node import CHANNEL_OPTIONS, ActiveRequests, ChildLink, Fanout, NodeServicer
+from daemons.storage.partition import load_partition
+from daemons.planning.paths import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
 
 

@@ -16,8 +16,8 @@ import grpc
 
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
-from daemons.columns import FIELDS
-from daemons.query import GROUP_KEYS
+from daemons.storage.columns import FIELDS
+from daemons.query.filter import GROUP_KEYS
 from daemons.rpc import airquality_pb2 as pb
 
 EXIT_COMPLETE, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from daemons.config import load_config
 from daemons.health.monitor import HEALTH_CHANNEL_OPTIONS
-from daemons.plan import single_failure_losses
+from daemons.planning.paths import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 from tests.cluster import ETC, PROGRAMS, REAL_DATA, REPO, free_ports, read_events, wait_for

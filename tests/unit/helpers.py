@@ -1,7 +1,7 @@
 """Shared test helpers: AirNow rows as Python values, their CSV text, and small in-memory partitions.
 
 `partition_from_measurements` builds a Partition without the CSV loader, so the query, wire and
-aggregate tests check those modules against plain Python and not against daemons.csvload.
+aggregate tests check those modules against plain Python and not against daemons.storage.csvload.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 from hypothesis import strategies as st
 
-from daemons.columns import DICTIONARY, FIELDS, NUMERIC, PARAMETERS
-from daemons.partition import Partition
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, PARAMETERS
+from daemons.storage.partition import Partition
 
 MISSING = -999
 

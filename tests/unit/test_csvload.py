@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemons.columns import DICTIONARY, FIELDS, NUMERIC
-from daemons.csvload import ColumnBuilder
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC
+from daemons.storage.csvload import ColumnBuilder
 from tests.unit.helpers import CRESCENT_CITY, CRESCENT_CITY_LINE, Measurement, airnow_csv, epoch_minutes
 
 EUREKA = Measurement(40.77694, -124.17806, "2020-08-10T02:00", "OZONE", 31.0, "PPB", 31.0, 29, 1,

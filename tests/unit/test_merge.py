@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.merge import FairMerge, SourceEnded
+from daemons.fanout.merge import FairMerge, SourceEnded
 from tests.unit.helpers import wait_until
 
 TIMEOUT = 10.0

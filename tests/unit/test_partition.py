@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemons.columns import DICTIONARY, NUMERIC
+from daemons.storage.columns import DICTIONARY, NUMERIC
 from daemons.config import PartitionSpec
-from daemons.partition import Partition, load_partition
+from daemons.storage.partition import Partition, load_partition
 from tests.unit.helpers import CRESCENT_CITY, airnow_csv, write_day_file
 
 SPEC = PartitionSpec("aug10-12", ("20200810", "20200811", "20200812"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemons.plan import choose_path, single_failure_losses
+from daemons.planning.paths import choose_path, single_failure_losses
 
 CANDIDATES = [("leader_b", "worker_c"), ("leader_e", "worker_d"), ("leader_b", "worker_d")]
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.columns import PARAMETERS
-from daemons.query import (Filter, InvalidQuery, parse_chunk_size, parse_datetime, parse_filter, parse_group_by,
+from daemons.storage.columns import PARAMETERS
+from daemons.query.filter import (Filter, InvalidQuery, parse_chunk_size, parse_datetime, parse_filter, parse_group_by,
                            parse_request_id)
 from daemons.rpc import airquality_pb2 as pb
 from tests.unit.helpers import (AGENCIES, AQIS, AQS_PAIRS, CONCENTRATIONS, CRESCENT_CITY, DAYS, LATITUDES, LONGITUDES,

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons import aggregate
-from daemons.aggregate import METRICS, AggregateTable
-from daemons.columns import DICTIONARY, FIELDS, NUMERIC, PARAMETERS
-from daemons.partition import Partition
-from daemons.query import GROUP_KEYS, parse_filter
+from daemons.query import aggregate
+from daemons.query.aggregate import METRICS, AggregateTable
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, PARAMETERS
+from daemons.storage.partition import Partition
+from daemons.query.filter import GROUP_KEYS, parse_filter
 from daemons.rpc import airquality_pb2 as pb
-from daemons.wire import decode_rows, encode_rows
+from daemons.query.wire import decode_rows, encode_rows
 from tests.unit.helpers import (AGENCIES, AQIS, AQS_PAIRS, CONCENTRATIONS, CRESCENT_CITY, DAYS, LATITUDES, LONGITUDES,
                                 MISSING, SITES, TIMES, UNITS, Measurement, partition_from_measurements,
                                 pooled_measurements)

@@ -12,8 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
-from daemons.columns import DICTIONARY, FIELDS, NUMERIC, WIRE_CODE, format_datetime
-from daemons.partition import Partition
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, WIRE_CODE, format_datetime
+from daemons.storage.partition import Partition
 from daemons.rpc import airquality_pb2 as pb
 
 

@@ -21,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from daemons.columns import DICTIONARY, NUMERIC
+from daemons.storage.columns import DICTIONARY, NUMERIC
 from daemons.config import PartitionSpec
-from daemons.csvload import ColumnBuilder
+from daemons.storage.csvload import ColumnBuilder
 
 CACHE_FORMAT = 2
 

@@ -17,9 +17,9 @@ from typing import Iterator
 
 import numpy as np
 
-from daemons.columns import MINUTES_PER_DAY, MISSING, PARAMETERS
+from daemons.storage.columns import MINUTES_PER_DAY, MISSING, PARAMETERS
 from daemons.config import MAX_CHUNK_SIZE
-from daemons.partition import Partition
+from daemons.storage.partition import Partition
 from daemons.rpc import airquality_pb2 as pb
 
 GROUP_KEYS = ("parameter", "site", "agency", "day", "hour")

@@ -21,13 +21,13 @@ import grpc
 import numpy as np
 
 from daemons import events
-from daemons.aggregate import AggregateTable
+from daemons.query.aggregate import AggregateTable
 from daemons.config import DaemonConfig
-from daemons.merge import FairMerge, SourceEnded
-from daemons.partition import Partition
-from daemons.query import Filter, InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
+from daemons.fanout.merge import FairMerge, SourceEnded
+from daemons.storage.partition import Partition
+from daemons.query.filter import Filter, InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.rpc import airquality_pb2 as pb
-from daemons.wire import encode_rows
+from daemons.query.wire import encode_rows
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [

@@ -23,12 +23,12 @@ import grpc
 from daemons import events
 from daemons.config import DaemonConfig
 from daemons.health.view import ClusterHealthView
-from daemons.merge import FairMerge
-from daemons.node import ActiveRequests, Fanout, Progress, abort_invalid, deadline_of
-from daemons.plan import Path, choose_path
-from daemons.query import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
+from daemons.fanout.merge import FairMerge
+from daemons.servicers.node import ActiveRequests, Fanout, Progress, abort_invalid, deadline_of
+from daemons.planning.paths import Path, choose_path
+from daemons.query.filter import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.rpc import airquality_pb2 as pb
-from daemons.wire import decode_rows
+from daemons.query.wire import decode_rows
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from daemons.columns import MINUTES_PER_DAY, MISSING, format_datetime
-from daemons.partition import Partition
-from daemons.query import Matcher
+from daemons.storage.columns import MINUTES_PER_DAY, MISSING, format_datetime
+from daemons.storage.partition import Partition
+from daemons.query.filter import Matcher
 from daemons.rpc import airquality_pb2 as pb
 
 METRICS = ("concentration", "aqi")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemons.columns import DICTIONARY, FIELDS, NUMERIC
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC
 
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 _WIDTH = len(FIELDS)
