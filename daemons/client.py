@@ -12,15 +12,16 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
-from daemons.servicers.node import CHANNEL_OPTIONS
+from daemons.channels import CHANNEL_OPTIONS
+from daemons.query.wire import ColumnBatch, decode_rows
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from daemons.query.wire import ColumnBatch, decode_rows
 
 DEFAULT_TARGET = "localhost:50051"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
@@ -63,11 +64,11 @@ class Completeness:
 class QueryStream:
     """Iterates a query's ColumnBatches; `completeness` is filled in by the last chunk."""
 
-    def __init__(self, client: "FireClient", request: pb.QueryRequest, deadline: float):
+    def __init__(self, client: FireClient, request: pb.QueryRequest, deadline: float):
         self._client = client
         self.request = request
         self._deadline = deadline
-        self._call = None
+        self._call: Any = None  # the gRPC call in flight (grpc ships no types)
         self.completeness: Completeness | None = None
 
     def __iter__(self) -> Iterator[ColumnBatch]:
@@ -113,7 +114,7 @@ class FireClient:
         self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.AirQualityStub(self.channel)
 
-    def __enter__(self) -> "FireClient":
+    def __enter__(self) -> FireClient:
         return self
 
     def __exit__(self, *exc) -> None:

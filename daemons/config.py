@@ -11,9 +11,12 @@ import datetime as dt
 import json
 import os
 import re
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
+
+from daemons.health.state import InvalidThreshold, Thresholds
 
 DATA_DIR_ENV = "FIRE_DATA_DIR"
 ROLES = ("gateway", "leader", "worker")
@@ -87,11 +90,8 @@ class HealthConfig:
     check_interval_seconds: float = 5.0  # between regular gRPC HealthCheck calls
     jitter_fraction: float = 0.05  # spreads probes so that monitors do not fire in lockstep
     confirm_interval_seconds: float = 0.02  # after a failure, how soon to probe again to confirm it
-    failures_before_degraded: int = 1
-    failures_before_unavailable: int = 3
-    successes_before_healthy: int = 1
-    startup_grace_seconds: float = 30.0
-    window_seconds: float = 60.0
+    # The state machine's thresholds, read from the same section's flat fields.
+    thresholds: Thresholds = Thresholds()
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class _Reader:
     def fail(self, field: str, problem: str) -> ConfigError:
         return ConfigError(self.source, field, problem)
 
-    def object(self, value: Any, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def object(self, value: Any, field: str, allowed: Set[str], required: Set[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(field or "(top level)", f"expected an object, got {_kind(value)}")
         prefix = f"{field}." if field else ""
@@ -146,7 +146,7 @@ class _Reader:
             raise self.fail(field, problem)
         return value
 
-    def list(self, value: Any, field: str) -> list:
+    def list(self, value: Any, field: str) -> list[Any]:
         if not isinstance(value, list):
             raise self.fail(field, f"expected a list, got {_kind(value)}")
         return value
@@ -182,7 +182,7 @@ def _positive(value: float) -> str | None:
     return None
 
 
-def expand_days(reader: _Reader, specs: list, field: str) -> tuple[str, ...]:
+def expand_days(reader: _Reader, specs: Any, field: str) -> tuple[str, ...]:
     """Turns entries like "20200810" and "20200814-20200817" into sorted day folder names."""
     days: set[str] = set()
     for index, spec in enumerate(reader.list(specs, field)):
@@ -212,9 +212,9 @@ def _data(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> DataConfig:
     override = environ.get(DATA_DIR_ENV)
     root = Path(override).resolve() if override else reader.path(section["root"], "data.root")
     partitions: list[PartitionSpec] = []
-    for index, entry in enumerate(reader.list(section["partitions"], "data.partitions")):
+    for index, item in enumerate(reader.list(section["partitions"], "data.partitions")):
         field = f"data.partitions[{index}]"
-        entry = reader.object(entry, field, {"name", "days"}, {"name", "days"})
+        entry = reader.object(item, field, {"name", "days"}, {"name", "days"})
         name = reader.name(entry["name"], f"{field}.name")
         if any(p.name == name for p in partitions):
             raise reader.fail(f"{field}.name", f"partition {name!r} is declared twice")
@@ -224,9 +224,9 @@ def _data(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> DataConfig:
 
 def _children(reader: _Reader, raw: Any, own_name: str) -> tuple[Link, ...]:
     links: list[Link] = []
-    for index, entry in enumerate(reader.list(raw, "children")):
+    for index, item in enumerate(reader.list(raw, "children")):
         field = f"children[{index}]"
-        entry = reader.object(entry, field, {"name", "address", "link"}, {"name", "address", "link"})
+        entry = reader.object(item, field, {"name", "address", "link"}, {"name", "address", "link"})
         name = reader.name(entry["name"], f"{field}.name")
         if name == own_name or any(link.name == name for link in links):
             raise reader.fail(f"{field}.name", f"{name!r} is this daemon or is listed twice")
@@ -249,7 +249,8 @@ def _routes(reader: _Reader, raw: Any, children: tuple[Link, ...]) -> dict[str, 
         for index, path in enumerate(reader.list(paths, field)):
             hops = tuple(reader.name(hop, f"{field}[{index}]") for hop in reader.list(path, f"{field}[{index}]"))
             if not hops or hops[0] not in child_names:
-                raise reader.fail(f"{field}[{index}]", f"a path must start at one of the children {sorted(child_names)}")
+                raise reader.fail(f"{field}[{index}]",
+                                  f"a path must start at one of the children {sorted(child_names)}")
             if len(set(hops)) != len(hops):
                 raise reader.fail(f"{field}[{index}]", "a path must not visit a daemon twice")
             candidates.append(hops)
@@ -277,19 +278,22 @@ def _query(reader: _Reader, raw: Any) -> QueryConfig:
 
 def _health(reader: _Reader, raw: Any) -> HealthConfig:
     defaults = HealthConfig()
-    section = reader.object(raw, "health_monitoring", set(HealthConfig.__dataclass_fields__))
-    checks = {"enabled": None, "startup_grace_seconds": _not_negative,
-              "jitter_fraction": lambda v: None if 0 <= v <= 0.5 else "must be in 0..0.5"}
-    values = {name: reader.typed(section.get(name, getattr(defaults, name)), f"health_monitoring.{name}",
+    threshold_fields = set(Thresholds.__dataclass_fields__)
+    probe_fields = set(HealthConfig.__dataclass_fields__) - {"thresholds"}
+    section = reader.object(raw, "health_monitoring", probe_fields | threshold_fields)
+    checks = {"enabled": None, "jitter_fraction": lambda v: None if 0 <= v <= 0.5 else "must be in 0..0.5"}
+    probes = {name: reader.typed(section.get(name, getattr(defaults, name)), f"health_monitoring.{name}",
                                  type(getattr(defaults, name)), checks.get(name, _positive))
-              for name in HealthConfig.__dataclass_fields__}
-    if values["failures_before_degraded"] > values["failures_before_unavailable"]:
-        raise reader.fail("health_monitoring.failures_before_degraded", "must not exceed failures_before_unavailable")
-    return HealthConfig(**values)
-
-
-def _not_negative(value: float) -> str | None:
-    return None if 0 <= value <= MAX_SECONDS_OR_COUNT else f"must be in 0..{MAX_SECONDS_OR_COUNT:g}"
+              for name in sorted(probe_fields)}
+    # Only the types are checked here: the ranges are the state machine's to define, once.
+    limits = {name: reader.typed(section.get(name, getattr(defaults.thresholds, name)), f"health_monitoring.{name}",
+                                 type(getattr(defaults.thresholds, name)))
+              for name in sorted(threshold_fields)}
+    try:
+        thresholds = Thresholds(**limits)
+    except InvalidThreshold as error:
+        raise reader.fail(f"health_monitoring.{error.field}", error.problem) from None
+    return HealthConfig(**probes, thresholds=thresholds)
 
 
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
@@ -299,7 +303,8 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
                                        "health_monitoring"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
-    role = reader.typed(top["role"], "role", str, lambda s: None if s in ROLES else f"expected one of {', '.join(ROLES)}")
+    role = reader.typed(top["role"], "role", str,
+                        lambda s: None if s in ROLES else f"expected one of {', '.join(ROLES)}")
     children = _children(reader, top.get("children", []), name)
     data = _data(reader, top["data"], environ) if "data" in top else None
 

@@ -26,7 +26,13 @@ def status_code(error: object) -> grpc.StatusCode | None:
     return error.code() if isinstance(error, RpcStatus) else None
 
 
-def describe_error(error: object) -> str:
+def error_parts(error: object) -> tuple[str, str]:
+    """(the gRPC code's name, or the exception's type name; the details, or the message)."""
     if isinstance(error, RpcStatus):
-        return f"{error.code().name}: {error.details()}"
-    return f"{type(error).__name__}: {error}"
+        return error.code().name, str(error.details())
+    return type(error).__name__, str(error)
+
+
+def describe_error(error: object) -> str:
+    code, details = error_parts(error)
+    return f"{code}: {details}"

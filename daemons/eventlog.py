@@ -13,11 +13,12 @@ import logging.handlers
 from pathlib import Path
 
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
 from daemons.events import COMMON_FIELDS
 
 
-def configure(daemon: str, log_file: Path) -> structlog.stdlib.BoundLogger:
+def configure(daemon: str, log_file: Path) -> FilteringBoundLogger:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -26,11 +27,11 @@ def configure(daemon: str, log_file: Path) -> structlog.stdlib.BoundLogger:
     sink.setLevel(logging.DEBUG)
     sink.propagate = False
 
-    def add_daemon(_logger, _method, event_dict):
+    def add_daemon(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         event_dict["daemon"] = daemon
         return event_dict
 
-    def common_fields_first(_logger, _method, event_dict):
+    def common_fields_first(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         return {**{key: event_dict.pop(key) for key in COMMON_FIELDS if key in event_dict}, **event_dict}
 
     structlog.configure(
@@ -46,4 +47,5 @@ def configure(daemon: str, log_file: Path) -> structlog.stdlib.BoundLogger:
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=True,
     )
-    return structlog.get_logger("daemons.events")
+    log: FilteringBoundLogger = structlog.get_logger("daemons.events")  # the wrapper_class configured above
+    return log

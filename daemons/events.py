@@ -7,9 +7,21 @@ not be renamed on one side only. Every line also carries timestamp, level, event
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from daemons.health.status import Status
 
 COMMON_FIELDS = ("timestamp", "level", "event", "daemon")
+
+
+class EventLog(Protocol):
+    """Where events go: the daemon's structlog logger (eventlog.py), or an EventRecorder in tests."""
+
+    def info(self, event: str, **fields: Any) -> Any: ...
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+    def error(self, event: str, **fields: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -18,7 +30,7 @@ class EventType:
     fields: tuple[str, ...]
     level: str = "info"
 
-    def emit(self, log: Any, **values: Any) -> None:
+    def emit(self, log: EventLog, **values: Any) -> None:
         if set(values) != set(self.fields):
             raise TypeError(f"{self.name} takes {sorted(self.fields)}, got {sorted(values)}")
         getattr(log, self.level)(self.name, **values)
@@ -47,10 +59,33 @@ CHILD_CALL_FAILED = EventType("child_call_failed", ("request_id", "child", "code
                               "warning")
 
 # Health monitoring. health_transition is the one line written per change of a neighbour's status.
-HEALTH_STATUSES = ("unknown", "healthy", "degraded", "unavailable")
+HEALTH_STATUSES = tuple(status.value for status in Status)  # in the order a neighbour meets them
 HEALTH_TRANSITION = EventType("health_transition", ("neighbor", "from", "to", "reason", "consecutive_failures",
                                                     "latency_ms"))
 MONITORING_STARTED = EventType("monitoring_started", ("neighbors", "interval_seconds", "timeout_seconds",
                                                       "failures_before_degraded", "failures_before_unavailable",
                                                       "successes_before_healthy"))
 NEIGHBOR_RESTARTED = EventType("neighbor_restarted", ("neighbor", "old_pid", "new_pid"))
+
+
+class EventRecorder:
+    """An EventLog that keeps every event in memory, so tests assert on events without files
+    (as structlog.testing.capture_logs does)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def _record(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        self.events.append({"event": event, "level": level, **fields})
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._record("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._record("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._record("error", event, fields)
+
+    def of(self, event_type: EventType) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] == event_type.name]

@@ -8,6 +8,7 @@ streams the configured grace period, cancels what is left and releases the port.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -18,40 +19,27 @@ from pathlib import Path
 
 import click
 import grpc
-from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from daemons import eventlog, events
-from daemons.config import ConfigError, DaemonConfig, load_config
-from daemons.servicers.gateway import GatewayServicer
+from daemons.channels import CHANNEL_OPTIONS
+from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
+from daemons.fanout.children import GrpcChild
+from daemons.fanout.engine import Fanout
+from daemons.health.clock import LoopClock
 from daemons.health.datagram import DatagramResponder
 from daemons.health.monitor import MonitorLoop, NeighborMonitor
-from daemons.health.service import HealthEndpoints, Lifecycle
+from daemons.health.transport import GrpcProbeTransport
 from daemons.health.view import ClusterHealthView
-from daemons.servicers.node import CHANNEL_OPTIONS, ActiveRequests, ChildLink, Fanout, NodeServicer
-from daemons.storage.partition import load_partition
 from daemons.planning.paths import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
-
-
-def _serialize(response) -> bytes:
-    """Responses may already be serialized: forwarded chunks are sent as the bytes received."""
-    return response if isinstance(response, bytes) else response.SerializeToString()
-
-
-def service_handler(service_name: str, *servicers) -> grpc.GenericRpcHandler:
-    """Method handlers for one service of the contract, built from its descriptor; each method is
-    served by the first of `servicers` that implements it."""
-    service = pb.DESCRIPTOR.services_by_name[service_name]
-    handlers = {}
-    for method in service.methods:
-        request_type = message_factory.GetMessageClass(method.input_type)
-        kind = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
-        implementation = next(getattr(s, method.name) for s in servicers if hasattr(s, method.name))
-        handlers[method.name] = kind(implementation, request_deserializer=request_type.FromString,
-                                     response_serializer=_serialize)
-    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+from daemons.servicers.gateway import GatewayServicer
+from daemons.servicers.handlers import service_handler
+from daemons.servicers.health import HealthEndpoints, Lifecycle
+from daemons.servicers.node import NodeServicer
+from daemons.servicers.requests import RequestRegistry
+from daemons.storage.partition import load_partition
 
 
 def process_age_seconds() -> float:
@@ -72,29 +60,35 @@ class Daemon:
         self.started = time.monotonic()
         services = [f"{pb.DESCRIPTOR.package}.Node"] + ([f"{pb.DESCRIPTOR.package}.AirQuality"]
                                                          if config.role == "gateway" else [])
-        self.lifecycle = Lifecycle(config, services)
-        self.links = {link.name: ChildLink(link.name, str(link.address)) for link in config.children}
-        self.monitors = [NeighborMonitor(config.name, link, config.health, self.log,
-                                         on_unavailable=lambda neighbor: self.fanout.cancel_calls_to(neighbor))
+        self.lifecycle = Lifecycle(services)
+        self.children = {link.name: GrpcChild(link.name, link.address) for link in config.children}
+        clock = LoopClock()
+        self.monitors = [NeighborMonitor(config.name, link.name, config.health, GrpcProbeTransport(link.address),
+                                         clock, self.log, on_unavailable=self.cancel_calls_to)
                          for link in config.watched]
         self.monitor_loop = MonitorLoop(self.monitors)
-        self.fanout = Fanout(config, self.log, self.links, {m.link.name: m.observe for m in self.monitors})
-        self.requests = ActiveRequests()
-        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.links)
+        self.fanout = Fanout(config.name, self.children, config.query.call_timeout_seconds, self.log,
+                             {m.neighbor: m.observe for m in self.monitors})
+        self.requests = RequestRegistry(config.name, self.lifecycle.serving, config.query.max_concurrent_requests,
+                                        self.log)
+        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children)
         self.datagrams = DatagramResponder(config.listen, endpoints.answer)
-        self.node = NodeServicer(config, self.fanout, self.lifecycle.serving, self.requests, self.started,
+        self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
                                  endpoints.probes_received)
         workers = config.query.max_concurrent_requests * 2 + 8
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
                                   options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=workers)
         self.server.add_generic_rpc_handlers([service_handler("Node", self.node, endpoints)])
         if config.role == "gateway":
-            view = ClusterHealthView({m.link.name: m for m in self.monitors},
-                                     {m.link.name: self.links[m.link.name] for m in self.monitors})
-            self.gateway = GatewayServicer(config, self.fanout, self.lifecycle.serving, self.requests, view, self.log)
+            view = ClusterHealthView({m.neighbor: m for m in self.monitors},
+                                     {m.neighbor: self.children[m.neighbor] for m in self.monitors})
+            self.gateway = GatewayServicer(config, self.fanout, self.requests, view, self.log)
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", self.gateway)])
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
         reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+
+    def cancel_calls_to(self, neighbor: str) -> None:
+        self.fanout.cancel_calls_to(neighbor)
 
     def fail(self, error: str) -> int:
         events.DAEMON_FAILED.emit(self.log, error=error)
@@ -129,7 +123,7 @@ class Daemon:
         self.check_placement()
         self.start_monitoring()
         if self.config.data is not None:
-            loaded = self.load_data()
+            loaded = self.load_data(self.config.data)
             if loaded is not None:
                 self.stop_monitoring()
                 self.server.stop(0)
@@ -160,25 +154,28 @@ class Daemon:
             return
         settings = self.config.health
         events.MONITORING_STARTED.emit(
-            self.log, neighbors=[m.link.name for m in self.monitors], interval_seconds=settings.interval_seconds,
-            timeout_seconds=settings.timeout_seconds, failures_before_degraded=settings.failures_before_degraded,
-            failures_before_unavailable=settings.failures_before_unavailable,
-            successes_before_healthy=settings.successes_before_healthy)
+            self.log, neighbors=[m.neighbor for m in self.monitors], interval_seconds=settings.interval_seconds,
+            timeout_seconds=settings.timeout_seconds,
+            failures_before_degraded=settings.thresholds.failures_before_degraded,
+            failures_before_unavailable=settings.thresholds.failures_before_unavailable,
+            successes_before_healthy=settings.thresholds.successes_before_healthy)
         self.monitor_loop.start()
 
     def stop_monitoring(self) -> None:
         self.monitor_loop.stop()
 
-    def load_data(self) -> str | None:
+    def cache_write_failed(self, partition: str, error: str) -> None:
+        events.CACHE_WRITE_FAILED.emit(self.log, partition=partition, error=error)
+
+    def load_data(self, data: DataConfig) -> str | None:
         """Loads every partition; returns why the daemon cannot serve, or None."""
-        data = self.config.data
         if not data.root.is_dir():
             return (f"data root {data.root} is not a directory (set FIRE_DATA_DIR, or run "
                     f"bin/generate-data for the embedded data set)")
         for spec in data.partitions:
             try:
-                partition = load_partition(spec, data.root, data.cache_dir, on_cache_error=lambda error, name=spec.name:
-                                           events.CACHE_WRITE_FAILED.emit(self.log, partition=name, error=error))
+                partition = load_partition(spec, data.root, data.cache_dir,
+                                           on_cache_error=functools.partial(self.cache_write_failed, spec.name))
             except OSError as error:
                 return f"cannot read partition {spec.name}: {error}"
             self.fanout.partitions[spec.name] = partition
@@ -194,15 +191,15 @@ class Daemon:
 
     def shutdown(self, signal_name: str) -> int:
         began = time.monotonic()
-        events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.count)
+        events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.active)
         self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
         self.stop_monitoring()
         # Stopping the server sends GOAWAY at once, so every parent's channel notices now; in-flight
         # calls get the grace period, and whatever is still open after it is cancelled.
         self.server.stop(self.config.query.shutdown_grace_seconds).wait()
         self.datagrams.stop()
-        for link in self.links.values():
-            link.close()
+        for child in self.children.values():
+            child.close()
         events.DAEMON_STOPPED.emit(self.log, seconds=round(time.monotonic() - began, 6))
         return 0
 

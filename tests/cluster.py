@@ -9,6 +9,7 @@ and cache locations.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -18,34 +19,22 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import xmlrpc.client
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
+
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 ETC = REPO / "etc"
 PROGRAMS = ("gateway_a", "leader_b", "worker_c", "worker_d", "leader_e", "worker_f")
 REAL_DATA = REPO.parent / "shared" / "fire-data"
 DEFAULT_PORTS = range(50051, 50057)
-
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Polls until `predicate` returns something truthy, or fails naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
 
 
 @contextlib.contextmanager
@@ -85,7 +74,8 @@ def full_scans(gateway: str, scans: int) -> Iterator[None]:
 
 def free_ports(count: int) -> list[int]:
     """Ports free for TCP and UDP alike (a daemon answers health datagrams on its gRPC port)."""
-    held, ports = [], []
+    held: list[socket.socket] = []
+    ports: list[int] = []
     while len(ports) < count:
         tcp = socket.socket()
         tcp.bind(("127.0.0.1", 0))
@@ -161,7 +151,7 @@ class Cluster:
         def started(program: str) -> bool:
             return any(epoch_of(e) >= since for e in self.events(program, "daemon_started"))
         for program in programs:
-            wait_for(lambda program=program: started(program), timeout, f"{program} to start serving")
+            wait_for(functools.partial(started, program), timeout, f"{program} to start serving")
 
     def stop(self) -> None:
         pid_file = self.home / "var" / "run" / "supervisord.pid"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import Iterable, Sequence, TextIO
+from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 
 class RowWriter:
@@ -18,7 +19,7 @@ class RowWriter:
         self._csv = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
         self._header_written = False
 
-    def write(self, rows: Iterable[Sequence]) -> None:
+    def write(self, rows: Iterable[Sequence[object]]) -> None:
         if self._csv is not None:
             if not self._header_written:
                 self._csv.writerow(self.header)
@@ -27,12 +28,13 @@ class RowWriter:
         elif self.format == "jsonl":
             self.out.writelines(json.dumps(dict(zip(self.header, row))) + "\n" for row in rows)
         else:
-            rows = [["" if v is None else str(v) for v in row] for row in rows]
-            if self.widths is None:  # sized by the header and the first rows; later rows may widen a cell
-                self.widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(self.header)]
-                self._table_line(self.header)
-            for row in rows:
-                self._table_line(row)
+            lines = [["" if v is None else str(v) for v in row] for row in rows]
+            widths = self.widths
+            if widths is None:  # sized by the header and the first rows; later rows may widen a cell
+                widths = self.widths = [max([len(h), *(len(r[i]) for r in lines)]) for i, h in enumerate(self.header)]
+                self._table_line(self.header, widths)
+            for line in lines:
+                self._table_line(line, widths)
 
-    def _table_line(self, cells: Sequence[str]) -> None:
-        self.out.write("  ".join(cell.ljust(width) for cell, width in zip(cells, self.widths)).rstrip() + "\n")
+    def _table_line(self, cells: Sequence[str], widths: Sequence[int]) -> None:
+        self.out.write("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() + "\n")

@@ -9,23 +9,23 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import click
 import grpc
 
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
-from daemons.storage.columns import FIELDS
 from daemons.query.filter import GROUP_KEYS
 from daemons.rpc import airquality_pb2 as pb
+from daemons.storage.columns import FIELDS
 
 EXIT_COMPLETE, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 AGGREGATES = ("count", "min", "max", "mean")
 METRICS = ("concentration", "aqi")
 
 
-def _bbox(_ctx, _param, value: str | None):
+def _bbox(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, float, float, float] | None:
     if value is None:
         return None
     try:
@@ -47,9 +47,9 @@ def _report(completeness: Completeness | None) -> int:
     return EXIT_COMPLETE
 
 
-def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> Iterator[list]:
+def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> Iterator[list[object]]:
     for group in answer.groups:
-        row: list = [*group.key, group.rows]
+        row: list[object] = [*group.key, group.rows]
         for metric in METRICS:
             stats = getattr(group, metric)
             for name in aggregates:
@@ -60,12 +60,12 @@ def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> 
         yield row
 
 
-def _stream_rows(client: FireClient, query_filter, chunk_size, request_id, writer: RowWriter) -> int:
+def _stream_rows(client: FireClient, query_filter: pb.QueryFilter, chunk_size: int | None, request_id: str | None,
+                 writer: RowWriter) -> int:
     stream = client.query(query_filter, chunk_size=chunk_size, request_id=request_id)
-    progress = contextlib.nullcontext()
-    if sys.stderr.isatty():
-        total, _ = client.count(query_filter)
-        progress = click.progressbar(length=total, label="rows", file=sys.stderr)
+    total = client.count(query_filter)[0] if sys.stderr.isatty() else None
+    progress = contextlib.nullcontext() if total is None else click.progressbar(length=total, label="rows",
+                                                                                 file=sys.stderr)
     with progress as bar:
         for batch in stream:
             writer.write(batch.rows())
@@ -98,9 +98,11 @@ def _stream_rows(client: FireClient, query_filter, chunk_size, request_id, write
 @click.option("--deadline", type=float, default=300.0, show_default=True,
               help="Seconds for the whole request, retries included.")
 @click.option("--request-id", help="Request id (default: a random one).")
-def main(host, parameters, sites, agencies, aqs_codes, bbox, datetime_from, datetime_to, min_aqi, max_aqi,
-         min_concentration, max_concentration, chunk_size, count, group_by, aggregates, output_format, deadline,
-         request_id) -> None:
+def main(host: str, parameters: tuple[str, ...], sites: tuple[str, ...], agencies: tuple[str, ...],
+         aqs_codes: tuple[str, ...], bbox: tuple[float, float, float, float] | None, datetime_from: str | None,
+         datetime_to: str | None, min_aqi: float | None, max_aqi: float | None, min_concentration: float | None,
+         max_concentration: float | None, chunk_size: int | None, count: bool, group_by: tuple[str, ...],
+         aggregates: tuple[str, ...], output_format: str, deadline: float, request_id: str | None) -> None:
     """Query the wildfire air-quality service through its gateway."""
     query_filter = make_filter(parameters=parameters, sites=sites, agencies=agencies, aqs_codes=aqs_codes, bbox=bbox,
                                datetime_from=datetime_from, datetime_to=datetime_to, min_aqi=min_aqi, max_aqi=max_aqi,

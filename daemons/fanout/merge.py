@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 
 @dataclass
@@ -25,7 +26,7 @@ class _Source:
     def __init__(self, name: str, cancel: Callable[[], Any] | None):
         self.name = name
         self.cancel = cancel
-        self.buffer: deque = deque()
+        self.buffer: deque[Any] = deque()
         self.finished = False  # the pump has stopped; SourceEnded is pending or sent
         self.error: BaseException | None = None
         self.ended_sent = False
@@ -39,7 +40,7 @@ class FairMerge:
         self._closed = False
         self._turn = 0
 
-    def add(self, name: str, items: Iterable, cancel: Callable[[], Any] | None = None) -> None:
+    def add(self, name: str, items: Iterable[Any], cancel: Callable[[], Any] | None = None) -> None:
         """Starts pumping a source; on a closed merge the source is cancelled at once instead."""
         source = _Source(name, cancel)
         with self._condition:
@@ -52,7 +53,7 @@ class FairMerge:
             return
         threading.Thread(target=self._pump, args=(source, items), name=f"merge-{name}", daemon=True).start()
 
-    def _pump(self, source: _Source, items: Iterable) -> None:
+    def _pump(self, source: _Source, items: Iterable[Any]) -> None:
         try:
             for item in items:
                 with self._condition:

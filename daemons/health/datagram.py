@@ -5,14 +5,20 @@ thread handoffs); a datagram costs a few tens of microseconds. Frequent liveness
 travel as datagrams, to the same port number as the daemon's gRPC server, and gRPC HealthCheck
 is kept for confirming a suspicion, where it proves the request path itself works (as memberlist
 pairs cheap UDP probes with TCP checks). A hung daemon answers neither.
+
+Both halves live here: DatagramResponder answers on a daemon's own thread, DatagramProber sends
+a monitor's probes and hands back the replies on the monitor's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import selectors
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 from google.protobuf.message import DecodeError
 
@@ -70,7 +76,7 @@ class DatagramResponder:
             for key, _ in self._selector.select():
                 if key.fileobj is self._wake_reader:
                     return
-                self._reply(key.fileobj)
+                self._reply(cast(socket.socket, key.fileobj))
 
     def _reply(self, sock: socket.socket) -> None:
         try:
@@ -78,7 +84,49 @@ class DatagramResponder:
             request = pb.HealthRequest.FromString(data)
         except (OSError, DecodeError):
             return
-        try:
+        with contextlib.suppress(OSError):  # the prober is gone; it will see a timeout or nothing at all
             sock.sendto(self.answer(request).SerializeToString(), sender)
-        except OSError:
-            pass  # the prober is gone; it will see a timeout or nothing at all
+
+
+class DatagramProber(asyncio.DatagramProtocol):
+    """The probing half: sends HealthRequests to one neighbour and reports what comes back.
+
+    Undecodable replies are dropped. An ICMP error (the port is closed: the daemon is gone) is
+    reported as a refusal, which no outstanding probe can outlive.
+    """
+
+    def __init__(self, on_reply: Callable[[pb.HealthResponse], None], on_refused: Callable[[str], None]):
+        self._on_reply = on_reply
+        self._on_refused = on_refused
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def connect(cls, address: Address, on_reply: Callable[[pb.HealthResponse], None],
+                      on_refused: Callable[[str], None]) -> DatagramProber:
+        loop = asyncio.get_running_loop()
+        _, prober = await loop.create_datagram_endpoint(lambda: cls(on_reply, on_refused),
+                                                        remote_addr=(address.host, address.port))
+        return prober
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram endpoint's transport (asyncio's selector transport is not a subclass of
+        # DatagramTransport, though it implements it).
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def send(self, request: pb.HealthRequest) -> None:
+        if self._transport is not None:
+            self._transport.sendto(request.SerializeToString())
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        try:
+            answer = pb.HealthResponse.FromString(data)
+        except DecodeError:
+            return
+        self._on_reply(answer)
+
+    def error_received(self, exc: Exception) -> None:
+        self._on_refused(f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

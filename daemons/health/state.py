@@ -2,40 +2,59 @@
 
 Fed with probe results and the time they were observed, it moves the neighbour through
 unknown -> healthy / degraded / unavailable and returns a Transition exactly when the status
-changes, so a neighbour that stays down produces one transition, not one per failed probe.
+changes, so a neighbour that stays down produces one transition, not one per failed probe. It
+also decides how many confirmation probes a suspicion deserves; the monitor only sends them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
+
+from daemons.health.status import Status
+
+__all__ = ["InvalidThreshold", "NeighborState", "ProbeResult", "Status", "Thresholds", "Transition"]
+
+MAX_THRESHOLD = 1e6  # beyond this a count or a number of seconds is a typo
 
 
-class Status(str, Enum):
-    UNKNOWN = "unknown"  # no decisive result yet (the neighbour may still be starting)
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"  # failing, not yet long enough to be declared unavailable
-    UNAVAILABLE = "unavailable"
+class InvalidThreshold(ValueError):
+    """A threshold out of range; `field` names it as the config spells it."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
 
 
 @dataclass(frozen=True)
 class Thresholds:
+    """When a neighbour's status changes; the one place these numbers are defined and checked."""
+
+    # Consecutive failures before a healthy neighbour is degraded (suspected) and before it is
+    # declared unavailable (queries stop going to it and calls stuck on it are cancelled). One
+    # lost datagram must not make a daemon unavailable, hence more than one for the latter.
     failures_before_degraded: int = 1
     failures_before_unavailable: int = 3
+    # Consecutive successes before a failing neighbour is healthy again; above 1 damps flapping at
+    # the price of a slower recovery.
     successes_before_healthy: int = 1
     # How long a neighbour that has never answered stays unknown rather than unavailable: at a
     # cold start every daemon comes up at once and the first parses its CSVs for seconds.
     startup_grace_seconds: float = 30.0
-    window_seconds: float = 60.0  # for the success rate
+    window_seconds: float = 60.0  # for the success rate in the status view
 
-    def __post_init__(self):
-        if not 1 <= self.failures_before_degraded <= self.failures_before_unavailable:
-            raise ValueError("need 1 <= failures_before_degraded <= failures_before_unavailable")
-        if self.successes_before_healthy < 1:
-            raise ValueError("successes_before_healthy must be at least 1")
-        if self.startup_grace_seconds < 0 or self.window_seconds <= 0:
-            raise ValueError("startup_grace_seconds must be >= 0 and window_seconds > 0")
+    def __post_init__(self) -> None:
+        if not 1 <= self.failures_before_degraded <= MAX_THRESHOLD:
+            raise InvalidThreshold("failures_before_degraded", f"must be in 1..{MAX_THRESHOLD:g}")
+        if not self.failures_before_degraded <= self.failures_before_unavailable <= MAX_THRESHOLD:
+            raise InvalidThreshold("failures_before_unavailable",
+                                   f"must be at least failures_before_degraded and at most {MAX_THRESHOLD:g}")
+        if not 1 <= self.successes_before_healthy <= MAX_THRESHOLD:
+            raise InvalidThreshold("successes_before_healthy", f"must be in 1..{MAX_THRESHOLD:g}")
+        if not 0 <= self.startup_grace_seconds <= MAX_THRESHOLD:  # also refuses NaN
+            raise InvalidThreshold("startup_grace_seconds", f"must be in 0..{MAX_THRESHOLD:g}")
+        if not 0 < self.window_seconds <= MAX_THRESHOLD:
+            raise InvalidThreshold("window_seconds", f"must be greater than 0 and at most {MAX_THRESHOLD:g}")
 
 
 @dataclass(frozen=True)
@@ -66,12 +85,15 @@ class NeighborState:
         self.consecutive_successes = 0
         self.last_latency_ms: float | None = None
         self.last_reason = ""
+        # A failure, or a lost connection, that no later result has settled yet.
+        self.suspected = False
         self._first_seen = now
         self._recent: deque[tuple[float, bool]] = deque()
 
     def observe(self, result: ProbeResult, now: float) -> Transition | None:
         self._remember(result.ok, now)
         self.last_reason = result.reason
+        self.suspected = not result.ok
         if result.latency_ms is not None:
             self.last_latency_ms = result.latency_ms
         if result.ok:
@@ -88,6 +110,21 @@ class NeighborState:
                                 result.latency_ms, now)
         self.status, self.since = target, now
         return transition
+
+    def suspect(self) -> None:
+        """The connection to the neighbour broke (or it said GOAWAY): not a failure yet, a question."""
+        self.suspected = True
+
+    def confirmations_wanted(self) -> int:
+        """Confirmation probes to have in flight: enough to settle a suspicion in one round trip.
+
+        Only a neighbour believed healthy or degraded has a suspicion to settle: one still starting
+        (unknown) or already unavailable is left to the regular probes and the watch, so a daemon
+        that is down or not up yet draws no storm of probes.
+        """
+        if not self.suspected or self.status in (Status.UNKNOWN, Status.UNAVAILABLE):
+            return 0
+        return max(1, self.thresholds.failures_before_unavailable - self.consecutive_failures)
 
     def _after_success(self) -> Status | None:
         if self.consecutive_successes >= self.thresholds.successes_before_healthy:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import click
 import grpc
@@ -27,10 +27,29 @@ from daemons import events
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET
 from daemons.healthlog.follow import LogFollower
-from daemons.healthlog.summary import (CONSECUTIVE_FAILURES, DAEMON, DEGRADED, EVENT, FROM, HEALTHY, LATENCY_MS,
-                                       NEIGHBOR, REASON, TO, UNAVAILABLE, UNKNOWN, ClusterHealth, EventFilter,
-                                       LinkSummary, cluster_health, event_time, parse_since, select_events,
-                                       summarize)
+from daemons.healthlog.summary import (
+    CONSECUTIVE_FAILURES,
+    DAEMON,
+    DEGRADED,
+    EVENT,
+    FROM,
+    HEALTHY,
+    LATENCY_MS,
+    NEIGHBOR,
+    REASON,
+    TO,
+    UNAVAILABLE,
+    UNKNOWN,
+    ClusterHealth,
+    Event,
+    EventFilter,
+    LinkSummary,
+    cluster_health,
+    event_time,
+    parse_since,
+    select_events,
+    summarize,
+)
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 
@@ -64,7 +83,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def format_event(event: Mapping) -> str:
+def format_event(event: Event) -> str:
     """One line per event, e.g. `08:01:02.123 leader_b   worker_c   healthy -> degraded  (1 failure,
     0.8 ms) UNAVAILABLE: ...`; an event type without a layout of its own lists its fields."""
     clock = event_time(event).strftime("%H:%M:%S.%f")[:-3]
@@ -103,21 +122,21 @@ def default_log_dir() -> Path:
     return here if here.is_dir() else Path(daemons.__file__).resolve().parents[1] / "logs"
 
 
-def _since(_ctx, _param, value: str | None) -> datetime | None:
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return parse_since(value, datetime.now(timezone.utc))
+        return parse_since(value, datetime.now(UTC))
     except ValueError:
         raise click.BadParameter(f"expected an age (30s, 15m, 2h, 1d) or an ISO 8601 time, got {value!r}") from None
 
 
-def _show(selected: Iterable[tuple[str, Mapping]], as_json: bool) -> None:
+def _show(selected: Iterable[tuple[str, Event]], as_json: bool) -> None:
     for line, event in selected:
         if as_json:
             click.echo(line)
         else:
-            click.echo(click.style(format_event(event), fg=STATUS_COLOURS.get(event.get(TO))))
+            click.echo(click.style(format_event(event), fg=STATUS_COLOURS.get(event.get(TO, UNKNOWN))))
 
 
 def _follow(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> int:
@@ -144,9 +163,10 @@ def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) 
         _show(selected, as_json)
         return skipped
     selected, skipped = select_events(lines, replace(event_filter, to_statuses=()))
-    links = summarize((event for _, event in selected), datetime.now(timezone.utc))
+    links = summarize((event for _, event in selected), datetime.now(UTC))
     wanted = event_filter.to_statuses
-    RowWriter("table", SUMMARY_HEADER).write(summary_rows([link for link in links if not wanted or link.status in wanted]))
+    shown = [link for link in links if not wanted or link.status in wanted]
+    RowWriter("table", SUMMARY_HEADER).write(summary_rows(shown))
     return skipped
 
 

@@ -98,10 +98,10 @@ class LogFollower:
         # again on the next poll and closed only once a poll finds nothing new in it.
         self._rotated: list[_OpenLog] = []
 
-    def __enter__(self) -> "LogFollower":
+    def __enter__(self) -> LogFollower:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -152,9 +152,12 @@ class LogFollower:
         return lines
 
     def _open_log(self, path: Path) -> _OpenLog | None:
+        program = program_of(path)
+        if program is None:  # not an event log: poll never asks for one
+            return None
         try:
             handle = path.open("rb")
         except FileNotFoundError:  # renamed away and not yet recreated: a later poll opens it
             return None
-        log = self._open[path] = _OpenLog(program_of(path), handle)
+        log = self._open[path] = _OpenLog(program, handle)
         return log

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from daemons import events
 from daemons.rpc import airquality_pb2 as pb
@@ -34,8 +35,8 @@ def parse_timestamp(text: str) -> datetime:
     as every time the daemons write is."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def event_time(event: Event) -> datetime:
@@ -149,12 +150,12 @@ class LinkSummary:
             self.last_failure_reason = event[REASON]
             if self._failing is None:  # a failure out of healthy/unknown starts an outage
                 self._failing = Outage(at if event[FROM] in (HEALTHY, UNKNOWN) else None)
+            if target == UNAVAILABLE and self._failing.unavailable_at is None:
+                self._failing.unavailable_at = at
+                self.last_outage = self._failing
         if target == UNAVAILABLE:
             if self._unavailable_since is None:
                 self._unavailable_since = at
-            if self._failing.unavailable_at is None:
-                self._failing.unavailable_at = at
-                self.last_outage = self._failing
         elif self._unavailable_since is not None:
             self.unavailable_seconds += (at - self._unavailable_since).total_seconds()
             self._unavailable_since = None

@@ -8,33 +8,42 @@ replicas never produce duplicates.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+from daemons.health.status import Status
 
 Path = tuple[str, ...]
+StatusOf = Callable[[str], str]  # a daemon's health status (a Status, or its value)
 
 # Lower is better; unavailable daemons are never routed through.
-_RANK = {"healthy": 0, "unknown": 1, "degraded": 2}
+_PREFERENCE = {Status.HEALTHY: 0, Status.UNKNOWN: 1, Status.DEGRADED: 2}
 
 
-def choose_path(candidates: Iterable[Path], status_of: Callable[[str], str], excluded: Iterable[Path] = ()) -> Path | None:
+def choose_path(candidates: Iterable[Path], status_of: StatusOf, excluded: Iterable[Path] = ()) -> Path | None:
     """The best usable candidate not in `excluded`, or None when every copy is out of reach."""
-    excluded = set(excluded)
-    best, best_rank = None, len(_RANK)
+    skipped = set(excluded)
+    best, best_rank = None, len(_PREFERENCE)
     for path in candidates:
-        if path in excluded:
+        if path in skipped:
             continue
-        ranks = [_RANK.get(status_of(hop)) for hop in path]
+        ranks = [_PREFERENCE.get(Status(status_of(hop))) for hop in path]
         if None in ranks:
             continue
-        if max(ranks) < best_rank:
-            best, best_rank = path, max(ranks)
+        worst = max(rank for rank in ranks if rank is not None)
+        if worst < best_rank:
+            best, best_rank = path, worst
     return best
+
+
+def unavailable_on(candidates: Iterable[Path], status_of: StatusOf) -> list[str]:
+    """The daemons on any of the paths that are unavailable, sorted: why no copy is in reach."""
+    return sorted({hop for path in candidates for hop in path if status_of(hop) == Status.UNAVAILABLE})
 
 
 def single_failure_losses(routes: Mapping[str, Iterable[Path]]) -> dict[str, list[str]]:
     """For each daemon on some path, the partitions it would take out of reach by failing alone."""
-    routes = {partition: [tuple(path) for path in paths] for partition, paths in routes.items()}
-    daemons = sorted({hop for paths in routes.values() for path in paths for hop in path})
-    losses = {daemon: sorted(p for p, paths in routes.items() if all(daemon in path for path in paths))
+    paths = {partition: [tuple(path) for path in candidates] for partition, candidates in routes.items()}
+    daemons = sorted({hop for candidates in paths.values() for path in candidates for hop in path})
+    losses = {daemon: sorted(p for p, candidates in paths.items() if all(daemon in path for path in candidates))
               for daemon in daemons}
     return {daemon: lost for daemon, lost in losses.items() if lost}

@@ -8,15 +8,15 @@ the gateway combine small tables instead of shipping rows, and the mean is taken
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from daemons.storage.columns import MINUTES_PER_DAY, MISSING, format_datetime
-from daemons.storage.partition import Partition
 from daemons.query.filter import Matcher
 from daemons.rpc import airquality_pb2 as pb
+from daemons.storage.columns import MINUTES_PER_DAY, MISSING, format_datetime
+from daemons.storage.partition import Partition
 
 METRICS = ("concentration", "aqi")
 DENSE_GROUPS_MAX = 1 << 22
@@ -59,7 +59,7 @@ class _DenseKey:
     labels: Callable[[np.ndarray], list[str]]
 
 
-def _dense_key(partition: Partition, key: str, select) -> _DenseKey:
+def _dense_key(partition: Partition, key: str, select: slice | np.ndarray) -> _DenseKey:
     column = {"parameter": "parameter", "site": "site_name", "agency": "agency_name"}.get(key)
     if column:
         values = partition.values[column]
@@ -101,6 +101,7 @@ class AggregateTable:
         partition = matcher.partition
         if matcher.empty or not partition.rows:
             return 0
+        select: slice | np.ndarray
         if matcher.selects_all:
             select = slice(None)  # a slice keeps the columns as views
         else:
@@ -129,7 +130,7 @@ class AggregateTable:
                 group.stats[metric].merge(int(count[index]), float(total[index]), float(low[index]), float(high[index]))
         return rows
 
-    def merge_proto(self, groups) -> None:
+    def merge_proto(self, groups: Iterable[pb.AggregateGroup]) -> None:
         for message in groups:
             group = self.groups.setdefault(tuple(message.key), Group())
             group.rows += message.rows

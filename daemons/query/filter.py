@@ -12,15 +12,15 @@ import calendar
 import datetime as dt
 import math
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
-from daemons.storage.columns import MINUTES_PER_DAY, MISSING, PARAMETERS
 from daemons.config import MAX_CHUNK_SIZE
-from daemons.storage.partition import Partition
 from daemons.rpc import airquality_pb2 as pb
+from daemons.storage.columns import MINUTES_PER_DAY, MISSING, PARAMETERS
+from daemons.storage.partition import Partition
 
 GROUP_KEYS = ("parameter", "site", "agency", "day", "hour")
 MAX_REQUEST_ID = 128
@@ -46,7 +46,7 @@ class Filter:
     concentration: tuple[float | None, float | None] = (None, None)
     aqi: tuple[float | None, float | None] = (None, None)
 
-    def matcher(self, partition: Partition) -> "Matcher":
+    def matcher(self, partition: Partition) -> Matcher:
         return Matcher(self, partition)
 
 
@@ -64,7 +64,7 @@ def parse_datetime(text: str, field: str, upper: bool) -> int:
     return minutes + MINUTES_PER_DAY - 1 if upper and hour is None else minutes
 
 
-def _names(values, field: str, fold: bool) -> frozenset[str]:
+def _names(values: Sequence[str], field: str, fold: bool) -> frozenset[str]:
     if len(values) > MAX_VALUES:
         raise InvalidQuery(f"{field}: at most {MAX_VALUES} values, got {len(values)}")
     for index, value in enumerate(values):
@@ -73,8 +73,8 @@ def _names(values, field: str, fold: bool) -> frozenset[str]:
     return frozenset(v.casefold() if fold else v for v in values)
 
 
-def _range(message, low_field: str, high_field: str, label: str) -> tuple[float | None, float | None]:
-    bounds = []
+def _range(message: pb.QueryFilter, low_field: str, high_field: str, label: str) -> tuple[float | None, float | None]:
+    bounds: list[float | None] = []
     for field in (low_field, high_field):
         value = getattr(message, field) if message.HasField(field) else None
         if value is not None and not math.isfinite(value):
@@ -103,7 +103,8 @@ def parse_filter(message: pb.QueryFilter) -> Filter:
             raise InvalidQuery("bbox: longitudes must lie in -180..180")
         if box.min_latitude > box.max_latitude or box.min_longitude > box.max_longitude:
             raise InvalidQuery("bbox: the minimum corner must not exceed the maximum corner")
-    first = parse_datetime(message.datetime_from, "datetime_from", upper=False) if message.HasField("datetime_from") else None
+    first = (parse_datetime(message.datetime_from, "datetime_from", upper=False)
+             if message.HasField("datetime_from") else None)
     last = parse_datetime(message.datetime_to, "datetime_to", upper=True) if message.HasField("datetime_to") else None
     if first is not None and last is not None and first > last:
         raise InvalidQuery(f"datetime range is inverted: datetime_from={message.datetime_from} "
@@ -136,7 +137,7 @@ def parse_chunk_size(value: int | None, default: int) -> int:
     return value
 
 
-def parse_group_by(keys) -> tuple[str, ...]:
+def parse_group_by(keys: Sequence[str]) -> tuple[str, ...]:
     for index, key in enumerate(keys):
         if key not in GROUP_KEYS:
             raise InvalidQuery(f"group_by[{index}]: unknown key {key!r} (known: {', '.join(GROUP_KEYS)})")
@@ -158,7 +159,8 @@ class Matcher:
         self._query = query
         # (columns, accepted-per-code for each column): a row passes when any of the columns accepts it
         self._lookups: list[tuple[tuple[str, ...], tuple[np.ndarray, ...]]] = []
-        for columns, wanted, fold in ((("parameter",), query.parameters, True), (("site_name",), query.site_names, True),
+        for columns, wanted, fold in ((("parameter",), query.parameters, True),
+                                      (("site_name",), query.site_names, True),
                                       (("agency_name",), query.agency_names, True),
                                       (("aqs_code", "full_aqs_code"), query.aqs_codes, False)):
             if wanted:
@@ -198,7 +200,8 @@ class Matcher:
             skip = 0
 
 
-def _within(keep: np.ndarray, values: np.ndarray, bounds, missing_allowed: bool = False) -> None:
+def _within(keep: np.ndarray, values: np.ndarray, bounds: tuple[float | None, float | None],
+            missing_allowed: bool = False) -> None:
     low, high = bounds
     if low is None and high is None:
         return

@@ -7,14 +7,15 @@ no per-row Python work on either side, and a leader can forward a chunk as the b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 
+from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, WIRE_CODE, format_datetime
 from daemons.storage.partition import Partition
-from daemons.rpc import airquality_pb2 as pb
 
 
 def encode_rows(partition: Partition, indices: np.ndarray, columns: pb.RowColumns) -> None:
@@ -52,9 +53,10 @@ class ColumnBatch:
         """One column by its FireMeasurement name: numbers as numbers, strings as an object array."""
         if name in self.numeric:
             return self.numeric[name]
-        return self.values[name][self.codes[name]]
+        strings: np.ndarray = self.values[name][self.codes[name]]
+        return strings
 
-    def rows(self) -> Iterator[tuple]:
+    def rows(self) -> Iterator[tuple[Any, ...]]:
         """Rows as tuples in FIELDS order, with datetime as "YYYY-MM-DDTHH:MM"."""
         columns = [format_datetime(self.numeric[name]).tolist() if name == "datetime" else self.column(name).tolist()
                    for name in FIELDS]

@@ -6,7 +6,6 @@ daemons/rpc/airquality.proto, so the generated modules import each other as part
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 PROTO = Path(__file__).resolve().parents[2] / "proto" / "airquality.proto"
@@ -31,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # CSV column order, which is also the order of FireMeasurement's fields and of CSV output.
@@ -12,7 +14,7 @@ FIELDS = (
 
 # Numeric columns and their little-endian storage and wire types. datetime is minutes since the
 # Unix epoch (UTC), which keeps time filters integer comparisons.
-NUMERIC = {
+NUMERIC: dict[str, np.dtype[Any]] = {
     "latitude": np.dtype("<f8"),
     "longitude": np.dtype("<f8"),
     "datetime": np.dtype("<i4"),

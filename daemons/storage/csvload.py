@@ -129,8 +129,10 @@ def _convert(columns: list[list[bytes]]) -> dict[str, np.ndarray]:
         except (ValueError, OverflowError):
             shown = f" {columns[_INDEX[name]][0].decode(errors='replace')!r}" if raw.size == 1 else ""
             raise _Malformed(f"bad {name}{shown}") from None
-        if dtype.kind == "i" and raw.size and (values.min() < np.iinfo(dtype).min or values.max() > np.iinfo(dtype).max):
-            raise _Malformed(f"{name} out of range")
+        if dtype.kind == "i" and raw.size:
+            limits = np.iinfo(dtype)
+            if values.min() < limits.min or values.max() > limits.max:
+                raise _Malformed(f"{name} out of range")
         if dtype.kind == "f" and raw.size and not np.isfinite(values).all():
             raise _Malformed(f"{name} is not a finite number")
         converted[name] = values.astype(dtype)

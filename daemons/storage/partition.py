@@ -8,21 +8,22 @@ the daemon parse again; entries are written atomically, so a crash never leaves 
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from daemons.storage.columns import DICTIONARY, NUMERIC
 from daemons.config import PartitionSpec
+from daemons.locking import exclusive_lock
+from daemons.storage.columns import DICTIONARY, NUMERIC
 from daemons.storage.csvload import ColumnBuilder
 
 CACHE_FORMAT = 2
@@ -81,19 +82,18 @@ def load_partition(spec: PartitionSpec, root: Path, cache_dir: Path | None,
     files, missing = _csv_files(root, spec.days)
     key = _fingerprint(root, spec.days, files)
     stem = _cache_stem(spec, root)
-    cached = cache_dir / f"{stem}-{key[:24]}.npz" if cache_dir else None
-    if cached is None:
+    if cache_dir is None:
         return _parse(spec, root, files, missing, started)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(cache_dir / f".{stem}.lock", "a+b")
-    except OSError as error:
-        on_cache_error(f"{cache_dir}: {error.strerror or error}")
-        return _parse(spec, root, files, missing, started)
-    # Daemons that hold the same partition (a primary and its replicas) start together: one
-    # parses while the others wait for its cache entry, instead of all parsing the same CSVs.
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    cached = cache_dir / f"{stem}-{key[:24]}.npz"
+    # Only failing to take the lock falls back to parsing without the cache; errors under it propagate.
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(exclusive_lock(cache_dir / f".{stem}.lock"))
+        except OSError as error:
+            on_cache_error(f"{cache_dir}: {error.strerror or error}")
+            return _parse(spec, root, files, missing, started)
+        # Daemons that hold the same partition (a primary and its replicas) start together: one
+        # parses while the others wait for its cache entry, instead of all parsing the same CSVs.
         if cached.exists():
             try:
                 return _read_cache(cached, spec, tuple(missing), started)
@@ -135,7 +135,7 @@ def _write_cache(path: Path, stem: str, partition: Partition) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}-", suffix=".npz")
     try:
         with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
+            np.savez(out, allow_pickle=False, **arrays)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from daemons.client import FireClient, make_filter
 from tests.benchmarks.query_bench import Figure, timed_query
-from tests.cluster import PROGRAMS, REAL_DATA, Cluster, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REAL_DATA, Cluster, start_cluster
+from tests.waiting import wait_for
 
 PRIMARY = {"aug10-17": "leader_b", "aug18-26": "worker_c", "aug27-sep04": "worker_d", "sep05-13": "leader_e",
            "sep14-24": "worker_f"}

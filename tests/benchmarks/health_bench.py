@@ -18,7 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.cluster import PROGRAMS, REAL_DATA, Cluster, epoch_of, full_scans, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REAL_DATA, Cluster, epoch_of, full_scans, start_cluster
+from tests.waiting import wait_for
 
 OBSERVER = {"leader_b": "gateway_a", "leader_e": "gateway_a", "worker_c": "leader_b", "worker_f": "leader_e",
             "worker_d": "leader_e"}

@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 
 from daemons.client import FireClient, make_filter
-from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
+from tests.waiting import wait_for
 
 HEADLINE = dict(parameters=["PM2.5", "PM10"], min_aqi=0, max_aqi=100)
 
@@ -35,7 +36,8 @@ class Figure:
     def line(self) -> str:
         verdict = "" if self.target is None else ("ok" if self.value <= self.target else "MISSED")
         target = "" if self.target is None else f"<= {self.target:g} {self.unit}"
-        versus = "" if self.duckdb is None else f"duckdb {self.duckdb:.3f} {self.unit}  ours/duckdb {self.value / self.duckdb:.2f}"
+        versus = ("" if self.duckdb is None else
+                  f"duckdb {self.duckdb:.3f} {self.unit}  ours/duckdb {self.value / self.duckdb:.2f}")
         return f"{self.name:<52} {self.value:>10.3f} {self.unit:<3} {target:<14} {verdict:<7} {versus}"
 
 

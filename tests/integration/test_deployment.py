@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import itertools
 import json
 import shutil
 import socket
@@ -14,12 +15,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from daemons.channels import HEALTH_CHANNEL_OPTIONS
 from daemons.config import load_config
-from daemons.health.monitor import HEALTH_CHANNEL_OPTIONS
 from daemons.planning.paths import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from tests.cluster import ETC, PROGRAMS, REAL_DATA, REPO, free_ports, read_events, wait_for
+from tests.cluster import ETC, PROGRAMS, REAL_DATA, REPO, free_ports, read_events
+from tests.waiting import wait_for
 
 DAEMON = REPO / "bin" / "fire-daemon"
 DAYS = {
@@ -69,7 +71,7 @@ def test_shipped_topology_and_partitions():
         for path in paths:
             hops = ("gateway_a", *path)
             assert hops[-1] in holders[partition]
-            assert all(edge in EDGES for edge in zip(hops, hops[1:]))
+            assert all(edge in EDGES for edge in itertools.pairwise(hops))
         assert all(EDGES[edge] == "query" for edge in zip(("gateway_a", *paths[0]), paths[0]))
     assert single_failure_losses(gateway.routes) == {}
     # every single failure leaves a path that avoids the failed daemon

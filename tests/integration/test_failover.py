@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 
+import grpc
 import numpy as np
 import pytest
 
@@ -16,9 +17,8 @@ from daemons.client import FireClient
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 from tests import oracle
-from tests.cluster import REPO, start_cluster, wait_for
-
-import grpc
+from tests.cluster import REPO, start_cluster
+from tests.waiting import wait_for
 
 # The partitions whose stream a daemon's death interrupts when every copy is healthy.
 STREAMED_BY = {"leader_b": {"aug10-17", "aug18-26"}, "worker_c": {"aug18-26"}, "worker_d": {"aug27-sep04"},

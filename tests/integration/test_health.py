@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -19,7 +19,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from tests.cluster import PROGRAMS, REPO, epoch_of, full_scans, read_events, start_cluster, wait_for
+from tests.cluster import PROGRAMS, REPO, epoch_of, full_scans, read_events, start_cluster
+from tests.waiting import wait_for
 
 WATCHES = {"gateway_a": ["leader_b", "leader_e"], "leader_b": ["worker_c"], "leader_e": ["worker_f", "worker_d"]}
 
@@ -168,7 +169,7 @@ def test_no_false_transitions_under_full_query_load(health_cluster):
         assert [e for e in health_cluster.events(observer, "health_transition") if epoch_of(e) >= since] == []
 
 
-def _lines_from(process: subprocess.Popen) -> "queue.Queue[str]":
+def _lines_from(process: subprocess.Popen) -> queue.Queue[str]:
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     return lines
@@ -178,7 +179,7 @@ def test_healthlog_follow_sees_every_transition_through_rotation_and_truncation(
     """Runs last in this module: it rotates leader_b's log away from under the other tests."""
     logs = health_cluster.home / "logs"
     log = logs / "leader_b.log"
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     follower = subprocess.Popen([str(REPO / "bin" / "healthlog"), "--follow", "--json", "--log-dir", str(logs),
                                  "--neighbor", "worker_c", "--since", since], stdout=subprocess.PIPE, text=True)
     received = _lines_from(follower)
@@ -195,13 +196,13 @@ def test_healthlog_follow_sees_every_transition_through_rotation_and_truncation(
         wait_for(lambda: follower_shows(outage), 20, "healthlog to show worker_c's outage")
         log.rename(logs / "leader_b.log.1")  # rotation by rename: the daemon reopens its log
         health_cluster.ctl("start", "worker_c", check=True)
-        wait_for(lambda: follower_shows(outage + ["healthy"]), 20, "healthlog to follow the new file")
+        wait_for(lambda: follower_shows([*outage, "healthy"]), 20, "healthlog to follow the new file")
         shutil.copy(log, logs / "leader_b.log.2")  # copy-truncate
         with open(log, "r+") as truncated:
             truncated.truncate(0)
         health_cluster.ctl("stop", "worker_c", check=True)
         health_cluster.ctl("start", "worker_c", check=True)
-        wait_for(lambda: follower_shows(outage + ["healthy"] + outage + ["healthy"]), 20,
+        wait_for(lambda: follower_shows([*outage, "healthy", *outage, "healthy"]), 20,
                  f"healthlog to follow the truncated file (so far {seen})")
     finally:
         follower.terminate()

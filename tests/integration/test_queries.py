@@ -17,7 +17,8 @@ from daemons.client import FireClient, make_filter
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 from tests import oracle
-from tests.cluster import REPO, wait_for
+from tests.cluster import REPO
+from tests.waiting import wait_for
 
 PARTITIONS = {"aug10-17", "aug18-26", "aug27-sep04", "sep05-13", "sep14-24"}
 

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from daemons.client import FireClient, make_filter
-from tests.cluster import REPO, start_cluster, wait_for
+from tests.cluster import REPO, start_cluster
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,15 @@ import calendar
 import csv
 import datetime as dt
 import io
-import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from hypothesis import strategies as st
 
-from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, PARAMETERS
+from daemons.storage.columns import DICTIONARY, FIELDS, MISSING, NUMERIC, PARAMETERS
 from daemons.storage.partition import Partition
-
-MISSING = -999
 
 
 class Measurement(NamedTuple):
@@ -83,25 +81,17 @@ def epoch_minutes(text: str) -> int:
 
 def partition_from_measurements(rows: Sequence[Measurement], name: str = "test") -> Partition:
     """A Partition holding `rows` in order, dictionaries numbered by first appearance."""
-    numeric = {}
+    numeric: dict[str, np.ndarray] = {}
     for column, dtype in NUMERIC.items():
-        values = [epoch_minutes(row.datetime) if column == "datetime" else getattr(row, column) for row in rows]
-        numeric[column] = np.array(values, dtype=dtype)
-    codes, values = {}, {}
+        column_values = [epoch_minutes(row.datetime) if column == "datetime" else getattr(row, column) for row in rows]
+        numeric[column] = np.array(column_values, dtype=dtype)
+    codes: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
     for column in DICTIONARY:
         table: dict[str, int] = {}
         codes[column] = np.array([table.setdefault(getattr(row, column), len(table)) for row in rows], np.uint16)
         values[column] = np.array(list(table), dtype=object)
     return Partition(name, (), numeric, codes, values, 0, (), (), "csv", 0.0)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Polls `condition` until it holds; fails the test when `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.001)  # a polling interval, not a wait for something to happen
 
 
 # Small value pools, so that random filters and group keys hit some rows and miss others.

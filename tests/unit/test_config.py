@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from daemons.config import (DATA_DIR_ENV, Address, ConfigError, DaemonConfig, DataConfig, Link, PartitionSpec,
-                            QueryConfig, load_config, parse_config)
+from daemons.config import (
+    DATA_DIR_ENV,
+    Address,
+    ConfigError,
+    DaemonConfig,
+    DataConfig,
+    Link,
+    PartitionSpec,
+    QueryConfig,
+    load_config,
+    parse_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ETC = REPO / "etc"
@@ -173,8 +184,8 @@ def test_shipped_gateway_routes_follow_child_links_to_the_partition_holder():
     assert set(gateway.routes) == set(holders)
     for partition, paths in gateway.routes.items():
         for path in paths:
-            hops = ("gateway_a",) + path
-            for parent, child in zip(hops, hops[1:]):
+            hops = ("gateway_a", *path)
+            for parent, child in itertools.pairwise(hops):
                 assert child in {link.name for link in configs[parent].children}, (partition, path)
             assert path[-1] in holders[partition], (partition, path)
 

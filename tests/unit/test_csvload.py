@@ -197,7 +197,7 @@ def test_boundary_integers_are_kept(tmp_path):
 
 def test_skipped_lines_are_all_counted_but_only_five_shown(tmp_path):
     bad = [line(concentration=f"x{number}") for number in range(7)]
-    parsed = parse_files(tmp_path, "\n".join([line()] + bad + [line(EUREKA)]))
+    parsed = parse_files(tmp_path, "\n".join([line(), *bad, line(EUREKA)]))
     assert parsed.skipped.count == 7
     assert parsed.skipped.examples == [f"file0.csv:{number + 2}: bad concentration 'x{number}'" for number in range(5)]
     assert parsed.measurements() == expected(CRESCENT_CITY, EUREKA)

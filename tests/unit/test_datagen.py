@@ -118,7 +118,7 @@ def test_category_follows_the_aqi_breakpoints(rows):
         if aqi == -999:
             assert category == -999
         else:
-            assert 0 <= aqi and category == expected_category(aqi)
+            assert aqi >= 0 and category == expected_category(aqi)
 
 
 def test_aqi_is_missing_for_co_and_missing_concentrations(rows):
@@ -178,7 +178,7 @@ def test_sites_report_several_parameters_and_sometimes_skip_hours(rows):
 
 
 @pytest.mark.parametrize(
-    ("parameter", "concentration", "aqi"),
+    "parameter, concentration, aqi",
     [
         ("PM2.5", 17.3, 62),  # values as published in the real 2020 extract
         ("PM2.5", 5.2, 22),
@@ -237,7 +237,7 @@ def test_a_failed_write_leaves_nothing_that_looks_complete(tmp_path, monkeypatch
         (directory / "20200810").mkdir()
         raise OSError("disk full")
 
-    monkeypatch.setattr(datagen, "write_files", fail_midway)
+    monkeypatch.setattr(datagen.tree, "write_files", fail_midway)  # where _write_tree looks it up
     root = tmp_path / "fire-data"
     with pytest.raises(OSError, match="disk full"):
         datagen.ensure_generated(root, sites=5, seed=1)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.health.state import NeighborState, ProbeResult, Status, Thresholds
+from daemons.health.state import InvalidThreshold, NeighborState, ProbeResult, Status, Thresholds
 
 OK = ProbeResult(True, "HealthCheck: SERVING", 0.5)
 FAIL = ProbeResult(False, "UNAVAILABLE: connection refused", 0.3)
@@ -69,7 +69,7 @@ def test_success_rate_over_the_window():
 @pytest.mark.parametrize("arguments", [dict(failures_before_degraded=0), dict(failures_before_degraded=4),
                                        dict(successes_before_healthy=0), dict(window_seconds=0)])
 def test_inconsistent_thresholds_are_refused(arguments):
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidThreshold, match=next(iter(arguments))):
         Thresholds(**arguments)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,21 @@ from click.testing import CliRunner, Result
 import daemons
 from daemons import events
 from daemons.healthlog import cli
-from daemons.healthlog.summary import (DEGRADED, HEALTHY, UNAVAILABLE, UNKNOWN, EventFilter, cluster_health,
-                                       parse_event, parse_since, select_events, summarize)
+from daemons.healthlog.summary import (
+    DEGRADED,
+    HEALTHY,
+    UNAVAILABLE,
+    UNKNOWN,
+    EventFilter,
+    cluster_health,
+    parse_event,
+    parse_since,
+    select_events,
+    summarize,
+)
 from daemons.rpc import airquality_pb2 as pb
 
-T0 = datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 TRANSITIONS = (events.HEALTH_TRANSITION.name,)
 
 
@@ -105,7 +115,7 @@ def test_parse_since():
     assert parse_since("1d", now) == now - timedelta(days=1)
     assert parse_since("2026-11-28T08:05:00", now) == at(5)  # no zone: UTC
     assert parse_since("2026-11-28T10:05:00+02:00", now) == at(5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="yesterday"):
         parse_since("yesterday", now)
 
 
@@ -189,7 +199,7 @@ def test_since_iso_and_relative(tmp_path):
         ("gateway_a", "leader_b", DEGRADED), ("gateway_a", "leader_b", HEALTHY), ("leader_b", "worker_c", UNAVAILABLE)]
     assert shown(tmp_path, "--since", "2026-11-28T09:05:00+01:00") == shown(tmp_path, "--since", "2026-11-28T08:05")
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     recent = tmp_path / "recent"
     write_logs(recent, [transition(now - timedelta(hours=3), "leader_e", "worker_d", UNKNOWN, HEALTHY),
                         transition(now - timedelta(minutes=20), "leader_e", "worker_d", HEALTHY, DEGRADED),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemons.fanout.merge import FairMerge, SourceEnded
-from tests.unit.helpers import wait_until
+from tests.waiting import wait_for
 
 TIMEOUT = 10.0
 
@@ -110,7 +110,7 @@ def drained_then_set(items, event: threading.Event):
 @settings(max_examples=40, deadline=None)
 @given(counts=st.lists(st.integers(0, 6), min_size=1, max_size=5))
 def test_ready_sources_are_served_in_turn(counts):
-    merge = FairMerge(depth=max(max(counts), 1))
+    merge = FairMerge(depth=max(*counts, 1))
     drained = []
     for number, count in enumerate(counts):
         drained.append(threading.Event())
@@ -212,8 +212,8 @@ def test_close_cancels_unfinished_sources_and_ends_iteration():
     rest = Consumer(stream).finish()
     assert len(items_of(rest, "close-endless")) <= 2  # at most what was already buffered
     assert items_of(rest, "close-blocked") == []
-    wait_until(lambda: not any(thread.name.startswith("merge-close-") for thread in threading.enumerate()),
-               TIMEOUT, "the pumps to stop")
+    wait_for(lambda: not any(thread.name.startswith("merge-close-") for thread in threading.enumerate()),
+             TIMEOUT, "the pumps to stop")
 
 
 def test_close_from_another_thread_wakes_a_waiting_consumer():

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemons.storage.columns import DICTIONARY, NUMERIC
 from daemons.config import PartitionSpec
+from daemons.storage.columns import DICTIONARY, NUMERIC
 from daemons.storage.partition import Partition, load_partition
 from tests.unit.helpers import CRESCENT_CITY, airnow_csv, write_day_file
 

@@ -7,13 +7,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.storage.columns import PARAMETERS
-from daemons.query.filter import (Filter, InvalidQuery, parse_chunk_size, parse_datetime, parse_filter, parse_group_by,
-                           parse_request_id)
+from daemons.query.filter import (
+    Filter,
+    InvalidQuery,
+    parse_chunk_size,
+    parse_datetime,
+    parse_filter,
+    parse_group_by,
+    parse_request_id,
+)
 from daemons.rpc import airquality_pb2 as pb
-from tests.unit.helpers import (AGENCIES, AQIS, AQS_PAIRS, CONCENTRATIONS, CRESCENT_CITY, DAYS, LATITUDES, LONGITUDES,
-                                MISSING, SITES, TIMES, Measurement, epoch_minutes, partition_from_measurements,
-                                pooled_measurements)
+from daemons.storage.columns import PARAMETERS
+from tests.unit.helpers import (
+    AGENCIES,
+    AQIS,
+    AQS_PAIRS,
+    CONCENTRATIONS,
+    CRESCENT_CITY,
+    DAYS,
+    LATITUDES,
+    LONGITUDES,
+    MISSING,
+    SITES,
+    TIMES,
+    Measurement,
+    epoch_minutes,
+    partition_from_measurements,
+    pooled_measurements,
+)
 
 AUG10 = epoch_minutes("2020-08-10T00:00")
 
@@ -104,7 +125,7 @@ def test_zero_bound_never_matches_missing_values_but_unset_matches_everything():
     {"datetime_from": "2020-08-10", "datetime_to": "2020-08-10T01:00"},
     {"min_concentration": 17.3, "max_concentration": 17.3},
     {"min_aqi": 62, "max_aqi": 62},
-    {"parameters": list(PARAMETERS) + ["pm2.5", "Ozone"]},
+    {"parameters": [*list(PARAMETERS), "pm2.5", "Ozone"]},
     {"site_names": ["x"] * 10_000},
 ])
 def test_boundary_filters_are_accepted_and_match_the_sample_row(fields):
@@ -213,12 +234,12 @@ def any_case(names: tuple[str, ...]) -> st.SearchStrategy[str]:
                                                                         name.swapcase()]))
 
 
-AQS_CODES = tuple(code for pair in AQS_PAIRS for code in pair) + ("mx0001", "999")
-BOUND_DAYS = ("2020-08-09",) + DAYS + ("2020-08-13",)
+AQS_CODES = (*tuple(code for pair in AQS_PAIRS for code in pair), "mx0001", "999")
+BOUND_DAYS = ("2020-08-09", *DAYS, "2020-08-13")
 
 
 def moments() -> st.SearchStrategy[str]:
-    return st.tuples(st.sampled_from(BOUND_DAYS), st.sampled_from((None,) + TIMES + ("05:17",))).map(
+    return st.tuples(st.sampled_from(BOUND_DAYS), st.sampled_from((None, *TIMES, "05:17"))).map(
         lambda parts: parts[0] if parts[1] is None else f"{parts[0]}T{parts[1]}")
 
 
@@ -226,21 +247,21 @@ def moments() -> st.SearchStrategy[str]:
 def query_filters(draw) -> pb.QueryFilter:
     """Any combination of filters, including unknown names and inverted ranges."""
     message = pb.QueryFilter()
-    for field, values in (("parameters", any_case(PARAMETERS)), ("site_names", any_case(SITES + ("Nowhere",))),
+    for field, values in (("parameters", any_case(PARAMETERS)), ("site_names", any_case((*SITES, "Nowhere"))),
                           ("agency_names", any_case(AGENCIES)), ("aqs_codes", st.sampled_from(AQS_CODES))):
         if draw(st.booleans()):
             getattr(message, field).extend(draw(st.lists(values, min_size=1, max_size=3)))
     if draw(st.booleans()):
-        latitudes = sorted(draw(st.lists(st.sampled_from(LATITUDES + (33.0, 37.0, 42.0)), min_size=2, max_size=2)))
-        longitudes = sorted(draw(st.lists(st.sampled_from(LONGITUDES + (-125.0, -121.0, -117.0)),
+        latitudes = sorted(draw(st.lists(st.sampled_from((*LATITUDES, 33.0, 37.0, 42.0)), min_size=2, max_size=2)))
+        longitudes = sorted(draw(st.lists(st.sampled_from((*LONGITUDES, -125.0, -121.0, -117.0)),
                                           min_size=2, max_size=2)))
         message.bbox.CopyFrom(pb.BoundingBox(min_latitude=latitudes[0], min_longitude=longitudes[0],
                                              max_latitude=latitudes[1], max_longitude=longitudes[1]))
     for field, values in (("datetime_from", moments()), ("datetime_to", moments()),
-                          ("min_concentration", st.sampled_from(CONCENTRATIONS + (-1000.0, 6.0))),
-                          ("max_concentration", st.sampled_from(CONCENTRATIONS + (-1000.0, 6.0))),
-                          ("min_aqi", st.sampled_from(AQIS + (-1000, 75.5))),
-                          ("max_aqi", st.sampled_from(AQIS + (-1000, 75.5)))):
+                          ("min_concentration", st.sampled_from((*CONCENTRATIONS, -1000.0, 6.0))),
+                          ("max_concentration", st.sampled_from((*CONCENTRATIONS, -1000.0, 6.0))),
+                          ("min_aqi", st.sampled_from((*AQIS, -1000, 75.5))),
+                          ("max_aqi", st.sampled_from((*AQIS, -1000, 75.5)))):
         if draw(st.booleans()):
             setattr(message, field, draw(values))
     return message

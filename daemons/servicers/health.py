@@ -3,31 +3,37 @@
 The daemon's own status (LOADING, SERVING, STOPPING) is published twice: through the standard
 grpc.health.v1 service, whose Watch streams tell every watcher the moment it changes (a graceful
 shutdown flips it before anything else), and through the contract's HealthCheck, which monitors
-probe with a deadline.
+probe with a deadline (over gRPC, or as a datagram: `answer` serves both).
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 import threading
 import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent import futures
+from typing import Any
 
-import grpc
 from grpc_health.v1 import health, health_pb2
 
 from daemons.config import DaemonConfig
-from daemons.health.monitor import NeighborMonitor, failure_reason
-from daemons.health.state import Status
+from daemons.deadline import Deadline
+from daemons.errors import describe_error
+from daemons.fanout.children import Child, UnaryCall
+from daemons.health.monitor import NeighborMonitor
+from daemons.health.status import Status
 from daemons.rpc import airquality_pb2 as pb
+from daemons.servicers.requests import CallContext
 
 CLUSTER_VIEW_TIMEOUT_SECONDS = 2.0
 
 
 class Lifecycle:
-    def __init__(self, config: DaemonConfig, services: list[str]):
-        self.config = config
+    """The daemon's own serving status. Locking: none needed; `status` is one reference, replaced."""
+
+    def __init__(self, services: Sequence[str]):
         self.serving = threading.Event()
         self.status = "LOADING"
         # Non-blocking: open Watch streams are served from this small pool of their own rather
@@ -37,7 +43,7 @@ class Lifecycle:
         self._services = ["", *services]
         self._publish(health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    def _publish(self, status) -> None:
+    def _publish(self, status: Any) -> None:
         for service in self._services:
             self.standard.set(service, status)
 
@@ -53,13 +59,14 @@ class Lifecycle:
 
 
 class HealthEndpoints:
-    """Node.HealthCheck and Node.GetHealthStatus."""
+    """Node.HealthCheck and Node.GetHealthStatus. Locking: `_lock` guards the probe counts."""
 
-    def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: list[NeighborMonitor], links: dict):
+    def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: Sequence[NeighborMonitor],
+                 children: Mapping[str, Child]):
         self.config = config
         self.lifecycle = lifecycle
         self.monitors = monitors
-        self.links = links
+        self.children = children
         self._probes_received: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -77,28 +84,27 @@ class HealthEndpoints:
                                  process_id=os.getpid(), role=self.config.role, daemon=self.config.name,
                                  request_timestamp=request.timestamp)
 
-    def HealthCheck(self, request: pb.HealthRequest, context):
+    def HealthCheck(self, request: pb.HealthRequest, context: CallContext) -> pb.HealthResponse:
         return self.answer(request)
 
-    def GetHealthStatus(self, request: pb.HealthStatusRequest, context):
+    def GetHealthStatus(self, request: pb.HealthStatusRequest, context: CallContext) -> pb.HealthStatusResponse:
         answer = pb.HealthStatusResponse(daemon=self.config.name, neighbors=[m.view() for m in self.monitors])
         if not request.cluster:
             return answer
         # Each level keeps part of its own deadline, so a hung daemon below costs only its own view.
-        remaining = context.time_remaining()
-        timeout = CLUSTER_VIEW_TIMEOUT_SECONDS if remaining is None else max(0.01, 0.8 * remaining)
-        below = {}
+        timeout = Deadline.of_call(context).child_timeout(CLUSTER_VIEW_TIMEOUT_SECONDS)
+        below: dict[str, UnaryCall] = {}
         for monitor in self.monitors:
-            name = monitor.link.name
+            name = monitor.neighbor
             if monitor.status() is Status.UNAVAILABLE:
                 answer.unreachable_observers.append(f"{name}: unavailable")
                 continue
-            below[name] = self.links[name].health_status.future(pb.HealthStatusRequest(cluster=True), timeout=timeout)
+            below[name] = self.children[name].health_status(pb.HealthStatusRequest(cluster=True), timeout=timeout)
         for name, call in below.items():
             try:
-                view = call.result()
-            except grpc.RpcError as error:
-                answer.unreachable_observers.append(f"{name}: {failure_reason(error)}")
+                view: pb.HealthStatusResponse = call.result()
+            except Exception:  # the call itself says why
+                answer.unreachable_observers.append(f"{name}: {describe_error(call)}")
                 continue
             answer.neighbors.extend(view.neighbors)
             answer.unreachable_observers.extend(view.unreachable_observers)

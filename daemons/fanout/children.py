@@ -1,0 +1,83 @@
+"""A daemon's children as the fan-out sees them: a small protocol, and its gRPC implementation.
+
+The fan-out only starts calls, iterates them and cancels them; `Child` is all it needs, so tests
+stand a fake child in for the network (tests/unit/fakes.py), down to a whole overlay in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import grpc
+
+from daemons.channels import CHANNEL_OPTIONS, NODE_SERVICE
+from daemons.config import Address
+from daemons.rpc import airquality_pb2 as pb
+
+
+class ScanCall(Protocol):
+    """A Scan in flight: its responses as received (serialized, so they can be forwarded untouched);
+    iterating raises when the call fails."""
+
+    def __iter__(self) -> Iterator[bytes | pb.QueryResponse]: ...
+
+    def cancel(self) -> bool: ...
+
+
+class UnaryCall(Protocol):
+    """A unary call in flight (a gRPC future): `result()` raises when the call fails, and the call
+    then says why through `code()` and `details()`."""
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+    def cancel(self) -> bool: ...
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None: ...
+
+    def code(self) -> grpc.StatusCode: ...
+
+    def details(self) -> str | None: ...
+
+
+class Child(Protocol):
+    name: str
+
+    def scan(self, request: pb.ScanRequest, timeout: float) -> ScanCall: ...
+
+    def aggregate(self, request: pb.ScanRequest, timeout: float) -> UnaryCall: ...
+
+    def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> UnaryCall: ...
+
+    def close(self) -> None: ...
+
+
+class GrpcChild:
+    """A child over gRPC; Scan responses stay serialized so they can be forwarded untouched."""
+
+    def __init__(self, name: str, address: Address):
+        self.name = name
+        self._channel = grpc.insecure_channel(str(address), options=CHANNEL_OPTIONS)
+        self._scan = self._channel.unary_stream(f"/{NODE_SERVICE}/Scan",
+                                                request_serializer=pb.ScanRequest.SerializeToString)
+        self._aggregate = self._channel.unary_unary(f"/{NODE_SERVICE}/ScanAggregate",
+                                                    request_serializer=pb.ScanRequest.SerializeToString,
+                                                    response_deserializer=pb.AggregateResponse.FromString)
+        self._health_status = self._channel.unary_unary(f"/{NODE_SERVICE}/GetHealthStatus",
+                                                        request_serializer=pb.HealthStatusRequest.SerializeToString,
+                                                        response_deserializer=pb.HealthStatusResponse.FromString)
+
+    def scan(self, request: pb.ScanRequest, timeout: float) -> ScanCall:
+        call: ScanCall = self._scan(request, timeout=timeout)
+        return call
+
+    def aggregate(self, request: pb.ScanRequest, timeout: float) -> UnaryCall:
+        call: UnaryCall = self._aggregate.future(request, timeout=timeout)
+        return call
+
+    def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> UnaryCall:
+        call: UnaryCall = self._health_status.future(request, timeout=timeout)
+        return call
+
+    def close(self) -> None:
+        self._channel.close()

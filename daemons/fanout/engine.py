@@ -1,0 +1,244 @@
+"""The fan-out: scan what this daemon holds, forward the rest to its children, merge the answers.
+
+Each daemon scans the partitions routed to itself, forwards the others to the next hop, and
+streams everything back as it arrives; child chunks are forwarded as the bytes received. Every
+routed partition ends in exactly one PartitionStatus, complete or saying why not. Children are
+reached through the `Child` protocol (children.py), so all of this runs in tests without sockets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple
+
+import grpc
+import numpy as np
+
+from daemons import events
+from daemons.cancel import Cancellation
+from daemons.deadline import Deadline
+from daemons.errors import describe_error, error_parts, status_code
+from daemons.events import EventLog
+from daemons.fanout.children import Child, ScanCall, UnaryCall
+from daemons.fanout.merge import FairMerge, SourceEnded
+from daemons.fanout.routes import Progress, RouteSplit, split_routes
+from daemons.query.aggregate import AggregateTable
+from daemons.query.filter import Filter
+from daemons.query.wire import encode_rows
+from daemons.rpc import airquality_pb2 as pb
+from daemons.storage.partition import Partition
+
+Payload = bytes | pb.QueryResponse  # a child's chunk as received, or one made here
+ReportFailure = Callable[[bool, str], None]  # a health monitor's observe(ok, reason)
+
+
+def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    pending: list[np.ndarray] = []
+    pending_rows = 0
+    for block in blocks:
+        rest = block
+        while len(rest):
+            take = rest[: size - pending_rows]
+            pending.append(take)
+            pending_rows += len(take)
+            rest = rest[len(take):]
+            if pending_rows == size:
+                yield np.concatenate(pending)
+                pending, pending_rows = [], 0
+    if pending_rows:
+        yield np.concatenate(pending)
+
+
+def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon: str,
+                   skip: int = 0) -> Iterator[pb.QueryResponse]:
+    """The partition's matching rows in partition order after the first `skip`, then its status.
+
+    The order is the same on every daemon holding the partition (day, file, line), which is what
+    lets a replica take over a stream at the row where a failed copy stopped.
+    """
+    offset = skip
+    for indices in _rechunk(query.matcher(partition).selected(skip), chunk_size):
+        response = pb.QueryResponse(partition=partition.name, partition_offset=offset)
+        encode_rows(partition, indices, response.columns)
+        offset += len(indices)
+        yield response
+    yield pb.QueryResponse(partitions=[pb.PartitionStatus(partition=partition.name, complete=True,
+                                                          rows=offset - skip, served_by=daemon)])
+
+
+class _ScanSource(NamedTuple):
+    child: str  # "" for a scan of a partition held here
+    call: ScanCall | None  # None for a local scan
+    unreported: set[str]  # partitions routed to it that have no status yet
+
+
+class ScanSession:
+    """One request's scan at this daemon: local scans and child calls feeding one FairMerge.
+
+    Iterating yields (payload to forward, parsed message). Every routed partition ends in one
+    status from whoever scanned it, or in a failure status made here when its source stops
+    without one. Routes can be added while the session runs: the gateway's failovers.
+    """
+
+    def __init__(self, fanout: Fanout, request: pb.ScanRequest, query: Filter, deadline: Deadline,
+                 merge: FairMerge):
+        self.fanout = fanout
+        self.request = request
+        self.query = query
+        self.deadline = deadline
+        self.merge = merge
+        self._sources: dict[str, _ScanSource] = {}
+        self._failures: list[pb.PartitionStatus] = []  # made here, not yet yielded
+        self._calls = itertools.count()
+
+    def route(self, routes: Iterable[pb.PartitionRoute]) -> None:
+        fanout, request = self.fanout, self.request
+        routes = list(routes)
+        split = fanout.split(routes)
+        skips = {route.partition: route.skip_rows for route in routes}
+        self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p, why in split.unroutable.items())
+        for name in split.local:
+            source = f"{name}#{next(self._calls)}"
+            self._sources[source] = _ScanSource("", None, {name})
+            self.merge.add(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
+                                                  fanout.name, skips[name]))
+        for child, child_routes in split.by_child.items():
+            forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter,
+                                       chunk_size=request.chunk_size, routes=child_routes)
+            call = fanout.children[child].scan(forwarded, timeout=fanout.child_timeout(self.deadline))
+            source = f"{child}#{next(self._calls)}"
+            self._sources[source] = _ScanSource(child, call, {r.partition for r in child_routes})
+            fanout.call_started(child, call)
+            self.merge.add(source, call, cancel=call.cancel)
+
+    def __iter__(self) -> Iterator[tuple[Payload, pb.QueryResponse]]:
+        items = iter(self.merge)
+        while True:
+            if self._failures:
+                message = pb.QueryResponse(partitions=self._failures)
+                self._failures = []
+                yield message, message
+                continue
+            try:
+                source, item = next(items)
+            except StopIteration:
+                if self._failures:
+                    continue
+                return
+            if isinstance(item, SourceEnded):
+                self._source_ended(self._sources[source], item.error)
+                continue
+            message = item if isinstance(item, pb.QueryResponse) else pb.QueryResponse.FromString(item)
+            self._sources[source].unreported.difference_update(status.partition for status in message.partitions)
+            yield item, message
+
+    def _source_ended(self, source: _ScanSource, error: BaseException | None) -> None:
+        unreported = sorted(source.unreported)
+        if source.call is not None:
+            self.fanout.call_ended(source.child, source.call, error, self.request.request_id, unreported)
+        if not unreported:
+            return
+        name = source.child or self.fanout.name
+        why = f"{name}: {describe_error(error)}" if error is not None else f"{name} ended without a status"
+        self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p in unreported)
+        source.unreported.clear()
+
+
+class Fanout:
+    """Answers routed scans and aggregates over this daemon's partitions and its children.
+
+    Locking: `_lock` guards `_calls`, which request threads add to and the health monitor's
+    thread drains when it declares a child unavailable.
+    """
+
+    def __init__(self, name: str, children: Mapping[str, Child], call_timeout_seconds: float, log: EventLog,
+                 monitors: Mapping[str, ReportFailure] | None = None):
+        self.name = name
+        self.children = dict(children)
+        self.call_timeout_seconds = call_timeout_seconds
+        self.log = log
+        self.partitions: dict[str, Partition] = {}
+        self._report = dict(monitors or {})  # child -> its health monitor's observe(ok, reason)
+        self._lock = threading.Lock()
+        self._calls: dict[str, set[ScanCall | UnaryCall]] = {}  # child -> calls in flight to it
+
+    def split(self, routes: Iterable[pb.PartitionRoute]) -> RouteSplit:
+        return split_routes(self.name, self.children, self.partitions, routes)
+
+    def scan(self, request: pb.ScanRequest, query: Filter, deadline: Deadline, merge: FairMerge) -> ScanSession:
+        """Starts scanning the request's routes; closing `merge` cancels the scan."""
+        session = ScanSession(self, request, query, deadline, merge)
+        session.route(request.routes)
+        return session
+
+    def child_timeout(self, deadline: Deadline) -> float:
+        return deadline.child_timeout(self.call_timeout_seconds)
+
+    def call_started(self, child: str, call: ScanCall | UnaryCall) -> None:
+        with self._lock:
+            self._calls.setdefault(child, set()).add(call)
+
+    def call_ended(self, child: str, call: ScanCall | UnaryCall, error: object | None, request_id: str,
+                   partitions: list[str]) -> None:
+        """Forgets a finished call; a failed one counts against the child and names what it lost."""
+        with self._lock:
+            self._calls.get(child, set()).discard(call)
+        if error is None:
+            return
+        self._report_failure(child, error)
+        if partitions:
+            code, details = error_parts(error)
+            events.CHILD_CALL_FAILED.emit(self.log, request_id=request_id, child=child, code=code, message=details,
+                                          partitions=partitions)
+
+    def _report_failure(self, child: str, error: object) -> None:
+        """Passive detection: a child whose connection fails a query is not treated as healthy until
+        a probe says so. Other errors (a deadline that ran out, a cancel) say nothing of its health."""
+        if status_code(error) is grpc.StatusCode.UNAVAILABLE and child in self._report:
+            self._report[child](False, f"query call failed: {describe_error(error)}")
+
+    def cancel_calls_to(self, child: str) -> None:
+        """Cancels every call in flight to a child the health monitor found unavailable: a hung
+        child would otherwise hold its partitions until the request's deadline."""
+        with self._lock:
+            calls = self._calls.pop(child, set())
+        for call in calls:
+            call.cancel()
+
+    def aggregate(self, request: pb.ScanRequest, query: Filter, group_by: tuple[str, ...], deadline: Deadline,
+                  cancellation: Cancellation) -> tuple[Progress, AggregateTable]:
+        """Counts, sums, minima and maxima per group over the routed partitions; a cancellation
+        stops the child calls and the local partitions not yet counted."""
+        split = self.split(request.routes)
+        progress = Progress(tuple(r.partition for r in request.routes))
+        table = AggregateTable(group_by)
+        calls: dict[str, UnaryCall] = {}
+        for child, routes in split.by_child.items():
+            forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter, group_by=group_by,
+                                       routes=routes)
+            calls[child] = call = self.children[child].aggregate(forwarded, timeout=self.child_timeout(deadline))
+            self.call_started(child, call)
+            cancellation.on_cancel(call.cancel)
+        for partition, why in split.unroutable.items():
+            progress.fail([partition], why)
+        for name in split.local:
+            if cancellation.cancelled:
+                progress.fail([name], "CANCELLED: the request was cancelled")
+                continue
+            rows = table.add_partition(query.matcher(self.partitions[name]))
+            progress.record([pb.PartitionStatus(partition=name, complete=True, rows=rows, served_by=self.name)])
+        for child, call in calls.items():
+            routed = [r.partition for r in split.by_child[child]]
+            try:
+                answer: pb.AggregateResponse = call.result()
+            except Exception:  # the call itself carries the code
+                failed = progress.fail(routed, f"{child}: {describe_error(call)}")
+                self.call_ended(child, call, call, request.request_id, [s.partition for s in failed])
+                continue
+            self.call_ended(child, call, None, request.request_id, [])
+            table.merge_proto(answer.groups)
+            progress.record(answer.partitions)
+            progress.fail(routed, f"{child} answered without the partition")
+        return progress, table

@@ -1,0 +1,255 @@
+"""Gateway failover through the seams: the shipped overlay and placement, in memory.
+
+Every daemon is a real Fanout and NodeServicer; only the edges between them are fakes
+(InProcessChild), which can die or hang mid-stream. Each answer is checked row by row against
+what the partitions hold: every row exactly once, or the partition named as missing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from daemons import events
+from daemons.config import DaemonConfig, load_config
+from daemons.events import EventRecorder
+from daemons.fanout.engine import Fanout, Payload
+from daemons.health.status import Status
+from daemons.query.wire import decode_rows
+from daemons.rpc import airquality_pb2 as pb
+from daemons.servicers.gateway import GatewayServicer
+from daemons.servicers.node import NodeServicer
+from daemons.servicers.requests import RequestRegistry
+from tests.cluster import ETC, PROGRAMS
+from tests.unit.fakes import FakeContext, FakeRpcError, InProcessChild
+from tests.unit.helpers import CRESCENT_CITY, partition_from_measurements
+from tests.waiting import wait_for
+
+ROWS_PER_PARTITION = 40
+CHUNK = 4  # ten chunks per partition
+
+
+def rows_of(partition: str) -> list[tuple[str, int, str]]:
+    """What a partition holds, as (partition, position, site): distinct across partitions."""
+    return [(partition, i, f"{partition} site {i}") for i in range(ROWS_PER_PARTITION)]
+
+
+@dataclass
+class FixedHealthView:
+    """The gateway's health view, set by the test: every daemon not named is healthy."""
+
+    known: dict[str, Status]
+
+    def statuses(self) -> dict[str, Status]:
+        return dict(self.known)
+
+
+@dataclass
+class Overlay:
+    configs: dict[str, DaemonConfig]
+    log: EventRecorder
+    fanouts: dict[str, Fanout] = field(default_factory=dict)
+    edges: dict[tuple[str, str], InProcessChild] = field(default_factory=dict)  # (parent, child) -> edge
+    health: FixedHealthView = field(default_factory=lambda: FixedHealthView({}))  # what the gateway believes
+
+    def edge(self, parent: str, child: str) -> InProcessChild:
+        return self.edges[parent, child]
+
+    def gateway(self) -> GatewayServicer:
+        """A gateway process over this overlay (call again for a restarted one)."""
+        config = self.configs["gateway_a"]
+        registry = RequestRegistry("gateway_a", _serving(), config.query.max_concurrent_requests, self.log)
+        return GatewayServicer(config, self.fanouts["gateway_a"], registry, self.health, self.log)
+
+
+def _serving() -> threading.Event:
+    serving = threading.Event()
+    serving.set()
+    return serving
+
+
+def build_overlay() -> Overlay:
+    configs = {program: load_config(ETC / f"{program}.json") for program in PROGRAMS}
+    overlay = Overlay(configs, EventRecorder())
+    for program in ("worker_c", "worker_d", "worker_f", "leader_b", "leader_e", "gateway_a"):  # children first
+        config = configs[program]
+        children = {}
+        for link in config.children:
+            node = NodeServicer(configs[link.name], overlay.fanouts[link.name],
+                                RequestRegistry(link.name, _serving(), 64, overlay.log), 0.0, lambda: True, dict)
+            children[link.name] = overlay.edges[program, link.name] = InProcessChild(link.name, node)
+        fanout = Fanout(program, children, config.query.call_timeout_seconds, overlay.log)
+        for spec in config.data.partitions if config.data else ():
+            fanout.partitions[spec.name] = partition_from_measurements(
+                [CRESCENT_CITY._replace(site_name=site, aqi=i) for _, i, site in rows_of(spec.name)], spec.name)
+        overlay.fanouts[program] = fanout
+    return overlay
+
+
+@dataclass
+class Answer:
+    rows: list[tuple[str, int, str]] = field(default_factory=list)
+    last: pb.QueryResponse | None = None
+    tokens: list[bytes] = field(default_factory=list)
+
+    def exactly(self, partitions: list[str]) -> bool:
+        expected = sorted(row for p in partitions for row in rows_of(p))
+        return sorted(self.rows) == expected and len(set(self.rows)) == len(self.rows)
+
+
+def read(stream: Iterator[Payload], answer: Answer | None = None, stop_after: int | None = None) -> Answer:
+    answer = answer or Answer()
+    for count, payload in enumerate(stream):
+        message = pb.QueryResponse.FromString(payload if isinstance(payload, bytes) else payload.SerializeToString())
+        answer.tokens.append(message.resume_token)
+        if message.HasField("columns"):
+            batch = decode_rows(message.columns, message.partition, message.partition_offset)
+            answer.rows += [(message.partition, message.partition_offset + i, site)
+                            for i, site in enumerate(batch.column("site_name"))]
+        if message.is_last_chunk:
+            answer.last = message
+        if stop_after is not None and count + 1 >= stop_after:
+            break
+    return answer
+
+
+def query(gateway: GatewayServicer, request_id: str = "q1", token: bytes = b"",
+          context: FakeContext | None = None) -> Iterator[Payload]:
+    request = pb.QueryRequest(request_id=request_id, chunk_size=CHUNK, resume_token=token)
+    return gateway.Query(request, context or FakeContext(timeout=30))
+
+
+ALL = ["aug10-17", "aug18-26", "aug27-sep04", "sep05-13", "sep14-24"]
+
+
+@pytest.fixture
+def overlay() -> Overlay:
+    return build_overlay()
+
+
+def test_a_healthy_overlay_answers_every_row_once_from_the_primaries(overlay: Overlay) -> None:
+    answer = read(query(overlay.gateway()))
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    assert {s.partition: s.served_by for s in answer.last.partitions} == {
+        "aug10-17": "leader_b", "aug18-26": "worker_c", "aug27-sep04": "worker_d", "sep05-13": "leader_e",
+        "sep14-24": "worker_f"}
+    assert overlay.log.of(events.PARTITION_FAILOVER) == []
+    assert [e["outcome"] for e in overlay.log.of(events.QUERY_FINISHED)] == []  # until the call terminates
+
+
+@pytest.mark.parametrize("parent, child, partition, replica", [
+    ("leader_e", "worker_f", "sep14-24", "worker_c"),
+    ("leader_b", "worker_c", "aug18-26", "worker_d"),
+    ("leader_e", "worker_d", "aug27-sep04", "leader_b"),
+    ("gateway_a", "leader_b", "aug10-17", "worker_d"),
+])
+def test_a_copy_that_dies_mid_stream_is_replaced_with_nothing_repeated_or_lost(
+        overlay: Overlay, parent: str, child: str, partition: str, replica: str) -> None:
+    overlay.edge(parent, child).fault.die_after_chunks = 3
+    answer = read(query(overlay.gateway()))
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    served = {s.partition: s.served_by for s in answer.last.partitions}
+    assert served[partition] == replica
+    failovers = [e for e in overlay.log.of(events.PARTITION_FAILOVER) if e["partition"] == partition]
+    assert failovers and failovers[0]["skip_rows"] > 0 and "UNAVAILABLE" in failovers[0]["reason"]
+
+
+def test_a_hung_copy_is_replaced_once_its_calls_are_cancelled(overlay: Overlay) -> None:
+    edge = overlay.edge("leader_e", "worker_f")
+    edge.fault.hang_after_chunks = 2
+    answer = Answer()
+    reader = threading.Thread(target=read, args=(query(overlay.gateway()), answer))
+    reader.start()
+    wait_for(edge.fault.hung.is_set, 10, "worker_f's stream to hang")
+    # What leader_e's monitor does when it declares worker_f unavailable (on_unavailable):
+    overlay.health.known["worker_f"] = Status.UNAVAILABLE
+    overlay.fanouts["leader_e"].cancel_calls_to("worker_f")
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    failover = overlay.log.of(events.PARTITION_FAILOVER)
+    assert [(e["partition"], e["from"], e["to"], e["skip_rows"]) for e in failover] == [
+        ("sep14-24", "worker_f", "worker_c", 2 * CHUNK)]
+
+
+def test_two_copies_lost_leave_that_partition_missing_and_the_rest_exact(overlay: Overlay) -> None:
+    overlay.edge("leader_e", "worker_f").fault.die_after_chunks = 3
+    overlay.edge("leader_b", "worker_c").fault.refuse = True
+    answer = read(query(overlay.gateway()))
+    assert answer.last is not None and not answer.last.complete
+    assert list(answer.last.missing_partitions) == ["sep14-24"]  # aug18-26 moved to worker_d
+    complete = [p for p in ALL if p not in answer.last.missing_partitions]
+    delivered = [row for row in answer.rows if row[0] in complete]
+    assert sorted(delivered) == sorted(row for p in complete for row in rows_of(p))
+    assert len(set(answer.rows)) == len(answer.rows)  # nothing twice, even from the lost partition
+    assert answer.last.total_results == len(answer.rows)
+
+
+def test_planning_skips_daemons_known_to_be_unavailable(overlay: Overlay) -> None:
+    overlay.health.known["leader_e"] = Status.UNAVAILABLE
+    overlay.edge("gateway_a", "leader_e").fault.refuse = True
+    answer = read(query(overlay.gateway()))
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    assert "leader_e" not in {s.served_by for s in answer.last.partitions}
+    assert overlay.log.of(events.PARTITION_FAILOVER) == []  # planned around, not failed over
+
+
+def test_an_answer_resumes_after_a_gateway_restart_with_nothing_repeated(overlay: Overlay) -> None:
+    first = read(query(overlay.gateway()), stop_after=17)
+    assert first.last is None and len(first.rows) == 17 * CHUNK
+    restarted = overlay.gateway()
+    rest = read(query(restarted, request_id="q1-again", token=first.tokens[-1]))
+    combined = Answer(first.rows + rest.rows, rest.last)
+    assert combined.exactly(ALL) and rest.last is not None and rest.last.complete
+    assert rest.last.total_results == len(combined.rows)
+
+
+def test_a_token_from_another_filter_is_refused(overlay: Overlay) -> None:
+    first = read(query(overlay.gateway()), stop_after=2)
+    request = pb.QueryRequest(request_id="other", filter=pb.QueryFilter(parameters=["PM10"]),
+                              resume_token=first.tokens[-1])
+    with pytest.raises(FakeRpcError) as refused:
+        next(iter(overlay.gateway().Query(request, FakeContext())))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cancel_by_id_stops_the_stream_and_logs_cancelled(overlay: Overlay) -> None:
+    gateway = overlay.gateway()
+    context = FakeContext(timeout=30)
+    stream = query(gateway, "to-cancel", context=context)
+    read(stream, stop_after=3)
+    assert gateway.Cancel(pb.CancelRequest(request_id="to-cancel"), FakeContext()).cancelled
+    with pytest.raises(FakeRpcError) as ended:
+        read(stream)
+    assert ended.value.code() is grpc.StatusCode.CANCELLED
+    context.end()
+    assert [e["outcome"] for e in overlay.log.of(events.QUERY_FINISHED)] == ["cancelled"]
+    assert not gateway.Cancel(pb.CancelRequest(request_id="to-cancel"), FakeContext()).cancelled
+
+
+def test_an_aggregate_fails_over_whole_partitions_and_counts_exactly(overlay: Overlay) -> None:
+    overlay.edge("leader_e", "worker_f").fault.die_after_chunks = 0
+    context = FakeContext(timeout=30)
+    answer = overlay.gateway().Aggregate(pb.AggregateRequest(request_id="a1", group_by=["parameter"]), context)
+    context.end()
+    assert answer.complete and sum(g.rows for g in answer.groups) == len(ALL) * ROWS_PER_PARTITION
+    assert {s.partition: s.served_by for s in answer.partitions}["sep14-24"] == "worker_c"
+    assert [e["partition"] for e in overlay.log.of(events.PARTITION_FAILOVER)] == ["sep14-24"]
+    finished = overlay.log.of(events.QUERY_FINISHED)
+    assert [(e["kind"], e["outcome"], e["rows"]) for e in finished] == [
+        ("aggregate", "complete", len(ALL) * ROWS_PER_PARTITION)]
+
+
+def test_aggregates_are_admitted_like_queries(overlay: Overlay) -> None:
+    gateway = overlay.gateway()
+    running = FakeContext(timeout=30)
+    stream = query(gateway, "shared-id", context=running)
+    read(stream, stop_after=1)
+    with pytest.raises(FakeRpcError) as refused:
+        gateway.Aggregate(pb.AggregateRequest(request_id="shared-id"), FakeContext())
+    assert refused.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    running.end()
