@@ -1,0 +1,23 @@
+"""The wildfire air-quality query service: one codebase for all six daemons.
+
+Where everything lives, lowest layer first (a module imports only from layers above it here):
+
+- `storage/`: the AirNow row schema (`columns`), the CSV loader (`csvload`), partitions held
+  column-wise in memory and cached on disk (`partition`).
+- `query/`: request validation and row selection (`filter`), aggregates (`aggregate`), the
+  columnar wire format (`wire`).
+- `fanout/`: routes and partition fates (`routes`, pure), fair merging of streams (`merge`), the
+  `Child` protocol and its gRPC implementation (`children`), scanning and forwarding (`engine`).
+- `health/`: the status enum (`status`) and state machine (`state`, pure), the probe transport
+  and clock seams (`transport`, `clock`), health datagrams (`datagram`), the monitor (`monitor`),
+  the gateway's cluster view (`view`).
+- `planning/`: choosing copies (`paths`) and one request's failover plan (`failover`), pure.
+- `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
+  (`requests`), method handlers (`handlers`).
+- `server`: one daemon process, wiring the above from its config; `config`: configs validated into
+  typed objects; `events`/`eventlog`: every event defined once, written as JSON lines.
+- Shared small concepts: `deadline` (one deadline), `cancel` (one cancellation), `errors` (one
+  error describer), `channels` (gRPC channel options), `locking` (one file lock).
+- Tools: `client` (the Python client), `cli/` (`bin/query`), `healthlog/` (`bin/healthlog`),
+  `datagen/` (the embedded data set's generator), `rpc/` (generated from proto/).
+"""

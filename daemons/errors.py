@@ -29,7 +29,7 @@ def status_code(error: object) -> grpc.StatusCode | None:
 def error_parts(error: object) -> tuple[str, str]:
     """(the gRPC code's name, or the exception's type name; the details, or the message)."""
     if isinstance(error, RpcStatus):
-        return error.code().name, str(error.details())
+        return error.code().name, str(error.details() or "")
     return type(error).__name__, str(error)
 
 

@@ -365,6 +365,18 @@ INVALID = [
     ("leader", "query.call_timeout_seconds", 0, "query.call_timeout_seconds"),
     ("leader", "query.shutdown_grace_seconds", -0.5, "query.shutdown_grace_seconds"),
     ("leader", "query.max_concurrent_requests", 0, "query.max_concurrent_requests"),
+    # health monitoring: probe timings are checked by the reader, thresholds by the state machine
+    ("leader", "health_monitoring", {"interval_seconds": 0}, "health_monitoring.interval_seconds"),
+    ("leader", "health_monitoring", {"jitter_fraction": 0.9}, "health_monitoring.jitter_fraction"),
+    ("leader", "health_monitoring", {"enabled": "yes"}, "health_monitoring.enabled"),
+    ("leader", "health_monitoring", {"failures_before_degraded": 0}, "health_monitoring.failures_before_degraded"),
+    ("leader", "health_monitoring", {"failures_before_degraded": 4}, "health_monitoring.failures_before_unavailable"),
+    ("leader", "health_monitoring", {"failures_before_unavailable": 2.5},
+     "health_monitoring.failures_before_unavailable"),
+    ("leader", "health_monitoring", {"successes_before_healthy": 0}, "health_monitoring.successes_before_healthy"),
+    ("leader", "health_monitoring", {"startup_grace_seconds": -1}, "health_monitoring.startup_grace_seconds"),
+    ("leader", "health_monitoring", {"window_seconds": 0}, "health_monitoring.window_seconds"),
+    ("leader", "health_monitoring", {"probes": 3}, "health_monitoring.probes"),
 ]
 
 

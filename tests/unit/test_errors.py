@@ -63,7 +63,5 @@ def test_an_object_with_only_one_of_code_and_details_is_not_a_grpc_error() -> No
     assert describe_error(error) == "CodeOnly: half an interface"
 
 
-@pytest.mark.xfail(strict=True, reason="daemons/errors.py: details() may be None (RpcStatus says so); "
-                   "str(None) makes it read 'CANCELLED: None' (see the report)")
 def test_a_call_without_details_does_not_read_as_none() -> None:
     assert error_parts(CallLike(grpc.StatusCode.CANCELLED, None)) == ("CANCELLED", "")

@@ -175,8 +175,6 @@ def test_a_leader_the_gateway_sees_unavailable_is_not_asked_and_its_workers_are_
     assert gateway.statuses() == EVERYONE
 
 
-@pytest.mark.xfail(strict=True, reason="daemons/health/view.py: the workers of a leader the gateway's own monitor "
-                   "calls unavailable stay in the view until the next refresh has run (see the report)")
 @pytest.mark.parametrize("elapsed", [0.0, MAX_AGE_SECONDS + 0.1])
 def test_the_workers_of_an_unavailable_leader_are_dropped_from_the_first_plan_that_sees_it_so(
         elapsed: float) -> None:

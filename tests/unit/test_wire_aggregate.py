@@ -163,7 +163,7 @@ def test_corrupt_chunk_raises_value_error(corrupt):
     message = encoded_sample()
     assert len(decode_rows(message)) == 3
     corrupt(message)
-    with pytest.raises(ValueError, match="column|buffer size"):  # ours, or numpy's for a torn buffer
+    with pytest.raises(ValueError, match=r"column|buffer size"):  # ours, or numpy's for a torn buffer
         decode_rows(message)
 
 
