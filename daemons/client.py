@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 
 from daemons.channels import CHANNEL_OPTIONS
+from daemons.deadline import Deadline
 from daemons.query.wire import ColumnBatch, decode_rows
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
@@ -64,7 +65,7 @@ class Completeness:
 class QueryStream:
     """Iterates a query's ColumnBatches; `completeness` is filled in by the last chunk."""
 
-    def __init__(self, client: FireClient, request: pb.QueryRequest, deadline: float):
+    def __init__(self, client: FireClient, request: pb.QueryRequest, deadline: Deadline):
         self._client = client
         self.request = request
         self._deadline = deadline
@@ -75,7 +76,7 @@ class QueryStream:
         stub = self._client.stub
         attempt = 0
         while True:
-            self._call = stub.Query(self.request, timeout=self._client.remaining(self._deadline))
+            self._call = stub.Query(self.request, timeout=self._deadline.timeout())
             try:
                 for message in self._call:
                     # Each chunk says where the answer stands: after a gateway restart the request
@@ -123,25 +124,22 @@ class FireClient:
     def close(self) -> None:
         self.channel.close()
 
-    def remaining(self, deadline: float) -> float:
-        return max(0.001, deadline - time.monotonic())
-
-    def should_retry(self, error: grpc.RpcError, attempt: int, deadline: float) -> bool:
+    def should_retry(self, error: grpc.RpcError, attempt: int, deadline: Deadline) -> bool:
         """Sleeps a jittered exponential backoff and says True when the call may be tried again."""
         if error.code() not in RETRYABLE:
             return False
         pause = min(self.backoff_max, self.backoff_initial * 2 ** attempt) * random.uniform(0.5, 1.0)
-        if time.monotonic() + pause >= deadline:
+        if deadline.expired(after=pause):
             return False
         time.sleep(pause)
         return True
 
     def _unary(self, call: Callable[..., T], request) -> T:
-        deadline = time.monotonic() + self.deadline_seconds
+        deadline = Deadline.after(self.deadline_seconds)
         attempt = 0
         while True:
             try:
-                return call(request, timeout=self.remaining(deadline))
+                return call(request, timeout=deadline.timeout())
             except grpc.RpcError as error:
                 if not self.should_retry(error, attempt, deadline):
                     raise
@@ -152,7 +150,7 @@ class FireClient:
         request = pb.QueryRequest(request_id=request_id or uuid.uuid4().hex, filter=query_filter or pb.QueryFilter())
         if chunk_size is not None:
             request.chunk_size = chunk_size
-        return QueryStream(self, request, time.monotonic() + self.deadline_seconds)
+        return QueryStream(self, request, Deadline.after(self.deadline_seconds))
 
     def aggregate(self, query_filter: pb.QueryFilter | None = None, group_by: Iterable[str] = (),
                   request_id: str | None = None) -> pb.AggregateResponse:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemons.health.state import InvalidThreshold, Thresholds
+from daemons.health.state import MAX_SECONDS_OR_COUNT, InvalidThreshold, Thresholds
 
 DATA_DIR_ENV = "FIRE_DATA_DIR"
 ROLES = ("gateway", "leader", "worker")
@@ -171,9 +171,6 @@ class _Reader:
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
-
-
-MAX_SECONDS_OR_COUNT = 1e6  # beyond this a number is a typo, and gRPC reads huge timeouts as expired
 
 
 def _positive(value: float) -> str | None:

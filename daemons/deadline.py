@@ -47,8 +47,9 @@ class Deadline:
         left = max(0.0, self.at - self.clock())
         return left if cap is None else min(cap, left)
 
-    def expired(self) -> bool:
-        return self.at is not None and self.clock() >= self.at
+    def expired(self, after: float = 0.0) -> bool:
+        """Whether the deadline has passed, or will have `after` seconds from now."""
+        return self.at is not None and self.clock() + after >= self.at
 
     def timeout(self, cap: float | None = None) -> float | None:
         """A timeout to hand to a call that may use all that is left."""

@@ -13,6 +13,7 @@ import grpc
 
 from daemons.channels import CHANNEL_OPTIONS, NODE_SERVICE
 from daemons.config import Address
+from daemons.errors import RpcStatus
 from daemons.rpc import airquality_pb2 as pb
 
 
@@ -25,19 +26,15 @@ class ScanCall(Protocol):
     def cancel(self) -> bool: ...
 
 
-class UnaryCall(Protocol):
+class UnaryCall(RpcStatus, Protocol):
     """A unary call in flight (a gRPC future): `result()` raises when the call fails, and the call
-    then says why through `code()` and `details()`."""
+    then says why through `code()` and `details()` (RpcStatus)."""
 
     def result(self, timeout: float | None = None) -> Any: ...
 
     def cancel(self) -> bool: ...
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None: ...
-
-    def code(self) -> grpc.StatusCode: ...
-
-    def details(self) -> str | None: ...
 
 
 class Child(Protocol):

@@ -15,7 +15,9 @@ from daemons.health.status import Status
 
 __all__ = ["InvalidThreshold", "NeighborState", "ProbeResult", "Status", "Thresholds", "Transition"]
 
-MAX_THRESHOLD = 1e6  # beyond this a count or a number of seconds is a typo
+# Beyond this a count or a number of seconds in a config is a typo (and gRPC reads huge timeouts
+# as already expired); config.py checks its own numbers against the same bound.
+MAX_SECONDS_OR_COUNT = 1e6
 
 
 class InvalidThreshold(ValueError):
@@ -44,17 +46,17 @@ class Thresholds:
     window_seconds: float = 60.0  # for the success rate in the status view
 
     def __post_init__(self) -> None:
-        if not 1 <= self.failures_before_degraded <= MAX_THRESHOLD:
-            raise InvalidThreshold("failures_before_degraded", f"must be in 1..{MAX_THRESHOLD:g}")
-        if not self.failures_before_degraded <= self.failures_before_unavailable <= MAX_THRESHOLD:
+        if not 1 <= self.failures_before_degraded <= MAX_SECONDS_OR_COUNT:
+            raise InvalidThreshold("failures_before_degraded", f"must be in 1..{MAX_SECONDS_OR_COUNT:g}")
+        if not self.failures_before_degraded <= self.failures_before_unavailable <= MAX_SECONDS_OR_COUNT:
             raise InvalidThreshold("failures_before_unavailable",
-                                   f"must be at least failures_before_degraded and at most {MAX_THRESHOLD:g}")
-        if not 1 <= self.successes_before_healthy <= MAX_THRESHOLD:
-            raise InvalidThreshold("successes_before_healthy", f"must be in 1..{MAX_THRESHOLD:g}")
-        if not 0 <= self.startup_grace_seconds <= MAX_THRESHOLD:  # also refuses NaN
-            raise InvalidThreshold("startup_grace_seconds", f"must be in 0..{MAX_THRESHOLD:g}")
-        if not 0 < self.window_seconds <= MAX_THRESHOLD:
-            raise InvalidThreshold("window_seconds", f"must be greater than 0 and at most {MAX_THRESHOLD:g}")
+                                   f"must be at least failures_before_degraded and at most {MAX_SECONDS_OR_COUNT:g}")
+        if not 1 <= self.successes_before_healthy <= MAX_SECONDS_OR_COUNT:
+            raise InvalidThreshold("successes_before_healthy", f"must be in 1..{MAX_SECONDS_OR_COUNT:g}")
+        if not 0 <= self.startup_grace_seconds <= MAX_SECONDS_OR_COUNT:  # also refuses NaN
+            raise InvalidThreshold("startup_grace_seconds", f"must be in 0..{MAX_SECONDS_OR_COUNT:g}")
+        if not 0 < self.window_seconds <= MAX_SECONDS_OR_COUNT:
+            raise InvalidThreshold("window_seconds", f"must be greater than 0 and at most {MAX_SECONDS_OR_COUNT:g}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ request is registered with it the moment it is admitted.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,13 +61,12 @@ class RequestRegistry:
         self.log = log
         self._lock = threading.Lock()
         self._clients: dict[str, Request] = {}  # by request id
-        self._internal: dict[int, Request] = {}  # calls from a parent, whose ids repeat across failovers
-        self._numbers = itertools.count()
+        self._internal = 0  # calls from a parent: only counted, as their ids repeat across failovers
 
     @property
     def active(self) -> int:
         with self._lock:
-            return len(self._clients) + len(self._internal)
+            return len(self._clients) + self._internal
 
     def admit(self, context: CallContext, request_id: str, *, kind: str | None = None,
               limited: bool = False) -> Request:
@@ -77,19 +75,18 @@ class RequestRegistry:
         if not self.serving.is_set():
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.daemon} is not serving (starting or stopping)")
         request = Request(request_id, kind, Deadline.of_call(context))
-        key: str | int = request_id if limited else next(self._numbers)
         with self._lock:
-            if isinstance(key, str):
-                if key in self._clients:
-                    context.abort(grpc.StatusCode.ALREADY_EXISTS, f"request_id {request_id!r} is already running")
-                if len(self._clients) >= self.max_concurrent:
-                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"{len(self._clients)} requests are running; retry shortly")
-                self._clients[key] = request
+            if not limited:
+                self._internal += 1
+            elif request_id in self._clients:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"request_id {request_id!r} is already running")
+            elif len(self._clients) >= self.max_concurrent:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{len(self._clients)} requests are running; retry shortly")
             else:
-                self._internal[key] = request
-        if not context.add_callback(lambda: self._finish(key, request)):
-            self._finish(key, request)  # the call is already over
+                self._clients[request_id] = request
+        if not context.add_callback(lambda: self._finish(request, limited)):
+            self._finish(request, limited)  # the call is already over
             context.abort(grpc.StatusCode.CANCELLED, "the call ended before it started")
         return request
 
@@ -104,13 +101,13 @@ class RequestRegistry:
         request.cancellation.cancel()
         return True
 
-    def _finish(self, key: str | int, request: Request) -> None:
+    def _finish(self, request: Request, limited: bool) -> None:
         request.cancellation.cancel()  # whatever still runs downstream for it stops now
         with self._lock:
-            if isinstance(key, str):
-                self._clients.pop(key, None)
+            if limited:
+                del self._clients[request.request_id]
             else:
-                self._internal.pop(key, None)
+                self._internal -= 1
         if request.kind is None:
             return
         outcome = "cancelled" if request.cancel_requested else request.outcome

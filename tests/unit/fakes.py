@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from daemons.cancel import Cancellation
 from daemons.health.transport import ProbeFailed
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.node import NodeServicer
@@ -214,9 +215,11 @@ class FakeContext:
 
     def __init__(self, timeout: float | None = None):
         self._timeout = timeout
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-        self.ended = False
+        self._terminated = Cancellation()  # runs the termination callbacks, once
+
+    @property
+    def ended(self) -> bool:
+        return self._terminated.cancelled
 
     def time_remaining(self) -> float | None:
         return self._timeout
@@ -225,21 +228,14 @@ class FakeContext:
         raise FakeRpcError(code, details)
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
-        with self._lock:
-            if self.ended:
-                return False
-            self._callbacks.append(callback)
-            return True
+        if self.ended:
+            return False  # as gRPC: the call is over, the callback is not registered
+        self._terminated.on_cancel(callback)
+        return True
 
     def end(self) -> None:
         """The call terminated (answered, failed or cancelled): runs the termination callbacks once."""
-        with self._lock:
-            if self.ended:
-                return
-            self.ended = True
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
+        self._terminated.cancel()
 
 
 @dataclass
@@ -286,57 +282,6 @@ class _InProcessScan:
         return True
 
 
-class _Done(concurrent.futures.Future[Any]):
-    """A unary call that has already finished; it says why it failed as gRPC calls do."""
-
-    def __init__(self, answer: Any = None, error: FakeRpcError | None = None):
-        super().__init__()
-        self._error = error
-        if error is None:
-            self.set_result(answer)
-        else:
-            self.set_exception(error)
-
-    def code(self) -> grpc.StatusCode:
-        return self._error.code() if self._error else grpc.StatusCode.OK
-
-    def details(self) -> str:
-        return self._error.details() if self._error else ""
-
-
-class InProcessChild:
-    """A Child served by a real NodeServicer in this process, with a Fault on the edge to it."""
-
-    def __init__(self, name: str, servicer: NodeServicer, health: pb.HealthStatusResponse | None = None):
-        self.name = name
-        self.servicer = servicer
-        self.fault = Fault()
-        self.health = health or pb.HealthStatusResponse(daemon=name)
-
-    def scan(self, request: pb.ScanRequest, timeout: float) -> _InProcessScan:
-        return _InProcessScan(self.servicer, request, timeout, self.fault)
-
-    def aggregate(self, request: pb.ScanRequest, timeout: float) -> _Done:
-        if self.fault.refuse or self.fault.die_after_chunks is not None:
-            return _Done(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
-        context = FakeContext(timeout)
-        try:
-            return _Done(self.servicer.ScanAggregate(request, context))
-        finally:
-            context.end()
-
-    def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> _Done:
-        if self.fault.refuse:
-            return _Done(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
-        return _Done(self.health)
-
-    def close(self) -> None:
-        pass
-
-
-# -- a leader's health view, as the gateway asks for it -------------------------------------------
-
-
 class PendingCall(concurrent.futures.Future[Any]):
     """A unary call still in flight, which the test finishes later with `answer` or `fail`."""
 
@@ -358,6 +303,49 @@ class PendingCall(concurrent.futures.Future[Any]):
         return self._error.details() if self._error else ""
 
 
+def finished_call(answer: Any = None, error: FakeRpcError | None = None) -> PendingCall:
+    """A unary call that has already finished, with `answer` or failed with `error`."""
+    call = PendingCall()
+    if error is None:
+        call.answer(answer)
+    else:
+        call.fail(error)
+    return call
+
+
+class InProcessChild:
+    """A Child served by a real NodeServicer in this process, with a Fault on the edge to it."""
+
+    def __init__(self, name: str, servicer: NodeServicer, health: pb.HealthStatusResponse | None = None):
+        self.name = name
+        self.servicer = servicer
+        self.fault = Fault()
+        self.health = health or pb.HealthStatusResponse(daemon=name)
+
+    def scan(self, request: pb.ScanRequest, timeout: float) -> _InProcessScan:
+        return _InProcessScan(self.servicer, request, timeout, self.fault)
+
+    def aggregate(self, request: pb.ScanRequest, timeout: float) -> PendingCall:
+        if self.fault.refuse or self.fault.die_after_chunks is not None:
+            return finished_call(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
+        context = FakeContext(timeout)
+        try:
+            return finished_call(self.servicer.ScanAggregate(request, context))
+        finally:
+            context.end()
+
+    def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> PendingCall:
+        if self.fault.refuse:
+            return finished_call(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
+        return finished_call(self.health)
+
+    def close(self) -> None:
+        pass
+
+
+# -- a leader's health view, as the gateway asks for it -------------------------------------------
+
+
 class HealthLeader:
     """A Child that serves only GetHealthStatus: `answer`, or `error` when set; with `hold` set,
     every call stays in flight (a PendingCall appended to `held`) until the test finishes it."""
@@ -374,12 +362,12 @@ class HealthLeader:
     def asked(self) -> int:
         return len(self.timeouts)
 
-    def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> _Done | PendingCall:
+    def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> PendingCall:
         self.timeouts.append(timeout)
         if self.hold:
             self.held.append(PendingCall())
             return self.held[-1]
-        return _Done(self.answer) if self.error is None else _Done(error=self.error)
+        return finished_call(self.answer) if self.error is None else finished_call(error=self.error)
 
     def scan(self, request: pb.ScanRequest, timeout: float) -> NoReturn:
         raise AssertionError(f"{self.name}: HealthLeader serves only GetHealthStatus")

@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from daemons.errors import describe_error, error_parts, status_code
-from tests.unit.fakes import FakeRpcError, _Done
+from tests.unit.fakes import FakeRpcError, finished_call
 
 
 class CallLike:
@@ -49,7 +49,7 @@ def test_anything_with_code_and_details_reads_as_a_grpc_error() -> None:
 
 
 def test_a_failed_call_future_reads_as_the_error_it_failed_with() -> None:
-    call = _Done(error=FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "2 requests are running; retry shortly"))
+    call = finished_call(error=FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "2 requests are running; retry shortly"))
     assert describe_error(call) == "RESOURCE_EXHAUSTED: 2 requests are running; retry shortly"
 
 
