@@ -77,10 +77,13 @@ class NeighborMonitor:
 
     # -- feeding the state machine ---------------------------------------------------------------
 
-    def observe(self, ok: bool, reason: str, latency_ms: float | None = None) -> None:
-        """Records one result. Any thread may call it, e.g. to report a failed query passively."""
+    def observe(self, ok: bool, reason: str, sent: float | None = None) -> None:
+        """Records one result, of a probe sent at `sent` (None: pushed, not probed). Any thread may
+        call it, e.g. to report a failed query passively."""
         with self._lock:
-            transition = self.state.observe(ProbeResult(ok, reason, latency_ms), self.clock.now())
+            now = self.clock.now()
+            latency_ms = None if sent is None else (now - sent) * 1000
+            transition = self.state.observe(ProbeResult(ok, reason, latency_ms, sent), now)
             if transition is not None:
                 self._log_transition(transition)
         if transition is not None and transition.current is Status.UNAVAILABLE:
@@ -119,10 +122,7 @@ class NeighborMonitor:
         if previous is not None and previous != answer.process_id:
             events.NEIGHBOR_RESTARTED.emit(self.log, neighbor=self.neighbor, old_pid=previous,
                                            new_pid=answer.process_id)
-        self.observe(answer.healthy, f"{via}: {answer.status} (pid {answer.process_id})", self._since_ms(sent))
-
-    def _since_ms(self, sent: float) -> float:
-        return (self.clock.now() - sent) * 1000
+        self.observe(answer.healthy, f"{via}: {answer.status} (pid {answer.process_id})", sent)
 
     # -- the coroutines ----------------------------------------------------------------------------
 
@@ -171,7 +171,7 @@ class NeighborMonitor:
     def _ping_expired(self, stamp: int) -> None:
         sent = self._pings_out.pop(stamp, None)
         if sent is not None:
-            self.observe(False, f"ping: no answer within {self.settings.timeout_seconds:g} s", self._since_ms(sent))
+            self.observe(False, f"ping: no answer within {self.settings.timeout_seconds:g} s", sent)
 
     def _ping_refused(self, why: str) -> None:
         # Every ping still out went to a port nobody listens on; none of them can be answered.
@@ -197,7 +197,7 @@ class NeighborMonitor:
         try:
             answer = await self.transport.check(request, self.settings.timeout_seconds)
         except ProbeFailed as failure:
-            self.observe(False, failure.reason, self._since_ms(sent))
+            self.observe(False, failure.reason, sent)
         else:
             self._answered(answer, "HealthCheck", sent)
         finally:

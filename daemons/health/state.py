@@ -8,6 +8,7 @@ also decides how many confirmation probes a suspicion deserves; the monitor only
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -64,6 +65,10 @@ class ProbeResult:
     ok: bool
     reason: str  # the gRPC code and message of a failure, or what succeeded
     latency_ms: float | None = None  # None for results that were pushed, not probed
+    # When the probe was sent, on the observer's clock; None for results that were pushed. Probes
+    # overlap, so their answers can arrive out of order: a failure of a probe sent before one that
+    # has since succeeded says nothing new (a deadline running out after the neighbour resumed).
+    sent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,16 @@ class NeighborState:
         self.last_reason = ""
         # A failure, or a lost connection, that no later result has settled yet.
         self.suspected = False
+        self._last_success_sent = -math.inf  # when the latest probe that succeeded was sent
         self._first_seen = now
         self._recent: deque[tuple[float, bool]] = deque()
 
     def observe(self, result: ProbeResult, now: float) -> Transition | None:
+        sent = now if result.sent is None else result.sent
+        if result.ok:
+            self._last_success_sent = max(self._last_success_sent, sent)
+        elif sent < self._last_success_sent:
+            return None  # outdated by a later probe's success
         self._remember(result.ok, now)
         self.last_reason = result.reason
         self.suspected = not result.ok

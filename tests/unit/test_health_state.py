@@ -57,6 +57,17 @@ def test_transition_carries_reason_failures_and_latency():
     assert state.since == 2.0
 
 
+def test_a_failure_of_a_probe_sent_before_a_later_success_is_outdated():
+    state = NeighborState("worker_c", Thresholds(startup_grace_seconds=0), now=0.0)
+    state.observe(ProbeResult(True, "ping: SERVING", 0.4, sent=9.6), 10.0)  # answered after a resume
+    # A check sent at 9.4, while the neighbour was still stopped, runs out of time after that answer:
+    assert state.observe(ProbeResult(False, "DEADLINE_EXCEEDED: Deadline Exceeded", 600.0, sent=9.4), 10.0) is None
+    assert (state.status, state.consecutive_failures, state.suspected) == (Status.HEALTHY, 0, False)
+    # A probe sent after the success still counts.
+    transition = state.observe(ProbeResult(False, "ping: no answer within 0.6 s", 600.0, sent=9.8), 10.4)
+    assert transition is not None and transition.current is Status.DEGRADED
+
+
 def test_success_rate_over_the_window():
     state = NeighborState("worker_c", Thresholds(window_seconds=10), now=0.0)
     for second, result in enumerate([OK, OK, FAIL, OK]):

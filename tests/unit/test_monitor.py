@@ -109,6 +109,20 @@ def test_a_resumed_neighbour_is_healthy_at_once() -> None:
     run(test)
 
 
+def test_probes_still_in_flight_when_a_neighbour_resumes_do_not_make_it_flap() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.hang()
+        await s.until(Status.DEGRADED, 1.6)  # confirmation checks are now waiting on the hung neighbour
+        assert s.neighbor.checks >= 2  # the first regular check, and at least one confirmation
+        s.neighbor.resume()
+        await s.until(Status.HEALTHY, 0.01)
+        await s.clock.advance(2.0)  # the checks sent while it hung run out of time after it answered
+        assert s.path() == ["healthy", "degraded", "healthy"]
+
+    run(test)
+
+
 def test_a_restarted_neighbour_is_healthy_when_it_serves_and_its_restart_is_logged() -> None:
     async def test(s: Scenario) -> None:
         await s.until(Status.HEALTHY, 0.01)
