@@ -78,6 +78,14 @@ class QueryConfig:
     call_timeout_seconds: float = 300.0
     shutdown_grace_seconds: float = 5.0
     max_concurrent_requests: int = 64
+    # Calls from parents served at once (every daemon); beyond it a call gets RESOURCE_EXHAUSTED,
+    # so that no caller can take every thread of the server.
+    max_internal_requests: int = 128
+    # A client (or parent) that reads nothing of a streamed answer for this long is cut off, and
+    # its memory and admission slot are released.
+    client_idle_timeout_seconds: float = 30.0
+    # An aggregate with more groups than this is refused with INVALID_ARGUMENT.
+    max_aggregate_groups: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -270,6 +278,13 @@ def _query(reader: _Reader, raw: Any) -> QueryConfig:
                                             "query.shutdown_grace_seconds", float, _positive),
         max_concurrent_requests=reader.typed(section.get("max_concurrent_requests", defaults.max_concurrent_requests),
                                              "query.max_concurrent_requests", int, _positive),
+        max_internal_requests=reader.typed(section.get("max_internal_requests", defaults.max_internal_requests),
+                                           "query.max_internal_requests", int, _positive),
+        client_idle_timeout_seconds=reader.typed(
+            section.get("client_idle_timeout_seconds", defaults.client_idle_timeout_seconds),
+            "query.client_idle_timeout_seconds", float, _positive),
+        max_aggregate_groups=reader.typed(section.get("max_aggregate_groups", defaults.max_aggregate_groups),
+                                          "query.max_aggregate_groups", int, _positive),
     )
 
 

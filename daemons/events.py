@@ -47,6 +47,11 @@ PARTITION_LOADED = EventType("partition_loaded", ("partition", "rows", "source",
 PARTITION_DAYS_MISSING = EventType("partition_days_missing", ("partition", "days"), "warning")
 CSV_LINES_SKIPPED = EventType("csv_lines_skipped", ("partition", "count", "examples"), "warning")
 CACHE_WRITE_FAILED = EventType("cache_write_failed", ("partition", "error"), "warning")
+# A cache entry that failed its checks (shape, codes, fingerprint): it is rebuilt from the CSVs.
+CACHE_REJECTED = EventType("cache_rejected", ("partition", "path", "reason"), "warning")
+# Files under the data folder that could not be read as CSVs (not regular files, unreadable):
+# their rows count as missing, and answers over the partition say so.
+DATA_FILES_SKIPPED = EventType("data_files_skipped", ("partition", "files"), "warning")
 
 QUERY_FINISHED = EventType("query_finished", ("request_id", "kind", "rows", "seconds", "complete",
                                               "missing_partitions", "outcome"))
@@ -55,8 +60,16 @@ PLACEMENT_CHECKED = EventType("placement_checked", ("partitions", "single_failur
 PLACEMENT_UNSAFE = EventType("placement_unsafe", ("losses",), "warning")  # daemon -> partitions it would take
 PARTITION_FAILOVER = EventType("partition_failover", ("request_id", "partition", "from", "to", "reason",
                                                       "skip_rows"))
+# Two copies of a partition hold different rows: only copies that agree replace each other.
+REPLICA_MISMATCH = EventType("replica_mismatch", ("partition", "preferred", "preferred_fingerprint", "other",
+                                                  "other_fingerprint"), "warning")
 CHILD_CALL_FAILED = EventType("child_call_failed", ("request_id", "child", "code", "message", "partitions"),
                               "warning")
+
+# A request that raised what no code path expected: logged once, with the traceback.
+REQUEST_FAILED = EventType("request_failed", ("method", "request_id", "error", "traceback"), "error")
+# A streamed answer whose reader read nothing for client_idle_timeout_seconds: cut off.
+REQUEST_IDLE_CUT_OFF = EventType("request_idle_cut_off", ("request_id", "kind", "idle_seconds"), "warning")
 
 # Health monitoring. health_transition is the one line written per change of a neighbour's status.
 HEALTH_STATUSES = tuple(status.value for status in Status)  # in the order a neighbour meets them
