@@ -7,17 +7,23 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - `query/`: request validation and row selection (`filter`), aggregates (`aggregate`), the
   columnar wire format (`wire`).
 - `fanout/`: routes and partition fates (`routes`, pure), fair merging of streams (`merge`), the
-  `Child` protocol and its gRPC implementation (`children`), scanning and forwarding (`engine`).
+  threads producing answers at once, bounded (`slots`), the `Child` protocol and its gRPC
+  implementation (`children`), scanning and forwarding (`engine`).
 - `health/`: the status enum (`status`) and state machine (`state`, pure), the probe transport
-  and clock seams (`transport`, `clock`), health datagrams (`datagram`), the monitor (`monitor`),
-  the gateway's cluster view (`view`).
-- `planning/`: choosing copies (`paths`) and one request's failover plan (`failover`), pure.
+  and clock seams (`transport`, `clock`), health datagrams (`datagram`) and HTTP/2 PINGs
+  (`h2ping`), busy or hung (`liveness`, pure, applied by `pings`), the prober's own slowness
+  (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`) and
+  its event loop (`loop`), the gateway's cluster view (`view`).
+- `planning/`: choosing copies (`paths`), which copies agree (`replicas`) and one request's
+  failover plan (`failover`), pure.
 - `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
-  (`requests`), method handlers (`handlers`).
+  (`requests`), method handlers (`handlers`), the gateway's replica catalog kept current
+  (`replicas`), signed resume tokens (`tokens`).
 - `server`: one daemon process, wiring the above from its config; `config`: configs validated into
   typed objects; `events`/`eventlog`: every event defined once, written as JSON lines.
 - Shared small concepts: `deadline` (one deadline), `cancel` (one cancellation), `errors` (one
-  error describer), `channels` (gRPC channel options), `locking` (one file lock).
+  error describer), `channels` (gRPC channel options), `locking` (one file lock), `quoting` (client
+  values shown cut short in errors), `wakeup` (the main thread hears every signal).
 - Tools: `client` (the Python client), `cli/` (`bin/query`), `healthlog/` (`bin/healthlog`),
   `datagen/` (the embedded data set's generator), `rpc/` (generated from proto/).
 """

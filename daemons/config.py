@@ -2,7 +2,9 @@
 
 Every problem is reported as one `ConfigError` naming the file, the field and what is wrong, so a
 daemon with a bad config exits with a single readable line instead of failing later at runtime.
-Relative paths in a config are relative to the directory of the config file.
+Relative paths in a config are relative to the directory of the config file. `parse_config` checks
+one document; `load_config` reads the file (refusing duplicate keys) and checks a gateway's routes
+against the overlay that the other daemons' configs in the same folder describe.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from daemons.health.state import MAX_SECONDS_OR_COUNT, InvalidThreshold, Thresholds
+from daemons.quoting import SHOWN_CHARACTERS, quoted
 
 DATA_DIR_ENV = "FIRE_DATA_DIR"
 ROLES = ("gateway", "leader", "worker")
@@ -24,7 +27,28 @@ LINK_KINDS = ("query", "control")
 MAX_CHUNK_SIZE = 65536  # chunk dictionaries index rows with uint16 codes
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_DAY = re.compile(r"\d{8}")
+_DAY = re.compile(r"[0-9]{8}")  # ASCII digits only: \d also matches full-width and other digits
+_PORT = re.compile(r"[0-9]{1,5}")
+
+# Lower bounds of the probe timings (the shipped values are 0.4, 0.6, 5 and 0.02 s; the tests use
+# those): below them monitoring only burns CPU or reports noise. A bound, not a recommendation.
+PROBE_MINIMUM_SECONDS = {
+    # A datagram probe loop this fast is already 20 probes a second per neighbour; at 1e-6 s it
+    # took 82 % of a core. Faster probing detects nothing sooner: a kill is seen from the broken
+    # connection at once, a hang only after timeout_seconds.
+    "interval_seconds": 0.05,
+    # A busy daemon answers in tens of milliseconds (a small query's first chunk took 57 ms during
+    # four full scans, README benchmarks): a shorter deadline turns load into false failures.
+    "timeout_seconds": 0.05,
+    # A gRPC HealthCheck costs a Python daemon milliseconds of CPU; 0.5 s is 10x the shipped rate.
+    "check_interval_seconds": 0.5,
+    # Confirmation calls closer than this are one burst, answered or lost together: they confirm
+    # nothing more than one call would.
+    "confirm_interval_seconds": 0.005,
+}
+# Probes a hung neighbour leaves unanswered at once: timeout_seconds / the probe interval. Each
+# holds a timer and an entry until its deadline; more of them detect the hang no sooner.
+MAX_PROBES_OUTSTANDING = 100
 
 T = TypeVar("T")
 
@@ -115,6 +139,8 @@ class DaemonConfig:
     routes: Mapping[str, tuple[tuple[str, ...], ...]]
     query: QueryConfig
     health: HealthConfig
+    # gateway only: the key that signs resume tokens, created on first start, kept across restarts
+    resume_key_file: Path | None = None
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -139,7 +165,7 @@ class _Reader:
             raise self.fail(field or "(top level)", f"expected an object, got {_kind(value)}")
         prefix = f"{field}." if field else ""
         for key in sorted(set(value) - allowed):
-            raise self.fail(prefix + key, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            raise self.fail(prefix + _field_key(key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
         for key in sorted(required - set(value)):
             raise self.fail(prefix + key, "required field is missing")
         return value
@@ -148,7 +174,7 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(field, f"expected {kind.__name__}, got {_kind(value)} {json.dumps(value)[:40]}")
+            raise self.fail(field, f"expected {kind.__name__}, got {_kind(value)}{_shown(value)}")
         problem = check(value) if check else None
         if problem:
             raise self.fail(field, problem)
@@ -161,13 +187,13 @@ class _Reader:
 
     def name(self, value: Any, field: str) -> str:
         return self.typed(value, field, str, lambda s: None if _NAME.fullmatch(s) else
-                          f"{s!r} is not a valid name (lowercase letters, digits, '_' or '-')")
+                          f"{quoted(s)} is not a valid name (lowercase letters, digits, '_' or '-')")
 
     def address(self, value: Any, field: str) -> Address:
         text = self.typed(value, field, str)
         host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise self.fail(field, f'expected "host:port" with a port in 1..65535, got {text!r}')
+        if not sep or not host or not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+            raise self.fail(field, f'expected "host:port" with a port in 1..65535, got {quoted(text)}')
         return Address(host.strip("[]"), int(port))
 
     def path(self, value: Any, field: str) -> Path:
@@ -181,10 +207,34 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def _shown(value: Any) -> str:
+    """A misplaced value as an error shows it after its kind: a string quoted, a number, boolean or
+    null in JSON, nothing more of an object or a list."""
+    if isinstance(value, str):
+        return f" {quoted(value)}"
+    if isinstance(value, dict | list):
+        return ""
+    text = json.dumps(value)
+    return f" {text}" if len(text) <= SHOWN_CHARACTERS else f" {quoted(text)}"
+
+
+def _field_key(key: str) -> str:
+    """A key from the file as part of a field path, cut short as `quoted` cuts values."""
+    return key if len(key) <= SHOWN_CHARACTERS else f"{key[:SHOWN_CHARACTERS]}…"
+
+
 def _positive(value: float) -> str | None:
     if not 0 < value <= MAX_SECONDS_OR_COUNT:  # also refuses NaN and Infinity
         return f"must be greater than 0 and at most {MAX_SECONDS_OR_COUNT:g}"
     return None
+
+
+def _at_least(minimum: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        if not minimum <= value <= MAX_SECONDS_OR_COUNT:  # also refuses NaN and Infinity
+            return f"must be in {minimum:g}..{MAX_SECONDS_OR_COUNT:g} seconds"
+        return None
+    return check
 
 
 def expand_days(reader: _Reader, specs: Any, field: str) -> tuple[str, ...]:
@@ -196,7 +246,7 @@ def expand_days(reader: _Reader, specs: Any, field: str) -> tuple[str, ...]:
         first, dash, last = text.partition("-")
         start, end = _day(reader, first, item), _day(reader, last if dash else first, item)
         if end < start:
-            raise reader.fail(item, f"range {text!r} ends before it starts")
+            raise reader.fail(item, f"range {quoted(text)} ends before it starts")
         days.update((start + dt.timedelta(d)).strftime("%Y%m%d") for d in range((end - start).days + 1))
     if not days:
         raise reader.fail(field, "must name at least one day")
@@ -209,7 +259,7 @@ def _day(reader: _Reader, text: str, field: str) -> dt.date:
             raise ValueError
         return dt.datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
-        raise reader.fail(field, f'expected a day "YYYYMMDD" or a range "YYYYMMDD-YYYYMMDD", got {text!r}') from None
+        raise reader.fail(field, f'expected a day "YYYYMMDD" or a range "YYYYMMDD-YYYYMMDD", got {quoted(text)}') from None
 
 
 def _data(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> DataConfig:
@@ -248,7 +298,7 @@ def _routes(reader: _Reader, raw: Any, children: tuple[Link, ...]) -> dict[str, 
     child_names = {link.name for link in children}
     routes = {}
     for partition, paths in section.items():
-        field = f"routes.{partition}"
+        field = f"routes.{_field_key(partition)}"
         reader.name(partition, field)
         candidates = []
         for index, path in enumerate(reader.list(paths, field)):
@@ -293,10 +343,18 @@ def _health(reader: _Reader, raw: Any) -> HealthConfig:
     threshold_fields = set(Thresholds.__dataclass_fields__)
     probe_fields = set(HealthConfig.__dataclass_fields__) - {"thresholds"}
     section = reader.object(raw, "health_monitoring", probe_fields | threshold_fields)
-    checks = {"enabled": None, "jitter_fraction": lambda v: None if 0 <= v <= 0.5 else "must be in 0..0.5"}
+    checks: dict[str, Callable[[Any], str | None] | None] = {
+        "enabled": None, "jitter_fraction": lambda v: None if 0 <= v <= 0.5 else "must be in 0..0.5",
+        **{name: _at_least(minimum) for name, minimum in PROBE_MINIMUM_SECONDS.items()}}
     probes = {name: reader.typed(section.get(name, getattr(defaults, name)), f"health_monitoring.{name}",
                                  type(getattr(defaults, name)), checks.get(name, _positive))
               for name in sorted(probe_fields)}
+    shortest_interval = min(probes["interval_seconds"], probes["check_interval_seconds"])
+    if probes["timeout_seconds"] > MAX_PROBES_OUTSTANDING * shortest_interval:
+        raise reader.fail("health_monitoring.timeout_seconds",
+                          f"must be at most {MAX_PROBES_OUTSTANDING} times the shorter of interval_seconds and "
+                          f"check_interval_seconds ({MAX_PROBES_OUTSTANDING * shortest_interval:g} s): a hung "
+                          f"neighbour would hold more probes than that unanswered at once")
     # Only the types are checked here: the ranges are the state machine's to define, once.
     limits = {name: reader.typed(section.get(name, getattr(defaults.thresholds, name)), f"health_monitoring.{name}",
                                  type(getattr(defaults.thresholds, name)))
@@ -312,7 +370,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
     reader = _Reader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
-                                       "health_monitoring"},
+                                       "health_monitoring", "resume_key_file"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -332,6 +390,8 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
             raise reader.fail("data", f"a {role} must hold at least one partition")
         if "routes" in top:
             raise reader.fail("routes", "only a gateway routes partitions")
+        if "resume_key_file" in top:
+            raise reader.fail("resume_key_file", "only a gateway issues resume tokens")
     if role == "worker" and children:
         raise reader.fail("children", "a worker has no children")
     if role == "leader" and not children:
@@ -346,13 +406,47 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         data=data,
         children=children,
         routes=_routes(reader, top["routes"], children) if role == "gateway" else {},
+        resume_key_file=(reader.path(top.get("resume_key_file", "../var/resume-token.key"), "resume_key_file")
+                         if role == "gateway" else None),
         query=_query(reader, top.get("query", {})),
         health=_health(reader, top.get("health_monitoring", {})),
     )
 
 
-def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
-    source = Path(path)
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that names a key more than once; json keeps the last value silently."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], duplicate: str):
+        super().__init__(pairs)
+        self.duplicate = duplicate
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: marks an object with a repeated key, to be reported with its path."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return _DuplicateKeys(pairs, key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _first_duplicate_key(document: Any) -> str | None:
+    """The field path of the first repeated key in document order, or None."""
+    pending: list[tuple[str, Any]] = [("", document)]  # a stack, not recursion: JSON nests deeply
+    while pending:
+        field, value = pending.pop()
+        prefix = f"{field}." if field else ""
+        if isinstance(value, _DuplicateKeys):
+            return prefix + _field_key(value.duplicate)
+        if isinstance(value, dict):
+            pending.extend(reversed([(prefix + _field_key(key), item) for key, item in value.items()]))
+        elif isinstance(value, list):
+            pending.extend(reversed([(f"{field}[{index}]", item) for index, item in enumerate(value)]))
+    return None
+
+
+def _read_document(source: Path) -> Any:
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as error:
@@ -360,7 +454,91 @@ def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Da
     except UnicodeDecodeError as error:
         raise ConfigError(source, "(file)", f"not UTF-8 text (byte {error.start})") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as error:
         raise ConfigError(source, f"(line {error.lineno} column {error.colno})", f"invalid JSON: {error.msg}") from None
-    return parse_config(document, source.resolve(), environ)
+    except (ValueError, RecursionError) as error:  # an integer of over 4300 digits; nesting too deep
+        raise ConfigError(source, "(file)", f"invalid JSON: {error}") from None
+    duplicate = _first_duplicate_key(document)
+    if duplicate is not None:
+        raise ConfigError(source, duplicate, "the key appears twice in its object (JSON would keep the last silently)")
+    return document
+
+
+def _held(config: DaemonConfig) -> tuple[str, ...]:
+    return tuple(spec.name for spec in config.data.partitions) if config.data else ()
+
+
+class _Overlay:
+    """The daemons' configs in a gateway's folder (etc/<name>.json each), read as routes need them."""
+
+    def __init__(self, gateway: DaemonConfig, environ: Mapping[str, str]):
+        self.gateway = gateway
+        self.environ = environ
+        self._configs = {gateway.name: gateway}
+
+    def fail(self, field: str, problem: str) -> ConfigError:
+        return ConfigError(self.gateway.source, field, problem)
+
+    def config(self, name: str, field: str) -> DaemonConfig:
+        """The config of daemon `name`; a missing or invalid one is an error of the gateway's `field`."""
+        if name not in self._configs:
+            source = self.gateway.source.parent / f"{name}.json"
+            try:
+                config = parse_config(_read_document(source), source.resolve(), self.environ)
+            except ConfigError as error:
+                raise self.fail(field, f"cannot check {name} against its config: {error}") from None
+            if config.name != name:
+                raise self.fail(field, f"{source} is the config of {config.name!r}, not of {name!r}")
+            self._configs[name] = config
+        return self._configs[name]
+
+    def check_path(self, partition: str, path: tuple[str, ...], field: str) -> None:
+        parent = self.gateway
+        for hop in path:
+            if all(link.name != hop for link in parent.children):
+                children = ", ".join(link.name for link in parent.children) or "none"
+                raise self.fail(field, f"{parent.name} has no child link to {hop} (its children: {children})")
+            parent = self.config(hop, field)
+        if partition not in _held(parent):
+            earlier = [hop for hop in path if partition in _held(self.config(hop, field))]
+            hint = f"; {earlier[-1]} on this path does, so end the path there" if earlier else \
+                ", nor does any daemon on this path"
+            raise self.fail(field, f"{parent.name}, the end of the path, does not hold {partition}{hint}")
+
+    def check_all_routed(self) -> None:
+        """Every partition a daemon below the gateway holds is routed: the gateway knows partitions only
+        from its routes, so an unrouted one would be missing from every answer while answers say complete."""
+        seen, pending = {self.gateway.name}, [self.gateway]
+        while pending:
+            parent = pending.pop(0)
+            for link in parent.children:
+                if link.name in seen:
+                    continue
+                seen.add(link.name)
+                child = self.config(link.name, "routes")
+                for partition in _held(child):
+                    if partition not in self.gateway.routes:
+                        raise self.fail(f"routes.{partition}", f"no route: {link.name} holds it ({child.source}), "
+                                        "so answers would leave it out yet say they are complete")
+                pending.append(child)
+
+
+def _check_routes(gateway: DaemonConfig, environ: Mapping[str, str]) -> None:
+    """Checks a gateway's routes against the overlay that the configs in its folder describe: every path
+    follows child links hop by hop (control links too: a route may name one) to a daemon holding the
+    partition, and every partition held below the gateway is routed."""
+    overlay = _Overlay(gateway, environ)
+    for partition, paths in gateway.routes.items():
+        for index, path in enumerate(paths):
+            overlay.check_path(partition, path, f"routes.{partition}[{index}]")
+    overlay.check_all_routed()
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
+    """Reads and validates a config file; a gateway's routes are checked against its folder's configs."""
+    source = Path(path)
+    config = parse_config(_read_document(source), source.resolve(), environ)
+    if config.role == "gateway":
+        _check_routes(config, environ)
+    return config

@@ -8,14 +8,18 @@ streams the configured grace period, cancels what is left and releases the port.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import grpc
@@ -23,13 +27,17 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from daemons import eventlog, events
-from daemons.channels import CHANNEL_OPTIONS
+from daemons.channels import SERVER_OPTIONS
 from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
+from daemons.errors import describe_error
 from daemons.fanout.children import GrpcChild
 from daemons.fanout.engine import Fanout
+from daemons.fanout.slots import WorkSlots
 from daemons.health.clock import LoopClock
 from daemons.health.datagram import DatagramResponder
-from daemons.health.monitor import MonitorLoop, NeighborMonitor
+from daemons.health.h2ping import SERVER_OPTIONS as LIVENESS_PING_OPTIONS
+from daemons.health.loop import MonitorLoop
+from daemons.health.monitor import NeighborMonitor
 from daemons.health.transport import GrpcProbeTransport
 from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses
@@ -38,8 +46,11 @@ from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
 from daemons.servicers.node import NodeServicer
-from daemons.servicers.requests import RequestRegistry
+from daemons.servicers.replicas import ReplicaDirectory
+from daemons.servicers.requests import RequestRegistry, TrimSchedule
+from daemons.servicers.tokens import ResumeTokens, load_or_create_key
 from daemons.storage.partition import load_partition
+from daemons.wakeup import MainThreadWakeup
 
 
 def process_age_seconds() -> float:
@@ -51,6 +62,84 @@ def process_age_seconds() -> float:
     with open("/proc/self/stat", encoding="ascii") as stat:
         start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
     return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+# Server threads beyond the request limits, kept for what must answer however busy the daemon
+# is (health checks, GetStatus, GetHealthStatus, Cancel) and for refusing calls beyond the limits,
+# which takes well under a millisecond each. Measured 2026-11-30: before the limits, 150 never-read
+# Node.Scan calls to leader_e took all 136 threads and HealthCheck failed with "Concurrent RPC
+# limit exceeded"; with them, 128 are admitted, 22 refused, and the checks find a thread.
+RESERVED_THREADS = 32
+# malloc_trim took 2 ms to return 100 MB of freed buffers (measured 2026-11-30); after 32
+# cancelled full scans it took the gateway from 276 to 65 MB. It runs at most this often, and
+# only after requests have ended, so an idle daemon never pays for it.
+TRIM_INTERVAL_SECONDS = 2.0
+# Streams producing at once (WorkSlots, daemons/fanout/merge.py): one per core. Measured
+# 2026-11-30 with 150 never-read Node.Scan calls filling at leader_e on this 2-core machine under
+# other agents' load (load average 15-25): HealthCheck median / max 2 ms / 0.48 s with 2 slots,
+# 2 ms / 0.69 s with 4, and seconds (deadlines missed for 12 s) without slots. A full scan or
+# the PM2.5+PM10 query, one at a time, ran no slower with slots than without (paired runs).
+WORK_SLOTS = 2
+MAX_SWEEP_INTERVAL_SECONDS = 1.0
+THREADS_START_TIMEOUT_SECONDS = 30.0  # a barrier that cannot fill breaks instead of holding threads
+
+
+def malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, which returns the free memory of every arena to the system; None
+    where the C library has none."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
+    """A pool whose threads all exist from the start.
+
+    ThreadPoolExecutor starts a thread for each call it cannot place, on the thread that hands
+    the call over, and waits for it to run: for a gRPC server that is the one thread that takes
+    every call in, health checks included. Measured 2026-11-30 with 150 Node.Scan calls arriving
+    at once at leader_e, the machine at load average 30 to 50: the health check sent among them
+    was answered after 3 to 5 s, and after 0.5 to 2 s with every thread started beforehand. 224
+    idle threads cost 4 MB and 0.07 s at start.
+    """
+    pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc")
+    everyone = threading.Barrier(threads)  # no thread is free before all have started
+    for _ in range(threads):
+        pool.submit(everyone.wait, THREADS_START_TIMEOUT_SECONDS)
+    return pool
+
+
+class Housekeeper:
+    """One thread per daemon: cuts off streamed answers whose reader stopped reading (the request
+    registry's sweep), and hands the memory of ended requests back to the operating system."""
+
+    def __init__(self, requests: RequestRegistry, log: events.EventLog):
+        self.requests = requests
+        self.log = log
+        self.interval_seconds = min(MAX_SWEEP_INTERVAL_SECONDS, requests.idle_timeout_seconds / 10)
+        self.trims = TrimSchedule(TRIM_INTERVAL_SECONDS)
+        self._trim = malloc_trim()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            try:
+                self.requests.sweep()
+                if self._trim is not None and self.trims.due(self.requests.ended):
+                    self._trim(0)
+            except Exception as error:  # logged, and the next round runs: one bad request must not end the sweeps
+                events.REQUEST_FAILED.emit(self.log, method="Housekeeper.sweep", request_id="",
+                                           error=describe_error(error),
+                                           traceback="".join(traceback.format_exception(error)))
 
 
 class Daemon:
@@ -68,22 +157,40 @@ class Daemon:
                          for link in config.watched]
         self.monitor_loop = MonitorLoop(self.monitors)
         self.fanout = Fanout(config.name, self.children, config.query.call_timeout_seconds, self.log,
-                             {m.neighbor: m.observe for m in self.monitors})
-        self.requests = RequestRegistry(config.name, self.lifecycle.serving, config.query.max_concurrent_requests,
-                                        self.log)
+                             {m.neighbor: m.query_call_failed for m in self.monitors}, config.query.max_aggregate_groups)
+        limits = config.query
+        self.requests = RequestRegistry(config.name, self.lifecycle.serving, limits.max_concurrent_requests, self.log,
+                                        max_internal=limits.max_internal_requests,
+                                        idle_timeout_seconds=limits.client_idle_timeout_seconds,
+                                        work_slots=WorkSlots(WORK_SLOTS))
+        self.housekeeper = Housekeeper(self.requests, self.log)
+        self.housekeeper.start()
         endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children)
         self.datagrams = DatagramResponder(config.listen, endpoints.answer)
         self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
                                  endpoints.probes_received)
-        workers = config.query.max_concurrent_requests * 2 + 8
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-                                  options=CHANNEL_OPTIONS, maximum_concurrent_rpcs=workers)
-        self.server.add_generic_rpc_handlers([service_handler("Node", self.node, endpoints)])
+        # Every admitted request holds one of the server's threads for its whole life (a streamed
+        # answer waits in it for its reader), and admission refuses calls beyond the limits at once,
+        # so query work holds at most the sum of the limits: the reserve is for what must always
+        # answer (health checks, GetStatus, GetHealthStatus, Cancel) and for refusing the calls beyond
+        # the limits. Past the pool, gRPC refuses calls itself ("Concurrent RPC limit exceeded").
+        threads = (limits.max_concurrent_requests if config.role == "gateway" else 0) + limits.max_internal_requests
+        threads += RESERVED_THREADS
+        self.server = grpc.server(started_thread_pool(threads),
+                                  options=[*SERVER_OPTIONS, *LIVENESS_PING_OPTIONS], maximum_concurrent_rpcs=threads)
+        node_streams = SimpleNamespace(Scan=self.requests.watch_reader(self.node.Scan, "scan"))
+        self.server.add_generic_rpc_handlers([service_handler("Node", node_streams, self.node, endpoints,
+                                                              log=self.log)])
         if config.role == "gateway":
-            view = ClusterHealthView({m.neighbor: m for m in self.monitors},
-                                     {m.neighbor: self.children[m.neighbor] for m in self.monitors})
-            self.gateway = GatewayServicer(config, self.fanout, self.requests, view, self.log)
-            self.server.add_generic_rpc_handlers([service_handler("AirQuality", self.gateway)])
+            leaders = {m.neighbor: self.children[m.neighbor] for m in self.monitors}
+            view = ClusterHealthView({m.neighbor: m for m in self.monitors}, leaders)
+            assert config.resume_key_file is not None, "a gateway's config always names it"
+            self.replicas = ReplicaDirectory(config.routes, leaders, self.log)
+            self.gateway = GatewayServicer(config, self.fanout, self.requests, view, self.log,
+                                           ResumeTokens(load_or_create_key(config.resume_key_file)), self.replicas)
+            query_streams = SimpleNamespace(Query=self.requests.watch_reader(self.gateway.Query, "query"))
+            self.server.add_generic_rpc_handlers([service_handler("AirQuality", query_streams, self.gateway,
+                                                                  log=self.log)])
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
         reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
 
@@ -97,11 +204,14 @@ class Daemon:
 
     def run(self) -> int:
         stop = threading.Event()
+        wake = threading.Event()  # a signal, or the data loaded
+        waiting = MainThreadWakeup()
         received: list[str] = []
 
         def on_signal(number, _frame):
             received.append(signal.Signals(number).name)
             stop.set()
+            wake.set()
 
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, on_signal)
@@ -123,21 +233,34 @@ class Daemon:
         self.check_placement()
         self.start_monitoring()
         if self.config.data is not None:
-            loaded = self.load_data(self.config.data)
-            if loaded is not None:
+            # Loaded on a thread of its own, so that a SIGTERM during a slow or hung read is heard.
+            outcome: list[str | None] = []
+            data = self.config.data
+
+            def load() -> None:
+                outcome.append(self.load_data(data))
+                wake.set()
+                waiting.wake()
+
+            threading.Thread(target=load, name="load", daemon=True).start()
+            waiting.until(wake)
+            if stop.is_set():
+                return self.shutdown(received[0])
+            if outcome[0] is not None:
                 self.stop_monitoring()
                 self.server.stop(0)
                 self.datagrams.stop()
-                return self.fail(loaded)
+                return self.fail(outcome[0])
         self.lifecycle.mark_serving()
+        if self.config.role == "gateway":
+            self.replicas.start()
         partitions = self.fanout.partitions.values()
         events.DAEMON_STARTED.emit(self.log, pid=os.getpid(), port=self.config.listen.port, role=self.config.role,
                                    rows_loaded=sum(p.rows for p in partitions),
                                    load_seconds=round(time.monotonic() - self.started, 6),
                                    startup_seconds=round(process_age_seconds(), 3),
                                    partitions=[p.name for p in partitions])
-        while not stop.wait(3600):
-            pass
+        waiting.until(stop)
         return self.shutdown(received[0] if received else "unknown")
 
     def check_placement(self) -> None:
@@ -167,6 +290,9 @@ class Daemon:
     def cache_write_failed(self, partition: str, error: str) -> None:
         events.CACHE_WRITE_FAILED.emit(self.log, partition=partition, error=error)
 
+    def cache_rejected(self, partition: str, path: Path, reason: str) -> None:
+        events.CACHE_REJECTED.emit(self.log, partition=partition, path=str(path), reason=reason)
+
     def load_data(self, data: DataConfig) -> str | None:
         """Loads every partition; returns why the daemon cannot serve, or None."""
         if not data.root.is_dir():
@@ -175,7 +301,8 @@ class Daemon:
         for spec in data.partitions:
             try:
                 partition = load_partition(spec, data.root, data.cache_dir,
-                                           on_cache_error=functools.partial(self.cache_write_failed, spec.name))
+                                           on_cache_error=functools.partial(self.cache_write_failed, spec.name),
+                                           on_cache_rejected=functools.partial(self.cache_rejected, spec.name))
             except OSError as error:
                 return f"cannot read partition {spec.name}: {error}"
             self.fanout.partitions[spec.name] = partition
@@ -184,6 +311,8 @@ class Daemon:
                                          days=list(spec.days))
             if partition.missing_days:
                 events.PARTITION_DAYS_MISSING.emit(self.log, partition=spec.name, days=list(partition.missing_days))
+            if partition.skipped_files:
+                events.DATA_FILES_SKIPPED.emit(self.log, partition=spec.name, files=list(partition.skipped_files))
             if partition.skipped_lines:
                 events.CSV_LINES_SKIPPED.emit(self.log, partition=spec.name, count=partition.skipped_lines,
                                               examples=list(partition.skipped_examples))
@@ -194,6 +323,8 @@ class Daemon:
         events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.active)
         self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
         self.stop_monitoring()
+        if self.config.role == "gateway":
+            self.replicas.stop()
         # Stopping the server sends GOAWAY at once, so every parent's channel notices now; in-flight
         # calls get the grace period, and whatever is still open after it is cancelled.
         self.server.stop(self.config.query.shutdown_grace_seconds).wait()

@@ -200,8 +200,10 @@ def write_configs(home: Path, ports: dict[str, int], cache_dir: Path, edit: Call
 
 
 def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = True,
-                  edit: Callable[[str, dict], None] | None = None) -> Cluster:
-    """Starts supervisord with the six daemons in `home`; waits until all serve unless told not to."""
+                  edit: Callable[[str, dict], None] | None = None,
+                  data_roots: dict[str, Path] | None = None) -> Cluster:
+    """Starts supervisord with the six daemons in `home`; waits until all serve unless told not to.
+    `data_roots` gives some programs a data folder of their own (a host with another copy)."""
     for folder in ("etc", "logs", "var/run"):
         (home / folder).mkdir(parents=True, exist_ok=True)
     ports = dict(zip(PROGRAMS, free_ports(len(PROGRAMS))))
@@ -210,6 +212,12 @@ def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = 
     conf = (ETC / "supervisord.conf").read_text()
     conf = conf.replace("%(here)s/../var/run/supervisor.sock", f"{socket_dir}/s.sock")
     conf = conf.replace("%(here)s/../bin/", f"{REPO}/bin/")
+    for program, root in (data_roots or {}).items():
+        section = f"[program:{program}]"
+        head, _, rest = conf.partition(section)
+        body, separator, tail = rest.partition("\n[")
+        body = body.replace('environment=PYTHONUNBUFFERED="1"', f'environment=PYTHONUNBUFFERED="1",FIRE_DATA_DIR="{root}"')
+        conf = head + section + body + separator + tail
     (home / "etc" / "supervisord.conf").write_text(conf)
     environment = {**os.environ, "FIRE_DATA_DIR": str(data_root)}
     cluster = Cluster(home, socket_dir, ports, environment)

@@ -161,3 +161,18 @@ def column_checksum(hashes: np.ndarray) -> tuple[int, int]:
 def batch_row_hashes(batch) -> np.ndarray:
     """column_row_hashes of a client ColumnBatch, hashing each distinct string once."""
     return column_row_hashes({**batch.numeric, **{name: (batch.values[name], batch.codes[name]) for name in batch.codes}})
+
+
+def load_rows_by_day(root: Path) -> dict[str, list[tuple]]:
+    """The rows of every day folder (`YYYYMMDD`), each in file and line order: partitions are made
+    of day folders, so this is what a partition's answer is checked against. Rows are parsed as in
+    load_rows."""
+    days: dict[str, list[tuple]] = {}
+    for path in sorted(root.glob("*/*.csv")):
+        rows = days.setdefault(path.parent.name, [])
+        with open(path, newline="", encoding="utf-8") as handle:
+            for f in csv.reader(handle):
+                rows.append((float(f[0]), float(f[1]), sys.intern(f[2]), sys.intern(f[3]), float(f[4]),
+                             sys.intern(f[5]), float(f[6]), int(f[7]), int(f[8]), sys.intern(f[9]),
+                             sys.intern(f[10]), sys.intern(f[11]), sys.intern(f[12])))
+    return days

@@ -46,6 +46,8 @@ class Child(Protocol):
 
     def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> UnaryCall: ...
 
+    def status(self, request: pb.StatusRequest, timeout: float) -> UnaryCall: ...
+
     def close(self) -> None: ...
 
 
@@ -63,6 +65,9 @@ class GrpcChild:
         self._health_status = self._channel.unary_unary(f"/{NODE_SERVICE}/GetHealthStatus",
                                                         request_serializer=pb.HealthStatusRequest.SerializeToString,
                                                         response_deserializer=pb.HealthStatusResponse.FromString)
+        self._status = self._channel.unary_unary(f"/{NODE_SERVICE}/GetStatus",
+                                                 request_serializer=pb.StatusRequest.SerializeToString,
+                                                 response_deserializer=pb.StatusResponse.FromString)
 
     def scan(self, request: pb.ScanRequest, timeout: float) -> ScanCall:
         call: ScanCall = self._scan(request, timeout=timeout)
@@ -74,6 +79,10 @@ class GrpcChild:
 
     def health_status(self, request: pb.HealthStatusRequest, timeout: float) -> UnaryCall:
         call: UnaryCall = self._health_status.future(request, timeout=timeout)
+        return call
+
+    def status(self, request: pb.StatusRequest, timeout: float) -> UnaryCall:
+        call: UnaryCall = self._status.future(request, timeout=timeout)
         return call
 
     def close(self) -> None:

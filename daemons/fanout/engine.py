@@ -24,14 +24,14 @@ from daemons.events import EventLog
 from daemons.fanout.children import Child, ScanCall, UnaryCall
 from daemons.fanout.merge import FairMerge, SourceEnded
 from daemons.fanout.routes import Progress, RouteSplit, split_routes
-from daemons.query.aggregate import AggregateTable
-from daemons.query.filter import Filter
+from daemons.query.aggregate import DEFAULT_MAX_GROUPS, AggregateTable
+from daemons.query.filter import Filter, InvalidQuery
 from daemons.query.wire import encode_rows
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.partition import Partition
 
 Payload = bytes | pb.QueryResponse  # a child's chunk as received, or one made here
-ReportFailure = Callable[[bool, str], None]  # a health monitor's observe(ok, reason)
+ReportFailure = Callable[[str], None]  # a health monitor's query_call_failed(reason)
 
 
 def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -55,17 +55,34 @@ def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon:
                    skip: int = 0) -> Iterator[pb.QueryResponse]:
     """The partition's matching rows in partition order after the first `skip`, then its status.
 
-    The order is the same on every daemon holding the partition (day, file, line), which is what
-    lets a replica take over a stream at the row where a failed copy stopped.
+    The order is the same on every copy with the same fingerprint (day, file, line), which is what
+    lets a replica take over a stream at the row where a failed copy stopped. A copy with gaps
+    (days missing on disk, unreadable files) ends incomplete, naming them.
     """
     offset = skip
     for indices in _rechunk(query.matcher(partition).selected(skip), chunk_size):
-        response = pb.QueryResponse(partition=partition.name, partition_offset=offset)
+        response = pb.QueryResponse(partition=partition.name, partition_offset=offset,
+                                    fingerprint=partition.fingerprint)
         encode_rows(partition, indices, response.columns)
         offset += len(indices)
         yield response
-    yield pb.QueryResponse(partitions=[pb.PartitionStatus(partition=partition.name, complete=True,
-                                                          rows=offset - skip, served_by=daemon)])
+    yield pb.QueryResponse(partitions=[finished_status(partition, offset - skip, daemon)])
+
+
+def finished_status(partition: Partition, rows: int, daemon: str) -> pb.PartitionStatus:
+    """The status of a partition scanned to its end here: complete unless this copy has gaps."""
+    gaps = partition.gaps
+    return pb.PartitionStatus(partition=partition.name, complete=not gaps, rows=rows, served_by=daemon,
+                              fingerprint=partition.fingerprint, gaps=gaps,
+                              error=f"{daemon}'s copy is incomplete: {'; '.join(gaps)}" if gaps else "")
+
+
+def fingerprint_mismatch(partition: Partition, expected: str, daemon: str) -> pb.PartitionStatus | None:
+    """A failed status when the route expects another copy's content than the one held here."""
+    if not expected or expected == partition.fingerprint:
+        return None
+    return pb.PartitionStatus(partition=partition.name, served_by=daemon, fingerprint=partition.fingerprint,
+                              error=f"replica mismatch: {daemon} holds {partition.fingerprint}, expected {expected}")
 
 
 class _ScanSource(NamedTuple):
@@ -98,8 +115,13 @@ class ScanSession:
         routes = list(routes)
         split = fanout.split(routes)
         skips = {route.partition: route.skip_rows for route in routes}
+        expected = {route.partition: route.fingerprint for route in routes}
         self._failures.extend(pb.PartitionStatus(partition=p, error=why) for p, why in split.unroutable.items())
         for name in split.local:
+            mismatch = fingerprint_mismatch(fanout.partitions[name], expected[name], fanout.name)
+            if mismatch is not None:
+                self._failures.append(mismatch)
+                continue
             source = f"{name}#{next(self._calls)}"
             self._sources[source] = _ScanSource("", None, {name})
             self.merge.add(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
@@ -154,10 +176,11 @@ class Fanout:
     """
 
     def __init__(self, name: str, children: Mapping[str, Child], call_timeout_seconds: float, log: EventLog,
-                 monitors: Mapping[str, ReportFailure] | None = None):
+                 monitors: Mapping[str, ReportFailure] | None = None, max_aggregate_groups: int = DEFAULT_MAX_GROUPS):
         self.name = name
         self.children = dict(children)
         self.call_timeout_seconds = call_timeout_seconds
+        self.max_aggregate_groups = max_aggregate_groups
         self.log = log
         self.partitions: dict[str, Partition] = {}
         self._report = dict(monitors or {})  # child -> its health monitor's observe(ok, reason)
@@ -194,10 +217,10 @@ class Fanout:
                                           partitions=partitions)
 
     def _report_failure(self, child: str, error: object) -> None:
-        """Passive detection: a child whose connection fails a query is not treated as healthy until
-        a probe says so. Other errors (a deadline that ran out, a cancel) say nothing of its health."""
+        """Passive detection: a child whose connection fails a query is asked at once how it is.
+        Other errors (a deadline that ran out, a cancel) say nothing of its health."""
         if status_code(error) is grpc.StatusCode.UNAVAILABLE and child in self._report:
-            self._report[child](False, f"query call failed: {describe_error(error)}")
+            self._report[child](f"query call failed: {describe_error(error)}")
 
     def cancel_calls_to(self, child: str) -> None:
         """Cancels every call in flight to a child the health monitor found unavailable: a hung
@@ -210,10 +233,11 @@ class Fanout:
     def aggregate(self, request: pb.ScanRequest, query: Filter, group_by: tuple[str, ...], deadline: Deadline,
                   cancellation: Cancellation) -> tuple[Progress, AggregateTable]:
         """Counts, sums, minima and maxima per group over the routed partitions; a cancellation
-        stops the child calls and the local partitions not yet counted."""
+        stops the child calls and the local partitions not yet counted. Raises InvalidQuery when
+        the groups exceed the limit, here or at a child (which says so with INVALID_ARGUMENT)."""
         split = self.split(request.routes)
         progress = Progress(tuple(r.partition for r in request.routes))
-        table = AggregateTable(group_by)
+        table = AggregateTable(group_by, self.max_aggregate_groups)
         calls: dict[str, UnaryCall] = {}
         for child, routes in split.by_child.items():
             forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter, group_by=group_by,
@@ -223,17 +247,25 @@ class Fanout:
             cancellation.on_cancel(call.cancel)
         for partition, why in split.unroutable.items():
             progress.fail([partition], why)
+        expected = {route.partition: route.fingerprint for route in request.routes}
         for name in split.local:
-            if cancellation.cancelled:
+            held = self.partitions[name]
+            mismatch = fingerprint_mismatch(held, expected[name], self.name)
+            if mismatch is not None:
+                progress.record([mismatch])
+            elif cancellation.cancelled:
                 progress.fail([name], "CANCELLED: the request was cancelled")
-                continue
-            rows = table.add_partition(query.matcher(self.partitions[name]))
-            progress.record([pb.PartitionStatus(partition=name, complete=True, rows=rows, served_by=self.name)])
+            else:
+                rows = table.add_partition(query.matcher(held))
+                progress.record([finished_status(held, rows, self.name)])
         for child, call in calls.items():
             routed = [r.partition for r in split.by_child[child]]
             try:
                 answer: pb.AggregateResponse = call.result()
             except Exception:  # the call itself carries the code
+                if call.code() is grpc.StatusCode.INVALID_ARGUMENT:  # the request's fault: no copy can answer it
+                    self.call_ended(child, call, None, request.request_id, [])
+                    raise InvalidQuery(call.details() or "invalid request") from None
                 failed = progress.fail(routed, f"{child}: {describe_error(call)}")
                 self.call_ended(child, call, call, request.request_id, [s.partition for s in failed])
                 continue

@@ -8,10 +8,17 @@ that lost a partition can never look complete.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from daemons.query.filter import InvalidQuery
+from daemons.quoting import quoted
 from daemons.rpc import airquality_pb2 as pb
+
+# Far above any deployment's partition count and overlay depth, far below what costs anything.
+MAX_ROUTES = 256
+MAX_PATH_LENGTH = 16
+MAX_FINGERPRINT_LENGTH = 80
 
 
 @dataclass
@@ -45,6 +52,27 @@ class Progress:
         return [self.statuses.get(p) or pb.PartitionStatus(partition=p, error="no answer") for p in self.expected]
 
 
+def check_routes(own: str, routes: Sequence[pb.PartitionRoute]) -> None:
+    """Refuses (InvalidQuery) routes that would multiply work: too many, a partition routed twice,
+    a path that does not start here or visits a daemon twice (a loop through an ancestor)."""
+    if len(routes) > MAX_ROUTES:
+        raise InvalidQuery(f"routes: at most {MAX_ROUTES}, got {len(routes)}")
+    seen: set[str] = set()
+    for index, route in enumerate(routes):
+        field_name = f"routes[{index}]"
+        if route.partition in seen:
+            raise InvalidQuery(f"{field_name}: partition {quoted(route.partition)} is routed more than once")
+        seen.add(route.partition)
+        path = list(route.path)
+        if not path or path[0] != own:
+            raise InvalidQuery(f"{field_name}.path: must start at {own}, the daemon receiving it")
+        if len(path) > MAX_PATH_LENGTH or len(set(path)) != len(path):
+            raise InvalidQuery(f"{field_name}.path: must visit each daemon at most once, in at most "
+                               f"{MAX_PATH_LENGTH} hops")
+        if len(route.fingerprint) > MAX_FINGERPRINT_LENGTH:
+            raise InvalidQuery(f"{field_name}.fingerprint: at most {MAX_FINGERPRINT_LENGTH} characters")
+
+
 @dataclass
 class RouteSplit:
     local: list[str] = field(default_factory=list)
@@ -70,5 +98,6 @@ def split_routes(own: str, children: Collection[str], held: Collection[str],
             split.unroutable[route.partition] = f"{own} has no link to {path[1]}"
         else:
             split.by_child.setdefault(path[1], []).append(
-                pb.PartitionRoute(partition=route.partition, path=path[1:], skip_rows=route.skip_rows))
+                pb.PartitionRoute(partition=route.partition, path=path[1:], skip_rows=route.skip_rows,
+                                  fingerprint=route.fingerprint))
     return split

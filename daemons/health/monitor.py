@@ -2,27 +2,35 @@
 
 Polling alone would need many probes a second to see a death within 100 ms, and a gRPC call
 costs a Python daemon milliseconds of CPU at idle, so monitoring combines cheaper signals:
-- the health connection's state, watched without polling: a killed neighbour's connection
-  breaks, and a graceful stop sends GOAWAY, the moment it happens;
-- frequent HealthRequest datagrams (see datagram.py), each with a deadline: the only way to
-  notice a neighbour that hangs (SIGSTOP keeps its sockets open); a dead neighbour's port
-  answers them with ICMP port unreachable at once;
-- confirmation probes by gRPC HealthCheck right after any failure or lost connection, as many at
-  once as the state machine asks for, and a slow regular HealthCheck that proves the request
-  path itself works: a dead neighbour reaches unavailable within milliseconds, a hung one one
-  probe deadline after its first missed datagram;
+- the state of two connections to its port, the health channel's and the one carrying HTTP/2
+  PINGs, watched without polling: a killed neighbour's connections break, and a graceful stop
+  sends GOAWAY, the moment it happens; a refused reconnection counts as a failed probe;
+- frequent HealthRequest datagrams (see datagram.py), each with a deadline: the way to notice a
+  neighbour that hangs (SIGSTOP keeps its sockets open); a dead neighbour's port answers them
+  with ICMP port unreachable at once. Each goes with an HTTP/2 PING, which gRPC's core answers
+  without the neighbour's interpreter: a datagram (or a HealthCheck) that runs out of time while
+  the PING sent with or after it is answered was only waiting for a busy interpreter, and is no
+  failure (liveness.py, pings.py), unless it waits past BUSY_LIMIT_SECONDS;
+- confirmation probes by gRPC HealthCheck right after any failure, lost connection or failed
+  query call (with a datagram, for the last two), as many at once as the state machine asks
+  for, and a slow regular HealthCheck that proves the request path itself works: a dead
+  neighbour reaches unavailable within milliseconds, a hung one one probe deadline after its
+  first missed datagram;
 - while a neighbour is not healthy, a standard grpc.health.v1 Watch stream, waiting for it to be
   reachable: a restarted daemon's SERVING, or a resumed one's, arrives the moment it is true;
   the stream is closed once the neighbour is healthy.
-The decisions are the state machine's (state.py); the network is a ProbeTransport and time a
-Clock, both injected, so all of this is tested without a socket (tests/unit/test_monitor.py).
-All monitors of a daemon share one asyncio event loop thread, asleep until something is due.
+The decisions are the state machine's (state.py) and the liveness witness's (liveness.py); the
+network is a ProbeTransport and time a Clock, both injected, so all of this is tested without a
+socket (tests/unit/test_monitor.py). All monitors of a daemon share one asyncio event loop thread,
+asleep until something is due. That loop waits for the interpreter lock like every other thread
+of a busy daemon, so its deadlines are stretched by how late its own timers fire (awareness.py),
+and a deadline whose timer fired late is judged after the answers that came meanwhile are read
+(timers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import random
@@ -33,8 +41,11 @@ from datetime import UTC, datetime
 from daemons import events
 from daemons.config import HealthConfig
 from daemons.events import EventLog
+from daemons.health.awareness import Awareness
 from daemons.health.clock import Clock
+from daemons.health.pings import PingRounds
 from daemons.health.state import NeighborState, ProbeResult, Status, Transition
+from daemons.health.timers import MonitorTimers
 from daemons.health.transport import ProbeFailed, ProbeTransport
 from daemons.rpc import airquality_pb2 as pb
 
@@ -49,13 +60,15 @@ def iso_utc(epoch: float) -> str:
 class NeighborMonitor:
     """One neighbour's state machine and the probes that feed it; runs on a MonitorLoop.
 
-    Locking: `_lock` guards the state machine, which RPC threads read (status, view) and report
-    to (passive detection) while the loop feeds it; transition lines are written under it, so
-    they keep the order of the decisions. Everything else is touched only on the loop.
+    Locking: `_lock` guards the state machine, which RPC threads read (status, view) while the
+    loop feeds it; transition lines are written under it, so they keep the order of the
+    decisions. Everything else (the awareness and the ping rounds included) is touched only on
+    the loop: RPC threads reporting a failed query call hand it over (query_call_failed).
     """
 
     def __init__(self, observer: str, neighbor: str, settings: HealthConfig, transport: ProbeTransport,
-                 clock: Clock, log: EventLog, on_unavailable: Callable[[str], None] = lambda neighbor: None):
+                 clock: Clock, log: EventLog, on_unavailable: Callable[[str], None] = lambda neighbor: None,
+                 awareness: Awareness | None = None):
         self.observer = observer
         self.neighbor = neighbor
         self.settings = settings
@@ -64,11 +77,15 @@ class NeighborMonitor:
         self.log = log
         self.on_unavailable = on_unavailable  # e.g. to cancel calls stuck on a hung neighbour
         self.state = NeighborState(neighbor, settings.thresholds, clock.now())
+        # How slow this prober is (one per monitor: the monitors of a daemon share its loop, so
+        # they see the same lateness); its datagram probes, each witnessed by an HTTP/2 PING.
+        self.awareness = awareness if awareness is not None else Awareness()
+        self.timers = MonitorTimers(clock, self.awareness)
+        self.pings = PingRounds(observer, transport, clock, self.timers, self._deadline, self.observe,
+                                functools.partial(self._answered, "ping"), self._running)
         self._epoch_offset = clock.wall() - clock.now()  # to report `since` as wall-clock time
         self._lock = threading.Lock()
         self._confirmations_in_flight = 0
-        self._pings_out: dict[int, float] = {}  # datagram probes awaiting a reply: timestamp -> sent
-        self._last_ping = 0
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._settle = asyncio.Event()  # confirmation probes may be wanted
@@ -79,7 +96,7 @@ class NeighborMonitor:
 
     def observe(self, ok: bool, reason: str, sent: float | None = None) -> None:
         """Records one result, of a probe sent at `sent` (None: pushed, not probed). Any thread may
-        call it, e.g. to report a failed query passively."""
+        call it."""
         with self._lock:
             now = self.clock.now()
             latency_ms = None if sent is None else (now - sent) * 1000
@@ -90,6 +107,22 @@ class NeighborMonitor:
             self.on_unavailable(self.neighbor)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._note_result, ok)
+
+    def query_call_failed(self, reason: str) -> None:
+        """A query call to the neighbour failed, for `reason`. Any thread may call it. It is a
+        question, not an answer: the neighbour is asked at once on every path, and their answers
+        decide. A dead neighbour's port refuses the datagram and the
+        connection within a loop turn; a neighbour that is back answers, though calls still fail
+        for a moment through a query channel waiting out its reconnect backoff, or are reported
+        late after breaking at its restart: as failures these made up to six healthy -> degraded
+        -> healthy flaps, one reaching unavailable, after each leader restart under load
+        (measured 2026-11-30)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._ask_now)
+
+    def _ask_now(self) -> None:
+        self._suspect()
+        self.pings.send()
 
     def _note_result(self, ok: bool) -> None:
         """On the loop: wakes the confirmations after a failure, the watch when not healthy."""
@@ -109,6 +142,10 @@ class NeighborMonitor:
             self.state.suspect()
         self._settle.set()
 
+    def _running(self) -> None:
+        with self._lock:
+            self.state.running()
+
     def _log_transition(self, transition: Transition) -> None:
         latency = None if transition.latency_ms is None else round(transition.latency_ms, 3)
         events.HEALTH_TRANSITION.emit(self.log, **{
@@ -116,7 +153,7 @@ class NeighborMonitor:
             "reason": transition.reason, "consecutive_failures": transition.consecutive_failures,
             "latency_ms": latency})
 
-    def _answered(self, answer: pb.HealthResponse, via: str, sent: float) -> None:
+    def _answered(self, via: str, answer: pb.HealthResponse, sent: float) -> None:
         """A HealthResponse, by datagram or by gRPC: a result, and a restart when the pid changed."""
         previous, self._pid = self._pid, answer.process_id
         if previous is not None and previous != answer.process_id:
@@ -135,7 +172,7 @@ class NeighborMonitor:
             probes.add(task)
             task.add_done_callback(probes.discard)
 
-        await self.transport.start(self._ping_answered, self._ping_refused)
+        await self.transport.start(self.pings.reply, self.pings.refused, self.pings.witness_answered)
         try:
             await asyncio.gather(self._pings(), self._regular_checks(probe), self._confirmations(probe),
                                  self._connectivity(), self._watch_while_unhealthy())
@@ -148,35 +185,18 @@ class NeighborMonitor:
         spread = self.settings.jitter_fraction
         return seconds * (1 + random.uniform(-spread, spread))
 
+    def _deadline(self) -> float:
+        return self.timers.deadline(self.settings.timeout_seconds)
+
     async def _regular_checks(self, probe: Callable[[bool], None]) -> None:
         while True:
             probe(False)
-            await self.clock.sleep(self._jittered(self.settings.check_interval_seconds))
+            await self.timers.sleep(self._jittered(self.settings.check_interval_seconds))
 
     async def _pings(self) -> None:
         while True:
-            stamp = max(self._last_ping + 1, int(self.clock.wall() * 1e6))  # unique: it pairs the reply
-            self._last_ping = stamp
-            self._pings_out[stamp] = self.clock.now()
-            self.transport.ping(pb.HealthRequest(requester_id=self.observer, timestamp=stamp))
-            self.clock.call_later(self.settings.timeout_seconds, functools.partial(self._ping_expired, stamp))
-            await self.clock.sleep(self._jittered(self.settings.interval_seconds))
-
-    def _ping_answered(self, answer: pb.HealthResponse) -> None:
-        sent = self._pings_out.pop(answer.request_timestamp, None)
-        if sent is None:
-            return  # answered after its deadline, already counted as a failure
-        self._answered(answer, "ping", sent)
-
-    def _ping_expired(self, stamp: int) -> None:
-        sent = self._pings_out.pop(stamp, None)
-        if sent is not None:
-            self.observe(False, f"ping: no answer within {self.settings.timeout_seconds:g} s", sent)
-
-    def _ping_refused(self, why: str) -> None:
-        # Every ping still out went to a port nobody listens on; none of them can be answered.
-        self._pings_out.clear()
-        self.observe(False, f"ping: {why}")
+            self.pings.send()
+            await self.timers.sleep(self._jittered(self.settings.interval_seconds))
 
     def _confirmations_wanted(self) -> int:
         with self._lock:
@@ -194,32 +214,54 @@ class NeighborMonitor:
     async def _probe(self, confirming: bool) -> None:
         sent = self.clock.now()
         request = pb.HealthRequest(requester_id=self.observer, timestamp=int(self.clock.wall() * 1e6))
+        check = self.transport.check(request, self._deadline())
+        self.pings.send_witness()  # should the check run out of time
         try:
-            answer = await self.transport.check(request, self.settings.timeout_seconds)
+            answer = await check
         except ProbeFailed as failure:
-            self.observe(False, failure.reason, sent)
+            if failure.overloaded:
+                self._running()  # it answered, only to say it has no room for the call
+            elif failure.timed_out:
+                self.pings.judge_timeout(sent, functools.partial(self._check_judged, failure.reason, sent))
+            else:
+                self.observe(False, failure.reason, sent)
         else:
-            self._answered(answer, "HealthCheck", sent)
+            self._answered("HealthCheck", answer, sent)
         finally:
             if confirming:
                 self._confirmations_in_flight -= 1
                 self._settle.set()
 
+    def _check_judged(self, reason: str, sent: float, running: bool) -> None:
+        if running:
+            self._running()
+        else:
+            self.observe(False, f"{reason}, nor to an HTTP/2 PING", sent)
+
     async def _connectivity(self) -> None:
         while True:
             await self.transport.connection_lost()
-            self._suspect()  # the connection broke or the neighbour said GOAWAY: ask it, now
+            # The connection broke or the neighbour said GOAWAY: ask it, now, on every path (a
+            # dead neighbour's port refuses the datagram at once, without a gRPC call's handoffs).
+            self._ask_now()
 
     async def _watch_while_unhealthy(self) -> None:
         while True:
             await self._unhealthy.wait()
             updates = 0
             pause = 0.0
+            opened = self.clock.now()
             try:
                 async with contextlib.aclosing(self.transport.watch()) as statuses:
                     async for status in statuses:
                         updates += 1
-                        self.observe(status == "SERVING", f"Watch: {status}")
+                        # The first update is the status when the call reached the neighbour, which
+                        # may have been overtaken: a "NOT_SERVING" from a daemon that was still
+                        # loading, read after a later probe heard it serving (seen under load on
+                        # 2026-11-30: healthy -> degraded -> healthy right after a restart), is
+                        # outdated like any failure of a probe sent before a success.
+                        stale_after = opened if updates == 1 and status != "SERVING" else None
+                        self.observe(status == "SERVING", f"Watch: {status}", stale_after)
                         if self.status() is Status.HEALTHY:
                             break  # closing the stream: an idle one would only cost wakeups
             except ProbeFailed as failure:
@@ -242,40 +284,3 @@ class NeighborMonitor:
             if self.state.last_latency_ms is not None:
                 view.last_latency_ms = self.state.last_latency_ms
         return view
-
-
-class MonitorLoop:
-    """The event loop thread that runs every NeighborMonitor of a daemon."""
-
-    def __init__(self, monitors: list[NeighborMonitor]):
-        self.monitors = monitors
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="health-monitor", daemon=True)
-        self._running: concurrent.futures.Future[None] | None = None
-        self._finished = threading.Event()
-
-    async def _run_all(self) -> None:
-        tasks = [asyncio.create_task(monitor.run()) for monitor in self.monitors]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # their cleanup: channels, sockets
-            self._finished.set()
-
-    def start(self) -> None:
-        self._thread.start()
-        self._running = asyncio.run_coroutine_threadsafe(self._run_all(), self._loop)
-
-    def stop(self) -> None:
-        """Cancels the monitors, lets them close their channels and sockets, and ends the loop."""
-        if self._running is None:
-            return
-        self._running.cancel()
-        self._finished.wait(timeout=3)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=3)
-        if not self._thread.is_alive():
-            self._loop.close()
-        self._running = None

@@ -128,6 +128,12 @@ class NeighborState:
         """The connection to the neighbour broke (or it said GOAWAY): not a failure yet, a question."""
         self.suspected = True
 
+    def running(self) -> None:
+        """The neighbour's process was seen running (it answered a PING, or said it is too busy) while
+        a probe waited in vain for its interpreter: busy, which settles a suspicion, though neither
+        a success (its status is still unheard) nor a failure."""
+        self.suspected = False
+
     def confirmations_wanted(self) -> int:
         """Confirmation probes to have in flight: enough to settle a suspicion in one round trip.
 

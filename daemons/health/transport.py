@@ -1,13 +1,15 @@
-"""The network as a health monitor sees it: one neighbour, four ways to ask it how it is.
+"""The network as a health monitor sees it: one neighbour, five ways to ask it how it is.
 
 `ProbeTransport` is the seam (as memberlist's `Transport`): the monitor decides what to send and
 when, a transport only carries it. `GrpcProbeTransport` is the real one, over a health channel of
-its own (apart from the query traffic, so probes never queue behind big scans) and UDP
-datagrams; tests/unit/fakes.py has an in-memory one whose neighbour can die, hang or stall.
+its own (apart from the query traffic, so probes never queue behind big scans), UDP datagrams and
+HTTP/2 PINGs (h2ping.py); tests/unit/fakes.py has an in-memory one whose neighbour can die, hang,
+stall or be busy.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
@@ -18,31 +20,52 @@ from daemons.channels import HEALTH_CHANNEL_OPTIONS, NODE_SERVICE
 from daemons.config import Address
 from daemons.errors import describe_error
 from daemons.health.datagram import DatagramProber
+from daemons.health.h2ping import PingConnection
 from daemons.rpc import airquality_pb2 as pb
 
 
 class ProbeFailed(Exception):
     """A probe or a watch that got no decisive answer; `reason` reads as a health reason."""
 
-    def __init__(self, reason: str, unimplemented: bool = False):
+    def __init__(self, reason: str, unimplemented: bool = False, *, timed_out: bool = False,
+                 overloaded: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.unimplemented = unimplemented  # the neighbour has no such service: asking again soon is pointless
+        # No answer within the deadline: hung, or only waiting for its interpreter (liveness.py decides).
+        self.timed_out = timed_out
+        # The neighbour answered that it is too busy to take the call: it runs, so this is no failure.
+        self.overloaded = overloaded
+
+    @classmethod
+    def of_rpc_error(cls, error: grpc.aio.AioRpcError) -> ProbeFailed:
+        code = error.code()
+        return cls(describe_error(error), code is grpc.StatusCode.UNIMPLEMENTED,
+                   timed_out=code is grpc.StatusCode.DEADLINE_EXCEEDED,
+                   overloaded=code is grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 class ProbeTransport(Protocol):
     async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
-                    on_ping_refused: Callable[[str], None]) -> None:
-        """Opens the connections; replies to pings and refusals arrive through the callbacks."""
+                    on_ping_refused: Callable[[str], None],
+                    on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
+        """Opens the connections; replies to pings, refusals (with a health reason: "ping:
+        Connection refused") and answers to liveness PINGs arrive through the callbacks."""
 
     def ping(self, request: pb.HealthRequest) -> None:
         """Sends one datagram probe; its reply, if any, comes to `on_ping_reply`."""
+
+    def liveness_ping(self, stamp: int) -> bool:
+        """Sends one PING that the neighbour's process answers without its interpreter (h2ping.py);
+        its answer, if any, comes to `on_liveness_answer`. False when it could not be sent (no
+        connection: nothing will answer it)."""
 
     async def check(self, request: pb.HealthRequest, timeout: float) -> pb.HealthResponse:
         """One gRPC HealthCheck; raises ProbeFailed."""
 
     async def connection_lost(self) -> None:
-        """Returns when an established connection to the neighbour breaks or is told GOAWAY."""
+        """Returns when an established connection to the neighbour (the health channel's, or the
+        liveness PINGs') breaks or is told GOAWAY."""
 
     def watch(self) -> AsyncGenerator[str, None]:
         """The neighbour's serving status ("SERVING", "NOT_SERVING", ...) as it changes, waiting for
@@ -56,29 +79,50 @@ class GrpcProbeTransport:
         self.address = address
         self._channel: grpc.aio.Channel | None = None
         self._datagrams: DatagramProber | None = None
+        self._liveness: PingConnection | None = None
 
     async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
-                    on_ping_refused: Callable[[str], None]) -> None:
+                    on_ping_refused: Callable[[str], None],
+                    on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
         # Created here, on the monitor's event loop, which an aio channel is bound to.
         self._channel = grpc.aio.insecure_channel(str(self.address), options=HEALTH_CHANNEL_OPTIONS)
         self._check = self._channel.unary_unary(f"/{NODE_SERVICE}/HealthCheck",
                                                 request_serializer=pb.HealthRequest.SerializeToString,
                                                 response_deserializer=pb.HealthResponse.FromString)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._datagrams = await DatagramProber.connect(self.address, on_ping_reply, on_ping_refused)
+        self._datagrams = await DatagramProber.connect(self.address, on_ping_reply,
+                                                       lambda why: on_ping_refused(f"ping: {why}"))
+        # A refused connection says what a refused datagram says: nothing listens on that port.
+        self._liveness = PingConnection(self.address, on_liveness_answer, on_ping_refused)
+        self._liveness.start()
 
     def ping(self, request: pb.HealthRequest) -> None:
         assert self._datagrams is not None, "start() first"
         self._datagrams.send(request)
 
+    def liveness_ping(self, stamp: int) -> bool:
+        assert self._liveness is not None, "start() first"
+        return self._liveness.ping(stamp)
+
     async def check(self, request: pb.HealthRequest, timeout: float) -> pb.HealthResponse:
         try:
             answer: pb.HealthResponse = await self._check(request, timeout=timeout)
         except grpc.aio.AioRpcError as error:
-            raise ProbeFailed(describe_error(error)) from None
+            raise ProbeFailed.of_rpc_error(error) from None
         return answer
 
     async def connection_lost(self) -> None:
+        assert self._liveness is not None, "start() first"
+        # The liveness connection is a plain socket on the monitor's own loop, so its loss is seen
+        # one loop turn after the kernel reports it; the channel's goes through gRPC's threads.
+        either = [asyncio.ensure_future(self._channel_lost()), asyncio.ensure_future(self._liveness.lost())]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in either:
+                waiter.cancel()
+
+    async def _channel_lost(self) -> None:
         assert self._channel is not None, "start() first"
         state = self._channel.get_state(try_to_connect=True)
         while True:
@@ -93,11 +137,13 @@ class GrpcProbeTransport:
             async for update in call:
                 yield health_pb2.HealthCheckResponse.ServingStatus.Name(update.status)
         except grpc.aio.AioRpcError as error:
-            raise ProbeFailed(describe_error(error), error.code() is grpc.StatusCode.UNIMPLEMENTED) from None
+            raise ProbeFailed.of_rpc_error(error) from None
         finally:
             call.cancel()  # an idle stream left open would only cost wakeups
 
     async def close(self) -> None:
+        if self._liveness is not None:
+            await self._liveness.close()
         if self._datagrams is not None:
             self._datagrams.close()
         if self._channel is not None:

@@ -13,13 +13,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daemons.query.filter import Matcher
+from daemons.query.filter import InvalidQuery, Matcher
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import MINUTES_PER_DAY, MISSING, format_datetime
 from daemons.storage.partition import Partition
 
 METRICS = ("concentration", "aqi")
 DENSE_GROUPS_MAX = 1 << 22
+# Measured 2026-11-30: grouping the real data by parameter, site, agency, day and hour makes about
+# 900,000 groups, a 97 MB answer that took 52 s; 100,000 groups answer in about a second (12 MB).
+DEFAULT_MAX_GROUPS = 100_000
+
+
+class TooManyGroups(InvalidQuery):
+    """An aggregate whose groups exceed the configured limit: refused as soon as that is known."""
+
+    def __init__(self, groups: int, limit: int):
+        super().__init__(f"group_by: the answer would have more than {limit:,} groups ({groups:,} found so far); "
+                         f"group by fewer keys or filter more (the limit is query.max_aggregate_groups)")
 
 
 @dataclass
@@ -74,8 +85,9 @@ def _dense_key(partition: Partition, key: str, select: slice | np.ndarray) -> _D
                      lambda ids: [label[:10] for label in format_datetime((ids + first) * MINUTES_PER_DAY).tolist()])
 
 
-def _group_rows(keys: list[_DenseKey], rows: int) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """The group of each selected row (0..G-1) and each group's key labels."""
+def _group_rows(keys: list[_DenseKey], rows: int, max_groups: int) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """The group of each selected row (0..G-1) and each group's key labels; raises TooManyGroups
+    before naming more than `max_groups` groups (naming them is the slow part)."""
     if not keys:
         return np.zeros(rows, np.intp), [()]
     dims = [key.size for key in keys]
@@ -87,14 +99,21 @@ def _group_rows(keys: list[_DenseKey], rows: int) -> tuple[np.ndarray, list[tupl
         group_of_row = renumber[combined]
     else:
         present, group_of_row = np.unique(combined, return_inverse=True)
+    if len(present) > max_groups:
+        raise TooManyGroups(len(present), max_groups)
     label_columns = [key.labels(ids) for key, ids in zip(keys, np.unravel_index(present, dims))]
     return group_of_row, list(zip(*label_columns))
 
 
 class AggregateTable:
-    def __init__(self, group_by: tuple[str, ...]):
+    def __init__(self, group_by: tuple[str, ...], max_groups: int = DEFAULT_MAX_GROUPS):
         self.group_by = group_by
+        self.max_groups = max_groups
         self.groups: dict[tuple[str, ...], Group] = {}
+
+    def _check_size(self) -> None:
+        if len(self.groups) > self.max_groups:
+            raise TooManyGroups(len(self.groups), self.max_groups)
 
     def add_partition(self, matcher: Matcher) -> int:
         """Folds in the partition's matching rows; returns how many rows matched."""
@@ -110,7 +129,8 @@ class AggregateTable:
         rows = partition.rows if isinstance(select, slice) else len(select)
         if not rows:
             return 0
-        group_of_row, labels = _group_rows([_dense_key(partition, key, select) for key in self.group_by], rows)
+        group_of_row, labels = _group_rows([_dense_key(partition, key, select) for key in self.group_by], rows,
+                                           self.max_groups)
         counts = np.bincount(group_of_row, minlength=len(labels))
         partials = {}
         for metric in METRICS:
@@ -128,6 +148,7 @@ class AggregateTable:
             group.rows += int(counts[index])
             for metric, (count, total, low, high) in partials.items():
                 group.stats[metric].merge(int(count[index]), float(total[index]), float(low[index]), float(high[index]))
+        self._check_size()
         return rows
 
     def merge_proto(self, groups: Iterable[pb.AggregateGroup]) -> None:
@@ -138,6 +159,7 @@ class AggregateTable:
                 stats = getattr(message, metric)
                 if stats.count:
                     group.stats[metric].merge(stats.count, stats.sum, stats.min, stats.max)
+        self._check_size()
 
     def to_proto(self, final: bool) -> list[pb.AggregateGroup]:
         return [pb.AggregateGroup(key=list(key), rows=group.rows,

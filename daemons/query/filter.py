@@ -3,7 +3,8 @@
 `parse_filter` turns a client's QueryFilter into a validated `Filter` or raises `InvalidQuery`
 with a message that names the offending field; `Filter.matcher` then binds it to one partition,
 resolving names against the partition's dictionaries once, so that selecting rows is a handful of
-vectorised comparisons over integer and float columns.
+vectorised comparisons over integer and float columns. Messages quote a client's values cut short
+(`daemons.quoting`), so that an error is never larger than gRPC lets its details be.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemons.config import MAX_CHUNK_SIZE
+from daemons.quoting import quoted
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import MINUTES_PER_DAY, MISSING, PARAMETERS
 from daemons.storage.partition import Partition
@@ -25,9 +27,11 @@ from daemons.storage.partition import Partition
 GROUP_KEYS = ("parameter", "site", "agency", "day", "hour")
 MAX_REQUEST_ID = 128
 MAX_VALUES = 10_000  # values in one list filter
+UNKNOWN_VALUES_SHOWN = 3  # an error names this many unknown values and counts the rest
 SCAN_BLOCK_ROWS = 65536
 
-_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?")
+# ASCII digits only: \d also matches full-width digits (U+FF10..U+FF19) and other scripts' digits, which int() reads.
+_DATETIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2}))?")
 _KNOWN_PARAMETERS = {p.casefold(): p for p in PARAMETERS}
 
 
@@ -59,7 +63,7 @@ def parse_datetime(text: str, field: str, upper: bool) -> int:
         year, month, day, hour, minute = match.groups()
         moment = dt.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0))
     except ValueError:
-        raise InvalidQuery(f'{field}: expected "YYYY-MM-DDTHH:MM" or "YYYY-MM-DD", got {text!r}') from None
+        raise InvalidQuery(f'{field}: expected "YYYY-MM-DDTHH:MM" or "YYYY-MM-DD", got {quoted(text)}') from None
     minutes = calendar.timegm(moment.timetuple()) // 60
     return minutes + MINUTES_PER_DAY - 1 if upper and hour is None else minutes
 
@@ -90,7 +94,9 @@ def parse_filter(message: pb.QueryFilter) -> Filter:
     parameters = _names(message.parameters, "parameters", fold=True)
     unknown = sorted(p for p in parameters if p not in _KNOWN_PARAMETERS)
     if unknown:
-        raise InvalidQuery(f"parameters: unknown {', '.join(map(repr, unknown))} (known: {', '.join(PARAMETERS)})")
+        shown = ", ".join(quoted(p) for p in unknown[:UNKNOWN_VALUES_SHOWN])
+        more = f" and {len(unknown) - UNKNOWN_VALUES_SHOWN} more" if len(unknown) > UNKNOWN_VALUES_SHOWN else ""
+        raise InvalidQuery(f"parameters: unknown {shown}{more} (known: {', '.join(PARAMETERS)})")
     bbox = None
     if message.HasField("bbox"):
         box = message.bbox
@@ -140,7 +146,7 @@ def parse_chunk_size(value: int | None, default: int) -> int:
 def parse_group_by(keys: Sequence[str]) -> tuple[str, ...]:
     for index, key in enumerate(keys):
         if key not in GROUP_KEYS:
-            raise InvalidQuery(f"group_by[{index}]: unknown key {key!r} (known: {', '.join(GROUP_KEYS)})")
+            raise InvalidQuery(f"group_by[{index}]: unknown key {quoted(key)} (known: {', '.join(GROUP_KEYS)})")
     if len(set(keys)) != len(keys):
         raise InvalidQuery("group_by: a key is repeated")
     return tuple(keys)

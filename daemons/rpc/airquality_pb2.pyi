@@ -137,21 +137,25 @@ class RowColumns(_message.Message):
     def __init__(self, row_count: _Optional[int] = ..., latitude: _Optional[bytes] = ..., longitude: _Optional[bytes] = ..., datetime: _Optional[bytes] = ..., parameter: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., concentration: _Optional[bytes] = ..., unit: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., raw_concentration: _Optional[bytes] = ..., aqi: _Optional[bytes] = ..., category: _Optional[bytes] = ..., site_name: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., agency_name: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., aqs_code: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., full_aqs_code: _Optional[_Union[DictionaryColumn, _Mapping]] = ...) -> None: ...
 
 class PartitionStatus(_message.Message):
-    __slots__ = ("partition", "complete", "rows", "served_by", "error")
+    __slots__ = ("partition", "complete", "rows", "served_by", "error", "fingerprint", "gaps")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     SERVED_BY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    GAPS_FIELD_NUMBER: _ClassVar[int]
     partition: str
     complete: bool
     rows: int
     served_by: str
     error: str
-    def __init__(self, partition: _Optional[str] = ..., complete: _Optional[bool] = ..., rows: _Optional[int] = ..., served_by: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    fingerprint: str
+    gaps: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, partition: _Optional[str] = ..., complete: _Optional[bool] = ..., rows: _Optional[int] = ..., served_by: _Optional[str] = ..., error: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("request_id", "chunk_number", "is_last_chunk", "total_results", "columns", "measurements", "partition", "partition_offset", "partitions", "complete", "missing_partitions", "resume_token")
+    __slots__ = ("request_id", "chunk_number", "is_last_chunk", "total_results", "columns", "measurements", "partition", "partition_offset", "partitions", "complete", "missing_partitions", "resume_token", "fingerprint")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_NUMBER_FIELD_NUMBER: _ClassVar[int]
     IS_LAST_CHUNK_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +168,7 @@ class QueryResponse(_message.Message):
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     MISSING_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     chunk_number: int
     is_last_chunk: bool
@@ -176,10 +181,11 @@ class QueryResponse(_message.Message):
     complete: bool
     missing_partitions: _containers.RepeatedScalarFieldContainer[str]
     resume_token: bytes
-    def __init__(self, request_id: _Optional[str] = ..., chunk_number: _Optional[int] = ..., is_last_chunk: _Optional[bool] = ..., total_results: _Optional[int] = ..., columns: _Optional[_Union[RowColumns, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[FireMeasurement, _Mapping]]] = ..., partition: _Optional[str] = ..., partition_offset: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[str]] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
+    fingerprint: str
+    def __init__(self, request_id: _Optional[str] = ..., chunk_number: _Optional[int] = ..., is_last_chunk: _Optional[bool] = ..., total_results: _Optional[int] = ..., columns: _Optional[_Union[RowColumns, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[FireMeasurement, _Mapping]]] = ..., partition: _Optional[str] = ..., partition_offset: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[str]] = ..., resume_token: _Optional[bytes] = ..., fingerprint: _Optional[str] = ...) -> None: ...
 
 class ResumeToken(_message.Message):
-    __slots__ = ("filter_digest", "chunks", "delivered", "complete")
+    __slots__ = ("filter_digest", "chunks", "delivered", "complete", "fingerprints")
     class DeliveredEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -187,15 +193,24 @@ class ResumeToken(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class FingerprintsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     FILTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     DELIVERED_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
     filter_digest: bytes
     chunks: int
     delivered: _containers.ScalarMap[str, int]
     complete: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, filter_digest: _Optional[bytes] = ..., chunks: _Optional[int] = ..., delivered: _Optional[_Mapping[str, int]] = ..., complete: _Optional[_Iterable[str]] = ...) -> None: ...
+    fingerprints: _containers.ScalarMap[str, str]
+    def __init__(self, filter_digest: _Optional[bytes] = ..., chunks: _Optional[int] = ..., delivered: _Optional[_Mapping[str, int]] = ..., complete: _Optional[_Iterable[str]] = ..., fingerprints: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AggregateRequest(_message.Message):
     __slots__ = ("request_id", "filter", "group_by")
@@ -260,14 +275,16 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
 
 class PartitionRoute(_message.Message):
-    __slots__ = ("partition", "path", "skip_rows")
+    __slots__ = ("partition", "path", "skip_rows", "fingerprint")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SKIP_ROWS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     partition: str
     path: _containers.RepeatedScalarFieldContainer[str]
     skip_rows: int
-    def __init__(self, partition: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ..., skip_rows: _Optional[int] = ...) -> None: ...
+    fingerprint: str
+    def __init__(self, partition: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ..., skip_rows: _Optional[int] = ..., fingerprint: _Optional[str] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("request_id", "filter", "chunk_size", "group_by", "routes")
@@ -284,25 +301,33 @@ class ScanRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., chunk_size: _Optional[int] = ..., group_by: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[_Union[PartitionRoute, _Mapping]]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("cluster",)
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    cluster: bool
+    def __init__(self, cluster: _Optional[bool] = ...) -> None: ...
 
 class PartitionInfo(_message.Message):
-    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from")
+    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from", "fingerprint", "gaps", "daemon")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_LINES_FIELD_NUMBER: _ClassVar[int]
     LOADED_FROM_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    GAPS_FIELD_NUMBER: _ClassVar[int]
+    DAEMON_FIELD_NUMBER: _ClassVar[int]
     name: str
     days: _containers.RepeatedScalarFieldContainer[str]
     rows: int
     skipped_lines: int
     loaded_from: str
-    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ...) -> None: ...
+    fingerprint: str
+    gaps: _containers.RepeatedScalarFieldContainer[str]
+    daemon: str
+    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., daemon: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester")
+    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester", "copies_below", "unreachable_below")
     class HealthChecksByRequesterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -319,6 +344,8 @@ class StatusResponse(_message.Message):
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     HEALTH_CHECKS_BY_REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    COPIES_BELOW_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_BELOW_FIELD_NUMBER: _ClassVar[int]
     daemon: str
     role: str
     process_id: int
@@ -328,7 +355,9 @@ class StatusResponse(_message.Message):
     children: _containers.RepeatedScalarFieldContainer[str]
     active_requests: int
     health_checks_by_requester: _containers.ScalarMap[str, int]
-    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    copies_below: _containers.RepeatedCompositeFieldContainer[PartitionInfo]
+    unreachable_below: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ..., copies_below: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., unreachable_below: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ("requester_id", "timestamp")

@@ -1,9 +1,10 @@
 """airquality.v1.AirQuality: the client-facing service, answered by the gateway alone.
 
-The gateway holds no data. For each request a RequestPlan (planning/failover.py) picks one live
-copy of each partition (so replicas never duplicate rows) and, when a copy fails mid-stream,
-the next one, which starts after the last row delivered; this module relays chunks and turns
-the plan's decisions into routes and events.
+The gateway holds no data. For each request a RequestPlan (planning/failover.py) picks one
+live copy of each partition (so replicas never duplicate rows) among the copies the replica
+catalog (servicers/replicas.py) knows to agree and, when a copy fails mid-stream, the next one
+with the same content, which starts after the last row delivered; this module relays chunks and
+turns the plan's decisions into routes and events.
 
 A chunk received from a leader is sent on as the same bytes with the gateway's header fields
 appended (in the protobuf wire format a later occurrence of a scalar field overrides an earlier
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Protocol
 
 import grpc
 
@@ -26,46 +28,55 @@ from daemons.fanout.merge import FairMerge
 from daemons.health.view import HealthView
 from daemons.planning.failover import Assignment, RequestPlan
 from daemons.planning.paths import StatusOf
+from daemons.planning.replicas import PartitionChoice, unverified_choices
 from daemons.query.aggregate import AggregateTable
 from daemons.query.filter import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.query.wire import decode_rows
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.node import abort_invalid
 from daemons.servicers.requests import CallContext, RequestRegistry
+from daemons.servicers.tokens import ResumeTokens
 
 
 def filter_digest(query_filter: pb.QueryFilter) -> bytes:
     return hashlib.sha256(query_filter.SerializeToString(deterministic=True)).digest()[:16]
 
 
-def parse_resume_token(token: bytes, digest: bytes) -> pb.ResumeToken:
-    try:
-        state = pb.ResumeToken.FromString(token)
-    except Exception:  # any undecodable token is the client's mistake
-        raise InvalidQuery("resume_token: not a token this service issued") from None
-    if state.filter_digest != digest:
-        raise InvalidQuery("resume_token: it belongs to a query with another filter")
-    return state
+class Replicas(Protocol):
+    """What the gateway knows of the copies' contents (servicers/replicas.py)."""
+
+    def choices(self) -> dict[str, PartitionChoice]: ...
+
+    def learn_status(self, status: pb.PartitionStatus) -> None: ...
 
 
-def resume_token(digest: bytes, chunks: int, plan: RequestPlan) -> bytes:
-    """Where an answer stands: what the client has of each partition, and which are complete."""
-    return pb.ResumeToken(filter_digest=digest, chunks=chunks, delivered=plan.delivered,
-                          complete=plan.progress.complete).SerializeToString()
+class Unverified:
+    """Replicas when nothing is known of their contents: every copy is a candidate (tests)."""
+
+    def __init__(self, config: DaemonConfig):
+        self._choices = unverified_choices(config.routes)
+
+    def choices(self) -> dict[str, PartitionChoice]:
+        return self._choices
+
+    def learn_status(self, status: pb.PartitionStatus) -> None:
+        pass
 
 
 class GatewayServicer:
     def __init__(self, config: DaemonConfig, fanout: Fanout, requests: RequestRegistry, health: HealthView,
-                 log: EventLog):
+                 log: EventLog, tokens: ResumeTokens, replicas: Replicas):
         self.config = config
         self.fanout = fanout
         self.requests = requests
         self.health = health
         self.log = log
+        self.tokens = tokens
+        self.replicas = replicas
 
     def _route(self, assignment: Assignment) -> pb.PartitionRoute:
         return pb.PartitionRoute(partition=assignment.partition, path=[self.config.name, *assignment.path],
-                                 skip_rows=assignment.skip_rows)
+                                 skip_rows=assignment.skip_rows, fingerprint=assignment.fingerprint)
 
     def _failed_over(self, request_id: str, assignment: Assignment) -> pb.PartitionRoute:
         assert assignment.replaces is not None
@@ -87,34 +98,40 @@ class GatewayServicer:
             if request.encoding not in pb.RowEncoding.values():
                 raise InvalidQuery(f"encoding: unknown value {request.encoding}")
             digest = filter_digest(request.filter)
-            resumed = parse_resume_token(request.resume_token, digest) if request.resume_token else None
+            resumed = (self.tokens.parse(request.resume_token, digest, self.config.routes)
+                       if request.resume_token else None)
         except InvalidQuery as error:
             abort_invalid(context, error)
         admitted = self.requests.admit(context, request_id, kind="query", limited=True)
         merge = FairMerge()
         admitted.cancellation.on_cancel(merge.close)
+        choices = self.replicas.choices()
         if resumed is None:
-            plan, chunks = RequestPlan(self.config.routes), 0
+            plan, chunks = RequestPlan(choices), 0
         else:
-            plan = RequestPlan.resumed(self.config.routes, resumed.delivered, resumed.complete)
+            plan = RequestPlan.resumed(choices, resumed.delivered, resumed.complete, resumed.fingerprints)
             chunks = resumed.chunks
         admitted.progress = plan.progress
         scan = pb.ScanRequest(request_id=request_id, filter=request.filter, chunk_size=chunk_size,
                               routes=[self._route(a) for a in plan.assign(self._status_of())])
         session = self.fanout.scan(scan, query, admitted.deadline, merge)
         for payload, message in session:
+            if admitted.cancellation.cancelled:
+                break  # sources cut short by the cancel are not failures to fail over from
             for status in message.partitions:
+                self.replicas.learn_status(status)
                 replacement = plan.settle(status, self._status_of())
                 if replacement is not None:
                     session.route([self._failed_over(request_id, replacement)])
             if message.HasField("columns"):
-                plan.rows_received(message.partition, message.partition_offset, message.columns.row_count)
+                plan.rows_received(message.partition, message.partition_offset, message.columns.row_count,
+                                   message.fingerprint)
                 admitted.rows = plan.rows_delivered
                 chunks += 1
                 header = pb.QueryResponse(request_id=request_id, chunk_number=chunks - 1,
-                                          resume_token=resume_token(digest, chunks, plan))
+                                          resume_token=self.tokens.issue(digest, chunks, plan))
                 yield self._relay(request.encoding, header, payload, message)
-        if admitted.cancel_requested:
+        if admitted.cancellation.cancelled:
             context.abort(grpc.StatusCode.CANCELLED, f"request {request_id} was cancelled")
         missing = plan.progress.missing
         admitted.outcome = "partial" if missing else "complete"
@@ -123,7 +140,7 @@ class GatewayServicer:
             status.rows = plan.delivered.get(status.partition, 0)
         yield pb.QueryResponse(request_id=request_id, chunk_number=chunks, is_last_chunk=True,
                                total_results=plan.rows_delivered, partitions=statuses, complete=not missing,
-                               missing_partitions=missing, resume_token=resume_token(digest, chunks, plan))
+                               missing_partitions=missing, resume_token=self.tokens.issue(digest, chunks, plan))
 
     @staticmethod
     def _relay(encoding: int, header: pb.QueryResponse, payload: Payload, message: pb.QueryResponse) -> Payload:
@@ -143,26 +160,31 @@ class GatewayServicer:
         except InvalidQuery as error:
             abort_invalid(context, error)
         admitted = self.requests.admit(context, request_id, kind="aggregate", limited=True)
-        plan = RequestPlan(self.config.routes)
+        plan = RequestPlan(self.replicas.choices())
         admitted.progress = plan.progress
-        total: AggregateTable | None = None
+        total = AggregateTable(group_by, self.fanout.max_aggregate_groups)
         routes = [self._route(a) for a in plan.assign(self._status_of())]
         while routes and not admitted.cancellation.cancelled:
             scan = pb.ScanRequest(request_id=request_id, filter=request.filter, group_by=group_by, routes=routes)
-            answered, table = self.fanout.aggregate(scan, query, group_by, admitted.deadline, admitted.cancellation)
-            if total is None:
-                total = table
-            else:
+            try:
+                answered, table = self.fanout.aggregate(scan, query, group_by, admitted.deadline,
+                                                        admitted.cancellation)
                 total.merge_proto(table.to_proto(final=False))
+            except InvalidQuery as error:  # too many groups: no copy would answer otherwise
+                admitted.outcome = "invalid"
+                abort_invalid(context, error)
             routes = []
+            if admitted.cancellation.cancelled:
+                break
             for status in answered.all_statuses():
+                self.replicas.learn_status(status)
                 replacement = plan.settle(status, self._status_of())
                 if replacement is not None:
                     routes.append(self._failed_over(request_id, replacement))
-        if admitted.cancel_requested:
+        if admitted.cancellation.cancelled:
             context.abort(grpc.StatusCode.CANCELLED, f"request {request_id} was cancelled")
         missing = plan.progress.missing
-        groups = total.to_proto(final=True) if total is not None else []
+        groups = total.to_proto(final=True)
         admitted.rows = sum(group.rows for group in groups)
         admitted.outcome = "partial" if missing else "complete"
         return pb.AggregateResponse(request_id=request_id, groups=groups, complete=not missing,

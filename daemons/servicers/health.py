@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from typing import Any
@@ -28,6 +28,39 @@ from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.requests import CallContext
 
 CLUSTER_VIEW_TIMEOUT_SECONDS = 2.0
+
+
+class ProbeCounts:
+    """Health probes answered, per requester, for GetStatus: who is watching this daemon.
+
+    At most `limit` requesters keep a count of their own; when another one comes, the one with
+    the fewest probes (the least recently heard from among equals) makes room, and its count is
+    summed under OTHERS. Requester ids are whatever a prober sends, and unbounded they made a
+    GetStatus reply 10.2 MB after 50,000 made-up ids (issue 12); evicting by fewest probes keeps
+    the monitors, which probe every 0.4 s, through any flood of one-off ids. A daemon has one or
+    two monitors watching it, so 16 leaves ample room for tools (grpc_health_probe, healthlog).
+    Not thread-safe: HealthEndpoints guards it.
+    """
+
+    OTHERS = "(others)"
+
+    def __init__(self, limit: int = 16):
+        self.limit = limit
+        self._counts: OrderedDict[str, int] = OrderedDict()  # least recently heard from first
+        self._others = 0
+
+    def add(self, requester: str) -> None:
+        count = self._counts.pop(requester, 0)
+        if not count and len(self._counts) >= self.limit:
+            fewest = min(self._counts, key=self._counts.__getitem__)  # the first of equals: least recent
+            self._others += self._counts.pop(fewest)
+        self._counts[requester] = count + 1
+
+    def snapshot(self) -> dict[str, int]:
+        counts = dict(self._counts)
+        if self._others:
+            counts[self.OTHERS] = counts.get(self.OTHERS, 0) + self._others
+        return counts
 
 
 class Lifecycle:
@@ -59,7 +92,8 @@ class Lifecycle:
 
 
 class HealthEndpoints:
-    """Node.HealthCheck and Node.GetHealthStatus. Locking: `_lock` guards the probe counts."""
+    """Node.HealthCheck and Node.GetHealthStatus. Locking: `_lock` guards the probe counts (the
+    datagram responder's threads and the RPC threads both count)."""
 
     def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: Sequence[NeighborMonitor],
                  children: Mapping[str, Child]):
@@ -67,18 +101,18 @@ class HealthEndpoints:
         self.lifecycle = lifecycle
         self.monitors = monitors
         self.children = children
-        self._probes_received: Counter[str] = Counter()
+        self._probes_received = ProbeCounts()
         self._lock = threading.Lock()
 
     def probes_received(self) -> dict[str, int]:
         """Health probes answered so far, per requester: who is watching this daemon."""
         with self._lock:
-            return dict(self._probes_received)
+            return self._probes_received.snapshot()
 
     def answer(self, request: pb.HealthRequest) -> pb.HealthResponse:
         """The reply to a health probe, whether it came over gRPC or as a UDP datagram."""
         with self._lock:
-            self._probes_received[request.requester_id] += 1
+            self._probes_received.add(request.requester_id)
         status = self.lifecycle.status  # read once: healthy and status must agree
         return pb.HealthResponse(healthy=status == "SERVING", status=status, timestamp=int(time.time() * 1e6),
                                  process_id=os.getpid(), role=self.config.role, daemon=self.config.name,

@@ -14,11 +14,18 @@ from typing import NoReturn
 import grpc
 
 from daemons.config import DaemonConfig
+from daemons.deadline import Deadline
+from daemons.errors import describe_error
+from daemons.fanout.children import UnaryCall
 from daemons.fanout.engine import Fanout, Payload
 from daemons.fanout.merge import FairMerge
+from daemons.fanout.routes import check_routes
 from daemons.query.filter import Filter, InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.requests import CallContext, RequestRegistry
+from daemons.storage.partition import Partition
+
+STATUS_BELOW_TIMEOUT_SECONDS = 2.0
 
 
 def abort_invalid(context: CallContext, error: InvalidQuery) -> NoReturn:
@@ -39,6 +46,7 @@ class NodeServicer:
         try:
             parse_request_id(request.request_id)
             parse_group_by(tuple(request.group_by))
+            check_routes(self.config.name, request.routes)
             return parse_filter(request.filter)
         except InvalidQuery as error:
             abort_invalid(context, error)
@@ -58,16 +66,43 @@ class NodeServicer:
     def ScanAggregate(self, request: pb.ScanRequest, context: CallContext) -> pb.AggregateResponse:
         query = self._parse(request, context)
         admitted = self.requests.admit(context, request.request_id)
-        progress, table = self.fanout.aggregate(request, query, tuple(request.group_by), admitted.deadline,
-                                                admitted.cancellation)
+        try:
+            progress, table = self.fanout.aggregate(request, query, tuple(request.group_by), admitted.deadline,
+                                                    admitted.cancellation)
+        except InvalidQuery as error:
+            abort_invalid(context, error)
         return pb.AggregateResponse(request_id=request.request_id, groups=table.to_proto(final=False),
                                     partitions=progress.all_statuses())
 
+    def _info(self, partition: Partition) -> pb.PartitionInfo:
+        return pb.PartitionInfo(name=partition.name, days=partition.days, rows=partition.rows,
+                                skipped_lines=partition.skipped_lines, loaded_from=partition.loaded_from,
+                                fingerprint=partition.fingerprint, gaps=partition.gaps, daemon=self.config.name)
+
     def GetStatus(self, request: pb.StatusRequest, context: CallContext) -> pb.StatusResponse:
-        partitions = [pb.PartitionInfo(name=p.name, days=p.days, rows=p.rows, skipped_lines=p.skipped_lines,
-                                       loaded_from=p.loaded_from) for p in self.fanout.partitions.values()]
-        return pb.StatusResponse(daemon=self.config.name, role=self.config.role, process_id=os.getpid(),
-                                 uptime_seconds=time.monotonic() - self.started, serving=self.serving(),
-                                 partitions=partitions, children=[link.name for link in self.config.children],
-                                 active_requests=self.requests.active,
-                                 health_checks_by_requester=self.probes_received())
+        answer = pb.StatusResponse(daemon=self.config.name, role=self.config.role, process_id=os.getpid(),
+                                   uptime_seconds=time.monotonic() - self.started, serving=self.serving(),
+                                   partitions=[self._info(p) for p in self.fanout.partitions.values()],
+                                   children=[link.name for link in self.config.children],
+                                   active_requests=self.requests.active,
+                                   health_checks_by_requester=self.probes_received())
+        if request.cluster:
+            self._add_copies_below(answer, Deadline.of_call(context).child_timeout(STATUS_BELOW_TIMEOUT_SECONDS))
+        return answer
+
+    def _add_copies_below(self, answer: pb.StatusResponse, timeout: float) -> None:
+        """Every child's copies (and theirs, recursively), for the gateway's replica catalog. A child
+        that does not answer is named instead: its copies stay unknown, which only costs a check."""
+        calls: dict[str, UnaryCall] = {name: child.status(pb.StatusRequest(cluster=True), timeout=timeout)
+                                       for name, child in self.fanout.children.items()}
+        for name, call in calls.items():
+            try:
+                below: pb.StatusResponse = call.result()
+            except Exception:  # the call itself says why
+                answer.unreachable_below.append(f"{name}: {describe_error(call)}")
+                continue
+            if not below.serving:
+                answer.unreachable_below.append(f"{name}: not serving yet")
+            answer.copies_below.extend(below.partitions)
+            answer.copies_below.extend(below.copies_below)
+            answer.unreachable_below.extend(below.unreachable_below)

@@ -49,7 +49,10 @@ class ColumnBuilder:
         self.rows = 0
 
     def add_file(self, path: Path, label: str) -> None:
-        data = path.read_bytes()
+        self.add_bytes(path.read_bytes(), label)
+
+    def add_bytes(self, data: bytes, label: str) -> None:
+        """Adds one file's contents; `label` names it in the examples of skipped lines."""
         try:
             columns = _split_fast(data)
             numeric = _convert(columns)

@@ -233,6 +233,8 @@ def test_the_gateway_names_every_partition_a_single_failure_would_lose(tmp_path)
     document["routes"]["sep05-13"] = [["leader_e"], ["leader_b", "worker_c"]]
     config = tmp_path / "gateway_a.json"
     config.write_text(json.dumps(document))
+    for program in ("leader_b", "leader_e", "worker_c", "worker_d", "worker_f"):  # its routes are checked against them
+        shutil.copy(ETC / f"{program}.json", tmp_path)
     gateway = _start_daemon(config)
     try:
         checked = wait_for(lambda: [e for e in read_events(tmp_path / "gateway_a.log")

@@ -19,7 +19,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from tests.cluster import PROGRAMS, REPO, epoch_of, full_scans, read_events, start_cluster
+from tests.benchmarks.health_bench import QueryLoad, alarms_since, describe, refused_for_load
+from tests.cluster import PROGRAMS, REPO, epoch_of, read_events, start_cluster
 from tests.waiting import wait_for
 
 WATCHES = {"gateway_a": ["leader_b", "leader_e"], "leader_b": ["worker_c"], "leader_e": ["worker_f", "worker_d"]}
@@ -161,12 +162,40 @@ def test_standard_health_and_reflection_answer_on_every_daemon(health_cluster):
         assert probe.process_id == health_cluster.pid(program)
 
 
-def test_no_false_transitions_under_full_query_load(health_cluster):
+def test_no_false_alarm_under_the_issue_12_load_and_a_kill_under_it_is_still_detected(health_cluster):
+    """200 full scans through the gateway (64 admitted, the rest retried), 150 never-read Node.Scan
+    calls to leader_e and the largest aggregate: no transition and no failover while nothing is
+    faulted; then leader_b is killed under the same load and the gateway still sees it go."""
     since = time.time()
-    with full_scans(health_cluster.gateway, 4):
-        time.sleep(8)  # the load is the point: every probe in these seconds competes with four scans
-    for observer in WATCHES:
-        assert [e for e in health_cluster.events(observer, "health_transition") if epoch_of(e) >= since] == []
+    with QueryLoad(health_cluster) as load:
+
+        def alarms() -> tuple[list[dict], list[dict]]:
+            """(transitions, failovers other than load shedding) since the load began."""
+            transitions, failovers = alarms_since(health_cluster, since)
+            # A partition a leader turns away (RESOURCE_EXHAUSTED: the never-read calls hold every
+            # admission slot it has for parents) is moved by the gateway to another copy: load
+            # shedding by the admission limits, not a health signal, and not this test's subject.
+            return transitions, [f for f in failovers if not refused_for_load(f)]
+
+        # Long enough when half the gateway's 64 admission slots have served a whole full scan, and
+        # the aggregate and the turned-away clients have come round several times.
+        wait_for(lambda: any(alarms()) or (load.scans.completed >= 32 and load.scans.turned_away >= 100
+                                          and sum(load.aggregates.outcomes.values()) >= 3), 120,
+                 "the load to make progress")
+        transitions, failovers = alarms()
+        assert transitions == [], describe(transitions)
+        assert failovers == [], failovers[:3]
+        assert load.scans.errors == [] and load.aggregates.errors == []
+
+        pid = health_cluster.pid("leader_b")
+        killed = time.time()
+        os.kill(pid, signal.SIGKILL)
+        seen = wait_for(lambda: next((e for e in _transitions(health_cluster, "gateway_a", "leader_b", killed)
+                                      if e["to"] == "unavailable"), None), 10, "the gateway to see leader_b go")
+        # The target is 100 ms (bin/benchmark health measures it); a shared test machine gets slack.
+        assert epoch_of(seen) - killed < 1.0
+    wait_for(lambda: _path(health_cluster, "gateway_a", "leader_b", killed)[-1:] == ["healthy"], 30,
+             "leader_b to be restarted and seen healthy")
 
 
 def _lines_from(process: subprocess.Popen) -> queue.Queue[str]:

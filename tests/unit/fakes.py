@@ -2,7 +2,8 @@
 tested in milliseconds without a socket (as memberlist's MockTransport and trio's MockClock).
 
 - FakeClock: the health monitor's Clock; time moves only when a test calls `advance`.
-- FakeNeighbor: a ProbeTransport whose neighbour a test can kill, hang, slow down and restart.
+- FakeNeighbor: a ProbeTransport whose neighbour a test can kill, hang, slow down (busy: its
+  interpreter answers late while its process answers PINGs at once) and restart.
 - FakeContext and FakeRpcError: a gRPC servicer context and the errors a call fails with.
 - InProcessChild: a Child whose calls are served by a real NodeServicer in the same process, so
   a whole overlay of real fan-outs runs in memory, with faults injected on any edge.
@@ -84,6 +85,11 @@ class FakeClock:
         self._now = target
         await settle()
 
+    def stall(self, seconds: float) -> None:
+        """Time passes while the prober does not run (it waits for the interpreter lock): nothing
+        fires now; the next `advance` fires what came due meanwhile, late, in order."""
+        self._now += seconds
+
 
 async def settle() -> None:
     """Lets every task that is ready run until all wait again (no time passes)."""
@@ -96,7 +102,13 @@ async def settle() -> None:
 
 class FakeNeighbor:
     """A ProbeTransport to a scripted neighbour: up (answering after `delay` seconds), dead (its
-    port refuses at once, its connection breaks) or hung (it accepts and never answers)."""
+    port refuses at once, its connection breaks) or hung (it accepts and never answers).
+
+    `delay` is how long its interpreter takes to answer datagrams, HealthChecks and the watch; a
+    large one makes it busy. HTTP/2 PINGs (liveness pings) are answered by gRPC's core, after
+    `liveness_delay`, whatever the interpreter does; a hung process answers none until it resumes.
+    With `overloaded` set, HealthChecks are refused with RESOURCE_EXHAUSTED.
+    """
 
     def __init__(self, clock: FakeClock, pid: int = 100, status: str = "SERVING"):
         self.clock = clock
@@ -104,14 +116,20 @@ class FakeNeighbor:
         self.status = status
         self.mode = "up"
         self.delay = 0.001
+        self.liveness_delay = 0.0002
+        self.watch_delay: float | None = None  # how late a watch's first update arrives (None: `delay`)
+        self.overloaded = False
+        self.liveness_pings = 0
         self.pings = 0
         self.checks = 0
         self.watches = 0
         self._on_reply: Callable[[pb.HealthResponse], None] = lambda answer: None
         self._on_refused: Callable[[str], None] = lambda why: None
+        self._on_liveness: Callable[[int], None] = lambda stamp: None
         self._changed = asyncio.Event()
         self._lost = asyncio.Event()
         self._queued: list[pb.HealthRequest] = []  # datagrams a hung neighbour's socket holds
+        self._queued_liveness: list[int] = []  # PINGs its connection holds
 
     # what a test does to the neighbour
     def kill(self) -> None:
@@ -125,6 +143,9 @@ class FakeNeighbor:
         queued, self._queued = self._queued, []
         for request in queued:  # answered late, as a resumed process reads its socket buffer
             self.ping(request)
+        stamps, self._queued_liveness = self._queued_liveness, []
+        for stamp in stamps:
+            self._answer_liveness(stamp)
 
     def restart(self, pid: int) -> None:
         self.pid = pid
@@ -142,13 +163,27 @@ class FakeNeighbor:
 
     # ProbeTransport
     async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
-                    on_ping_refused: Callable[[str], None]) -> None:
-        self._on_reply, self._on_refused = on_ping_reply, on_ping_refused
+                    on_ping_refused: Callable[[str], None],
+                    on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
+        self._on_reply, self._on_refused, self._on_liveness = on_ping_reply, on_ping_refused, on_liveness_answer
+
+    def liveness_ping(self, stamp: int) -> bool:
+        self.liveness_pings += 1
+        if self.mode == "dead":
+            return False  # its connection is gone, and a new one is refused
+        if self.mode == "hung":
+            self._queued_liveness.append(stamp)
+        else:
+            self._answer_liveness(stamp)
+        return True
+
+    def _answer_liveness(self, stamp: int) -> None:
+        self.clock.call_later(self.liveness_delay, lambda: self._on_liveness(stamp) if self.mode == "up" else None)
 
     def ping(self, request: pb.HealthRequest) -> None:
         self.pings += 1
         if self.mode == "dead":
-            self.clock.call_later(0.0002, lambda: self._on_refused("Connection refused"))
+            self.clock.call_later(0.0002, lambda: self._on_refused("ping: Connection refused"))
         elif self.mode == "up":
             answer = self._answer(request)
             self.clock.call_later(self.delay, lambda: self._on_reply(answer) if self.mode == "up" else None)
@@ -160,9 +195,12 @@ class FakeNeighbor:
         if self.mode == "dead":
             await self.clock.sleep(0.0005)
             raise ProbeFailed("UNAVAILABLE: failed to connect to all addresses")
+        if self.mode == "up" and self.overloaded:
+            await self.clock.sleep(self.liveness_delay)
+            raise ProbeFailed("RESOURCE_EXHAUSTED: Concurrent RPC limit exceeded!", overloaded=True)
         if self.mode == "hung" or self.delay >= timeout:
             await self.clock.sleep(timeout)
-            raise ProbeFailed("DEADLINE_EXCEEDED: Deadline Exceeded")
+            raise ProbeFailed("DEADLINE_EXCEEDED: Deadline Exceeded", timed_out=True)
         await self.clock.sleep(self.delay)
         if self.mode != "up":
             raise ProbeFailed("UNAVAILABLE: the connection broke")
@@ -176,8 +214,9 @@ class FakeNeighbor:
         self.watches += 1
         while self.mode != "up":  # wait_for_ready: the call waits until the neighbour is reachable
             await self._wait_for_change()
-        await self.clock.sleep(self.delay)
-        yield self.status
+        first = self.status  # the status when the call reached it, delivered after `watch_delay`
+        await self.clock.sleep(self.delay if self.watch_delay is None else self.watch_delay)
+        yield first
         while True:
             await self._wait_for_change()
             if self.mode == "dead":
@@ -236,6 +275,13 @@ class FakeContext:
     def end(self) -> None:
         """The call terminated (answered, failed or cancelled): runs the termination callbacks once."""
         self._terminated.cancel()
+
+    cancelled_here: bool = False  # the server's side cancelled the call
+
+    def cancel(self) -> None:
+        """The server's side ends the call (ServicerContext.cancel): it terminates, as with gRPC."""
+        self.cancelled_here = True
+        self.end()
 
 
 @dataclass
@@ -339,6 +385,15 @@ class InProcessChild:
             return finished_call(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
         return finished_call(self.health)
 
+    def status(self, request: pb.StatusRequest, timeout: float) -> PendingCall:
+        if self.fault.refuse:
+            return finished_call(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
+        context = FakeContext(timeout)
+        try:
+            return finished_call(self.servicer.GetStatus(request, context))
+        finally:
+            context.end()
+
     def close(self) -> None:
         pass
 
@@ -373,6 +428,9 @@ class HealthLeader:
         raise AssertionError(f"{self.name}: HealthLeader serves only GetHealthStatus")
 
     def aggregate(self, request: pb.ScanRequest, timeout: float) -> NoReturn:
+        raise AssertionError(f"{self.name}: HealthLeader serves only GetHealthStatus")
+
+    def status(self, request: pb.StatusRequest, timeout: float) -> NoReturn:
         raise AssertionError(f"{self.name}: HealthLeader serves only GetHealthStatus")
 
     def close(self) -> None:

@@ -12,10 +12,12 @@ import pytest
 
 from daemons.config import (
     DATA_DIR_ENV,
+    PROBE_MINIMUM_SECONDS,
     Address,
     ConfigError,
     DaemonConfig,
     DataConfig,
+    HealthConfig,
     Link,
     PartitionSpec,
     QueryConfig,
@@ -69,6 +71,32 @@ def gateway_doc() -> dict:
 
 
 BASES = {"worker": worker_doc, "leader": leader_doc, "gateway": gateway_doc}
+
+
+def overlay_docs() -> dict[str, dict]:
+    """gateway_doc with the configs of every daemon below it, consistent with its routes."""
+    leader_e = edited(edited(leader_doc(), "name", "leader_e"), "listen", "localhost:50055")
+    leader_e["children"] = [{"name": "worker_c", "address": "127.0.0.1:50053", "link": "query"}]
+    leader_e["data"]["partitions"] = [{"name": "aug18-26", "days": ["20200818-20200826"]}]
+    worker_d = edited(edited(worker_doc(), "name", "worker_d"), "listen", "localhost:50054")
+    return {"gateway_a": gateway_doc(), "leader_b": leader_doc(), "leader_e": leader_e, "worker_c": worker_doc(),
+            "worker_d": worker_d}
+
+
+def write_overlay(folder: Path, documents: dict[str, dict]) -> Path:
+    """Writes every document as <name>.json into `folder`, as a deployment's etc/; returns the gateway's."""
+    for name, document in documents.items():
+        write_config(folder, document, f"{name}.json")
+    return (folder / "gateway_a.json").resolve()
+
+
+def shipped_overlay(folder: Path, edit=None) -> Path:
+    """The six shipped configs in `folder`, `edit(name, document)` applied to each; returns the gateway's."""
+    documents = {name: json.loads((ETC / f"{name}.json").read_text()) for name in DAEMONS}
+    for name, document in documents.items():
+        if edit:
+            edit(name, document)
+    return write_overlay(folder, documents)
 
 
 def edited(document: dict, path: str, value) -> dict:
@@ -135,7 +163,7 @@ def test_leader_config_parses_children_and_query_settings(tmp_path):
 
 
 def test_gateway_config_parses_routes_and_holds_no_data(tmp_path):
-    config = load_config(write_config(tmp_path, gateway_doc()), environ={DATA_DIR_ENV: str(tmp_path)})
+    config = load_config(write_overlay(tmp_path, overlay_docs()), environ={DATA_DIR_ENV: str(tmp_path)})
     assert config.role == "gateway"
     assert config.data is None
     assert config.listen == Address("0.0.0.0", 50051)
@@ -439,3 +467,238 @@ def test_unknown_field_with_a_newline_still_gives_one_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert "\n" not in str(caught.value)
+
+
+# --- duplicate keys ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, field", [
+    ('{"name": "worker_c", "name": "worker_d"}', "name"),
+    ('{"name": "w", "data": {"root": "a", "cache_dir": "c", "root": "b"}}', "data.root"),
+    ('{"data": {"partitions": [{"name": "p", "days": []}, {"name": "q", "days": [], "days": []}]}}',
+     "data.partitions[1].days"),
+    ('{"query": {"unknown": 1, "unknown": 2}}', "query.unknown"),  # found before the unknown field
+    ('{"a": {"x": 1, "x": 2}, "b": {"y": 1, "y": 2}}', "a.x"),  # the first in document order
+    ('{"a": [[{"z": 1, "z": 1}]]}', "a[0][0].z"),
+])
+def test_a_key_given_twice_is_refused_with_its_path(text, field, tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text(text, encoding="utf-8")
+    assert "twice" in config_error(path, field).problem
+
+
+def test_a_duplicate_key_in_a_long_key_is_named_cut_short(tmp_path):
+    key = "k" * 1000
+    path = tmp_path / "daemon.json"
+    path.write_text(f'{{"{key}": 1, "{key}": 2}}', encoding="utf-8")
+    error = config_error(path, "k" * 40 + "…")
+    assert len(str(error)) < len(str(path)) + 200
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "[" * 100_000 + "]" * 100_000])
+def test_json_that_python_cannot_hold_is_a_config_error(text, tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text(text, encoding="utf-8")
+    assert "invalid JSON" in config_error(path, "(file)").problem
+
+
+# --- health monitoring: lower bounds and relations -----------------------------------------------
+
+@pytest.mark.parametrize("settings, field", [
+    ({"interval_seconds": 1e-6}, "interval_seconds"),
+    ({"interval_seconds": 0.049}, "interval_seconds"),
+    ({"timeout_seconds": 0.049}, "timeout_seconds"),
+    ({"check_interval_seconds": 0.49}, "check_interval_seconds"),
+    ({"confirm_interval_seconds": 0.0049}, "confirm_interval_seconds"),
+    ({"confirm_interval_seconds": 0}, "confirm_interval_seconds"),
+    ({"interval_seconds": float("nan")}, "interval_seconds"),
+    ({"timeout_seconds": float("inf")}, "timeout_seconds"),
+    ({"interval_seconds": 2e6}, "interval_seconds"),
+    # at most 100 probes outstanding: timeout / the shorter of the two intervals
+    ({"interval_seconds": 0.4, "timeout_seconds": 40.1}, "timeout_seconds"),
+    ({"interval_seconds": 1, "check_interval_seconds": 0.5, "timeout_seconds": 51}, "timeout_seconds"),
+])
+def test_probe_timings_below_their_bounds_are_refused(settings, field, tmp_path):
+    error = config_error(write_config(tmp_path, edited(leader_doc(), "health_monitoring", settings)),
+                         f"health_monitoring.{field}")
+    assert error.problem.startswith("must be")
+
+
+@pytest.mark.parametrize("settings", [
+    {"interval_seconds": 0.05, "timeout_seconds": 0.05, "check_interval_seconds": 0.5,
+     "confirm_interval_seconds": 0.005},
+    {"interval_seconds": 0.4, "timeout_seconds": 40},
+    {"interval_seconds": 1, "check_interval_seconds": 0.5, "timeout_seconds": 50},
+    {"interval_seconds": 0.05, "timeout_seconds": 5},
+])
+def test_probe_timings_at_their_bounds_are_accepted(settings, tmp_path):
+    health = load_config(write_config(tmp_path, edited(leader_doc(), "health_monitoring", settings)), environ={}).health
+    assert {name: getattr(health, name) for name in settings} == settings
+
+
+def test_the_shipped_probe_timings_are_within_the_bounds():
+    shipped = {name: getattr(HealthConfig(), name) for name in PROBE_MINIMUM_SECONDS}
+    assert all(shipped[name] >= minimum for name, minimum in PROBE_MINIMUM_SECONDS.items())
+
+
+# --- query limits --------------------------------------------------------------------------------
+
+def test_query_limits_parse_and_default(tmp_path):
+    limits = {"max_internal_requests": 16, "client_idle_timeout_seconds": 2.5, "max_aggregate_groups": 500}
+    query = load_config(write_config(tmp_path, edited(worker_doc(), "query", limits)), environ={}).query
+    assert (query.max_internal_requests, query.client_idle_timeout_seconds, query.max_aggregate_groups) == (16, 2.5, 500)
+    assert isinstance(load_config(write_config(tmp_path, edited(worker_doc(), "query.client_idle_timeout_seconds", 30)),
+                                  environ={}).query.client_idle_timeout_seconds, float)
+    defaults = load_config(write_config(tmp_path, worker_doc()), environ={}).query
+    assert (defaults.max_internal_requests, defaults.client_idle_timeout_seconds,
+            defaults.max_aggregate_groups) == (128, 30.0, 100_000)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_internal_requests", 0),
+    ("max_internal_requests", -5),
+    ("max_internal_requests", 8.0),
+    ("max_internal_requests", True),
+    ("max_internal_requests", "128"),
+    ("max_internal_requests", 10**7),
+    ("client_idle_timeout_seconds", 0),
+    ("client_idle_timeout_seconds", -1),
+    ("client_idle_timeout_seconds", "30"),
+    ("client_idle_timeout_seconds", False),
+    ("client_idle_timeout_seconds", float("nan")),
+    ("client_idle_timeout_seconds", 2e6),
+    ("max_aggregate_groups", 0),
+    ("max_aggregate_groups", 1.5),
+    ("max_aggregate_groups", None),
+])
+def test_invalid_query_limits_are_refused(field, value, tmp_path):
+    config_error(write_config(tmp_path, edited(worker_doc(), f"query.{field}", value)), f"query.{field}")
+
+
+# --- values from the file: ASCII digits only, shown cut short ------------------------------------
+
+def other_digits(text: str, zero: str) -> str:
+    """`text` with its ASCII digits written in another script's digits, from that script's zero."""
+    return text.translate(str.maketrans("0123456789", "".join(chr(ord(zero) + d) for d in range(10))))
+
+
+FULL_WIDTH_ZERO, ARABIC_INDIC_ZERO = "\uff10", "\u0660"
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("listen", "localhost:" + other_digits("50053", FULL_WIDTH_ZERO), "listen"),
+    ("listen", "localhost:" + other_digits("50053", ARABIC_INDIC_ZERO), "listen"),
+    ("data.partitions[0].days", [other_digits("20200818", FULL_WIDTH_ZERO)], "data.partitions[0].days[0]"),
+    ("data.partitions[0].days", ["20200818-" + other_digits("20200820", FULL_WIDTH_ZERO)],
+     "data.partitions[0].days[0]"),
+])
+def test_only_ascii_digits_count_as_digits(path, value, field, tmp_path):
+    config_error(write_config(tmp_path, edited(worker_doc(), path, value)), field)
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("listen", "x" * 1_000_000, "listen"),
+    ("name", "N" * 1_000_000, "name"),
+    ("data.partitions[0].days", ["9" * 1_000_000], "data.partitions[0].days[0]"),
+    ("query.default_chunk_size", "8" * 1_000_000, "query.default_chunk_size"),
+])
+def test_a_long_bad_value_is_quoted_cut_short_with_its_length(path, value, field, tmp_path):
+    error = config_error(write_config(tmp_path, edited(worker_doc(), path, value)), field)
+    assert "(1,000,000 characters)" in error.problem and len(error.problem) < 200
+
+
+def test_a_long_unknown_key_is_named_cut_short(tmp_path):
+    error = config_error(write_config(tmp_path, edited(worker_doc(), "q" * 1_000_000, 1)), "q" * 40 + "…")
+    assert len(str(error)) < len(str(tmp_path)) + 400
+
+
+# --- gateway routes against the overlay of the configs in its folder ----------------------------
+
+def test_parse_config_checks_a_gateway_document_alone(tmp_path):
+    config = parse_config(gateway_doc(), tmp_path / "nowhere" / "gateway_a.json", environ={})
+    assert set(config.routes) == {"aug10-17", "aug18-26"}
+
+
+def test_the_shipped_overlay_copied_elsewhere_loads(tmp_path):
+    assert load_config(shipped_overlay(tmp_path / "etc"), environ={}).routes
+
+
+def test_a_route_over_a_control_link_is_accepted(tmp_path):
+    def route_over_control_link(name, document):
+        if name == "gateway_a":
+            document["routes"]["aug27-sep04"] = [["leader_b", "worker_d"]]
+
+    config = load_config(shipped_overlay(tmp_path, route_over_control_link), environ={})
+    assert config.routes["aug27-sep04"] == (("leader_b", "worker_d"),)
+
+
+def routed(partition: str, paths: list[list[str]]):
+    def edit(name, document):
+        if name == "gateway_a":
+            document["routes"][partition] = paths
+    return edit
+
+
+@pytest.mark.parametrize("edit, field, problem", [
+    (routed("aug18-26", [["leader_b", "worker_c"], ["leader_b", "worker_f"]]), "routes.aug18-26[1]",
+     "leader_b has no child link to worker_f (its children: worker_c, worker_d)"),
+    (routed("aug18-26", [["leader_b", "worker_z"]]), "routes.aug18-26[0]", "leader_b has no child link to worker_z"),
+    (routed("aug18-26", [["leader_b", "worker_c", "worker_d"]]), "routes.aug18-26[0]",
+     "worker_c has no child link to worker_d (its children: none)"),
+    (routed("sep14-24", [["leader_e", "worker_d"]]), "routes.sep14-24[0]",
+     "worker_d, the end of the path, does not hold sep14-24, nor does any daemon on this path"),
+    (routed("aug10-17", [["leader_b", "worker_c"]]), "routes.aug10-17[0]",
+     "worker_c, the end of the path, does not hold aug10-17; leader_b on this path does, so end the path there"),
+    (routed("oct01-09", [["leader_b"]]), "routes.oct01-09[0]", "leader_b, the end of the path, does not hold oct01-09"),
+])
+def test_a_route_that_does_not_follow_the_overlay_is_refused(edit, field, problem, tmp_path):
+    assert problem in config_error(shipped_overlay(tmp_path, edit), field).problem
+
+
+def test_a_daemon_on_a_route_without_a_config_is_refused(tmp_path):
+    gateway = shipped_overlay(tmp_path)
+    (tmp_path / "worker_f.json").unlink()
+    problem = config_error(gateway, "routes.sep14-24[0]").problem
+    assert problem.startswith(f"cannot check worker_f against its config: {tmp_path / 'worker_f.json'}: (file): ")
+
+
+def test_an_invalid_config_on_a_route_is_refused_naming_both_files(tmp_path):
+    def break_worker_c(name, document):
+        if name == "worker_c":
+            document["listen"] = "nowhere"
+
+    problem = config_error(shipped_overlay(tmp_path, break_worker_c), "routes.aug18-26[0]").problem
+    assert f"{tmp_path / 'worker_c.json'}: listen: " in problem
+
+
+def test_a_duplicate_key_in_a_config_on_a_route_is_refused(tmp_path):
+    gateway = shipped_overlay(tmp_path)
+    worker_c = tmp_path / "worker_c.json"
+    worker_c.write_text(worker_c.read_text().replace('"role": "worker",', '"role": "worker", "role": "worker",'))
+    assert f"{worker_c}: role: " in config_error(gateway, "routes.aug18-26[0]").problem
+
+
+def test_a_config_named_for_another_daemon_is_refused(tmp_path):
+    def rename_worker_c(name, document):
+        if name == "worker_c":
+            document["name"] = "worker_x"
+
+    problem = config_error(shipped_overlay(tmp_path, rename_worker_c), "routes.aug18-26[0]").problem
+    assert "is the config of 'worker_x', not of 'worker_c'" in problem
+
+
+def test_a_partition_held_below_the_gateway_but_routed_nowhere_is_refused(tmp_path):
+    def unroute_sep14(name, document):
+        if name == "gateway_a":
+            del document["routes"]["sep14-24"]
+
+    problem = config_error(shipped_overlay(tmp_path, unroute_sep14), "routes.sep14-24").problem
+    assert problem.startswith(f"no route: worker_c holds it ({tmp_path / 'worker_c.json'})")
+
+
+def test_a_child_of_a_leader_without_a_config_is_refused_even_when_no_route_names_it(tmp_path):
+    def add_worker_z(name, document):
+        if name == "leader_e":
+            document["children"].append({"name": "worker_z", "address": "127.0.0.1:50099", "link": "query"})
+
+    problem = config_error(shipped_overlay(tmp_path, add_worker_z), "routes").problem
+    assert problem.startswith("cannot check worker_z against its config: ")

@@ -21,9 +21,11 @@ from daemons.fanout.engine import Fanout, Payload
 from daemons.health.status import Status
 from daemons.query.wire import decode_rows
 from daemons.rpc import airquality_pb2 as pb
-from daemons.servicers.gateway import GatewayServicer
+from daemons.servicers.gateway import GatewayServicer, Replicas, Unverified
 from daemons.servicers.node import NodeServicer
+from daemons.servicers.replicas import ReplicaDirectory
 from daemons.servicers.requests import RequestRegistry
+from daemons.servicers.tokens import ResumeTokens
 from tests.cluster import ETC, PROGRAMS
 from tests.unit.fakes import FakeContext, FakeRpcError, InProcessChild
 from tests.unit.helpers import CRESCENT_CITY, partition_from_measurements
@@ -55,15 +57,30 @@ class Overlay:
     fanouts: dict[str, Fanout] = field(default_factory=dict)
     edges: dict[tuple[str, str], InProcessChild] = field(default_factory=dict)  # (parent, child) -> edge
     health: FixedHealthView = field(default_factory=lambda: FixedHealthView({}))  # what the gateway believes
+    token_key: bytes = b"k" * 32  # the gateway's, kept across its restarts
 
     def edge(self, parent: str, child: str) -> InProcessChild:
         return self.edges[parent, child]
 
-    def gateway(self) -> GatewayServicer:
-        """A gateway process over this overlay (call again for a restarted one)."""
+    def gateway(self, replicas: Replicas | None = None) -> GatewayServicer:
+        """A gateway process over this overlay (call again for a restarted one); by default it
+        learns the copies' contents from the leaders, as the daemon does."""
         config = self.configs["gateway_a"]
         registry = RequestRegistry("gateway_a", _serving(), config.query.max_concurrent_requests, self.log)
-        return GatewayServicer(config, self.fanouts["gateway_a"], registry, self.health, self.log)
+        if replicas is None:
+            leaders = {name: self.edge("gateway_a", name) for name in ("leader_b", "leader_e")}
+            replicas = directory = ReplicaDirectory(config.routes, leaders, self.log)
+            directory.refresh()  # what its thread does at start; the in-memory leaders answer at once
+        return GatewayServicer(config, self.fanouts["gateway_a"], registry, self.health, self.log,
+                               ResumeTokens(self.token_key), replicas)
+
+    def replace_copy(self, daemon: str, partition: str, rows: list[tuple[str, int, str]],
+                     missing_days: tuple[str, ...] = ()) -> None:
+        """Gives `daemon` another copy of `partition`: these rows, with these days missing on disk."""
+        copy = partition_from_measurements([CRESCENT_CITY._replace(site_name=site, aqi=i) for _, i, site in rows],
+                                           partition)
+        copy.missing_days = missing_days
+        self.fanouts[daemon].partitions[partition] = copy
 
 
 def _serving() -> threading.Event:
@@ -233,6 +250,7 @@ def test_cancel_by_id_stops_the_stream_and_logs_cancelled(overlay: Overlay) -> N
     context.end()
     assert [e["outcome"] for e in overlay.log.of(events.QUERY_FINISHED)] == ["cancelled"]
     assert not gateway.Cancel(pb.CancelRequest(request_id="to-cancel"), FakeContext()).cancelled
+    assert overlay.log.of(events.PARTITION_FAILOVER) == []  # the streams cut short by the cancel are not failures
 
 
 def test_an_aggregate_fails_over_whole_partitions_and_counts_exactly(overlay: Overlay) -> None:
@@ -257,3 +275,88 @@ def test_aggregates_are_admitted_like_queries(overlay: Overlay) -> None:
         gateway.Aggregate(pb.AggregateRequest(request_id="shared-id"), FakeContext())
     assert refused.value.code() is grpc.StatusCode.ALREADY_EXISTS
     running.end()
+
+
+# -- copies that differ ------------------------------------------------------------------------------
+
+
+def test_a_copy_missing_a_day_is_passed_over_for_a_complete_one(overlay: Overlay) -> None:
+    overlay.replace_copy("worker_f", "sep14-24", rows_of("sep14-24")[:30], missing_days=("20200914",))
+    answer = read(query(overlay.gateway()))
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    assert {s.partition: s.served_by for s in answer.last.partitions}["sep14-24"] == "worker_c"
+    assert overlay.log.of(events.PARTITION_FAILOVER) == []
+
+
+def test_with_only_the_copy_missing_a_day_left_the_answer_names_the_day(overlay: Overlay) -> None:
+    overlay.replace_copy("worker_f", "sep14-24", rows_of("sep14-24")[:30], missing_days=("20200914",))
+    overlay.health.known["worker_c"] = Status.UNAVAILABLE
+    answer = read(query(overlay.gateway()))
+    assert answer.last is not None and list(answer.last.missing_partitions) == ["sep14-24"]
+    status = {s.partition: s for s in answer.last.partitions}["sep14-24"]
+    assert "day 20200914 missing on disk" in status.error and status.rows == 30
+    assert len(answer.rows) == len(set(answer.rows)) == 4 * ROWS_PER_PARTITION + 30
+
+
+def test_copies_that_disagree_are_logged_and_the_answer_is_not_called_complete(overlay: Overlay) -> None:
+    different = [(p, i, f"{site} (edited)") for p, i, site in rows_of("sep14-24")]
+    overlay.replace_copy("worker_f", "sep14-24", different)
+    answer = read(query(overlay.gateway()))
+    assert answer.last is not None and list(answer.last.missing_partitions) == ["sep14-24"]
+    status = {s.partition: s for s in answer.last.partitions}["sep14-24"]
+    assert status.served_by == "worker_f" and "copies disagree" in status.error
+    (mismatch,) = overlay.log.of(events.REPLICA_MISMATCH)
+    assert (mismatch["partition"], mismatch["preferred"], mismatch["other"]) == ("sep14-24", "worker_f", "worker_c")
+    assert mismatch["preferred_fingerprint"] != mismatch["other_fingerprint"]
+
+
+def test_a_failover_never_continues_a_stream_on_a_copy_that_differs(overlay: Overlay) -> None:
+    """Even when the gateway knows nothing of the copies yet: the replica refuses the route's fingerprint."""
+    different = [(p, i, f"{site} (edited)") for p, i, site in rows_of("sep14-24")]
+    overlay.replace_copy("worker_f", "sep14-24", different)
+    overlay.edge("leader_e", "worker_f").fault.die_after_chunks = 3
+    answer = read(query(overlay.gateway(Unverified(overlay.configs["gateway_a"]))))
+    assert answer.last is not None and list(answer.last.missing_partitions) == ["sep14-24"]
+    from_f = [row for row in answer.rows if row[0] == "sep14-24"]
+    assert from_f == different[:len(from_f)] and len(from_f) == 3 * CHUNK  # only worker_f's rows, once each
+    assert "replica mismatch" in {s.partition: s for s in answer.last.partitions}["sep14-24"].error
+
+
+# -- hostile requests --------------------------------------------------------------------------------
+
+
+def test_a_forged_or_edited_resume_token_is_refused(overlay: Overlay) -> None:
+    token = read(query(overlay.gateway()), stop_after=2).tokens[-1]
+    state = pb.ResumeToken.FromString(token[:-32])
+    state.delivered["sep14-24"] = 2**64 - 1
+    for forged in (token[:-1] + bytes([token[-1] ^ 1]), state.SerializeToString(), state.SerializeToString() + token[-32:]):
+        with pytest.raises(FakeRpcError) as refused:
+            next(iter(query(overlay.gateway(), "forged", token=forged)))
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a token this service issued" in refused.value.details()
+
+
+def test_an_aggregate_with_too_many_groups_is_refused_naming_the_limit(overlay: Overlay) -> None:
+    for fanout in overlay.fanouts.values():
+        fanout.max_aggregate_groups = 10
+    with pytest.raises(FakeRpcError) as refused:
+        overlay.gateway().Aggregate(pb.AggregateRequest(request_id="a", group_by=["site"]), FakeContext(timeout=30))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "more than 10 groups" in refused.value.details() and "max_aggregate_groups" in refused.value.details()
+    assert overlay.log.of(events.PARTITION_FAILOVER) == []
+
+
+@pytest.mark.parametrize("routes, problem", [
+    ([("sep05-13", ["leader_e"])] * 2, "routed more than once"),
+    ([("sep05-13", ["leader_e", "worker_d", "leader_e"])], "at most once"),
+    ([("sep05-13", ["gateway_a", "leader_e"])], "must start at leader_e"),
+    ([(f"p{i}", ["leader_e"]) for i in range(300)], "at most 256"),
+])
+def test_internal_requests_that_would_multiply_work_are_refused(overlay: Overlay, routes, problem) -> None:
+    node = NodeServicer(overlay.configs["leader_e"], overlay.fanouts["leader_e"],
+                        RequestRegistry("leader_e", _serving(), 64, overlay.log), 0.0, lambda: True, dict)
+    request = pb.ScanRequest(request_id="r", routes=[pb.PartitionRoute(partition=p, path=path) for p, path in routes])
+    for call in (lambda: next(iter(node.Scan(request, FakeContext()))), lambda: node.ScanAggregate(request, FakeContext())):
+        with pytest.raises(FakeRpcError) as refused:
+            call()
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT and problem in refused.value.details()

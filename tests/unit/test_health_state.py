@@ -68,6 +68,16 @@ def test_a_failure_of_a_probe_sent_before_a_later_success_is_outdated():
     assert transition is not None and transition.current is Status.DEGRADED
 
 
+def test_a_neighbour_seen_running_settles_a_suspicion_without_changing_its_status():
+    state = NeighborState("worker_c", Thresholds(startup_grace_seconds=0), now=0.0)
+    state.observe(OK, 1.0)
+    state.observe(FAIL, 2.0)  # degraded, and a suspicion to settle
+    assert state.confirmations_wanted() == 2
+    state.running()  # a probe timed out, but the process answered a PING: busy
+    assert (state.status, state.consecutive_failures, state.confirmations_wanted()) == (Status.DEGRADED, 1, 0)
+    assert state.observe(OK, 3.0).current is Status.HEALTHY  # its late answer heals it
+
+
 def test_success_rate_over_the_window():
     state = NeighborState("worker_c", Thresholds(window_seconds=10), now=0.0)
     for second, result in enumerate([OK, OK, FAIL, OK]):

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemons.fanout.merge import FairMerge, SourceEnded
+from daemons.fanout.slots import WorkSlots, give_back_slot
 from tests.waiting import wait_for
 
 TIMEOUT = 10.0
@@ -110,7 +111,7 @@ def drained_then_set(items, event: threading.Event):
 @settings(max_examples=40, deadline=None)
 @given(counts=st.lists(st.integers(0, 6), min_size=1, max_size=5))
 def test_ready_sources_are_served_in_turn(counts):
-    merge = FairMerge(depth=max(*counts, 1))
+    merge = FairMerge(depth=max(counts) + 1)  # room for every item, so each pump asks for one more
     drained = []
     for number, count in enumerate(counts):
         drained.append(threading.Event())
@@ -167,19 +168,21 @@ class CountingSource:
             assert self.condition.wait_for(lambda: self.produced >= count, TIMEOUT), (self.produced, count)
 
 
-@pytest.mark.parametrize("depth", [1, 2, 5])
+@pytest.mark.parametrize("depth", [None, 1, 2, 5])
 def test_producer_stays_within_depth_of_the_consumer(depth):
-    """A producer runs ahead by at most `depth` buffered items plus the one its pump holds while blocked."""
+    """A producer runs ahead by at most `depth` buffered items (one by default): its pump waits for room
+    before it asks for the next item, so it never holds one it cannot buffer."""
     sources = [CountingSource(), CountingSource()]
-    merge = FairMerge(depth=depth)
+    merge = FairMerge() if depth is None else FairMerge(depth=depth)
+    depth = depth or 1
     for number, source in enumerate(sources):
         merge.add(f"bounded{number}", source)
     stream = iter(merge)
     consumed = [0, 0]
     for _ in range(40):
         for source, taken in zip(sources, consumed):
-            source.wait_for(taken + depth + 1)  # it gets as far ahead as it may...
-            assert source.produced == taken + depth + 1  # ...and no further
+            source.wait_for(taken + depth)  # it gets as far ahead as it may...
+            assert source.produced == taken + depth  # ...and no further
         name, item = next(stream)
         number = int(name[-1])
         assert item == consumed[number]
@@ -230,3 +233,82 @@ def test_close_from_another_thread_wakes_a_waiting_consumer():
     merge.close()
     assert all(isinstance(item, SourceEnded) for _, item in consumer.finish())
     assert release.is_set()
+
+
+# -- work slots ----------------------------------------------------------------------------------------
+
+
+def test_work_slots_admit_at_most_their_limit_and_hand_over_in_arrival_order():
+    slots = WorkSlots(2)
+    entered: list[str] = []
+    gates = {name: threading.Event() for name in ("a", "b", "c", "d")}
+
+    def work(name: str) -> None:
+        slots.enter()
+        entered.append(name)
+        assert gates[name].wait(TIMEOUT)
+        slots.leave()
+
+    threads = {}
+    for name in gates:
+        threads[name] = threading.Thread(target=work, args=(name,), daemon=True)
+        threads[name].start()
+        if name in ("a", "b"):
+            wait_for(lambda n=name: n in entered, TIMEOUT, f"{name} to enter")
+        else:  # queued behind the first two, in this order
+            queued = len(threads) - 2
+            wait_for(lambda n=queued: slots.waiting == n, TIMEOUT, f"{name} to wait")
+    assert entered == ["a", "b"] and slots.free == 0
+    gates["b"].set()
+    wait_for(lambda: entered == ["a", "b", "c"], TIMEOUT, "c to get b's slot")
+    gates["a"].set()
+    wait_for(lambda: entered == ["a", "b", "c", "d"], TIMEOUT, "d to get a's slot")
+    gates["c"].set()
+    gates["d"].set()
+    for thread in threads.values():
+        thread.join(TIMEOUT)
+    assert slots.free == 2
+
+
+def test_entering_twice_takes_one_slot_and_leaving_without_one_gives_nothing():
+    slots = WorkSlots(2)
+    slots.enter()
+    slots.enter()
+    assert slots.free == 1
+    slots.leave()
+    slots.leave()
+    assert slots.free == 2
+    assert give_back_slot() is None
+
+
+def test_a_consumer_gives_its_slot_back_while_it_waits_for_its_sources():
+    slots = WorkSlots(1)
+    release = threading.Event()
+    free_while_waiting: list[int] = []
+    held_with_item: list[int] = []
+
+    def late():
+        assert release.wait(TIMEOUT)
+        yield "late"
+
+    merge = FairMerge()
+    merge.add("late", late())
+
+    def consume():
+        slots.enter()
+        for _, item in merge:
+            if not isinstance(item, SourceEnded):
+                held_with_item.append(slots.free)
+        slots.leave()
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    wait_for(lambda: slots.free == 1, TIMEOUT, "the waiting consumer to give its slot back")
+    slots.enter()  # another stream works meanwhile
+    free_while_waiting.append(slots.free)
+    release.set()
+    slots.leave()
+    consumer.join(TIMEOUT)
+    assert not consumer.is_alive()
+    assert free_while_waiting == [0] and held_with_item == [0]  # it had its slot again for the item
+    assert slots.free == 1

@@ -2,20 +2,27 @@
 
 Each test runs a real NeighborMonitor against a FakeNeighbor and moves a FakeClock; the figures
 asserted are the README's detection targets (kill -9 -> unavailable within 100 ms, a hang ->
-degraded / unavailable within 1.6 s / 3 s, a restarted daemon healthy the moment it serves).
+degraded / unavailable within 1.6 s / 3 s, a restarted daemon healthy the moment it serves), and
+the absence of false alarms: a neighbour whose interpreter answers late while its process answers
+PINGs is busy, not degraded, and a prober that itself ran late does not blame its neighbour.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemons import events
 from daemons.config import HealthConfig
 from daemons.events import EventRecorder
 from daemons.health.monitor import NeighborMonitor
+from daemons.health.pings import BUSY_LIMIT_SECONDS
 from daemons.health.state import Status, Thresholds
 from tests.unit.fakes import FakeClock, FakeNeighbor
 
@@ -64,6 +71,7 @@ def test_a_serving_neighbour_becomes_healthy_at_once_and_stays_so() -> None:
         await s.clock.advance(60)
         assert s.path() == ["healthy"]
         assert s.neighbor.pings >= 60 / SETTINGS.interval_seconds - 1  # datagrams, every interval
+        assert s.neighbor.liveness_pings >= s.neighbor.pings  # each with its witness
         assert s.neighbor.checks <= 60 / SETTINGS.check_interval_seconds + 1  # gRPC only now and then
         assert s.neighbor.watches == 1  # closed once healthy, not reopened
 
@@ -139,6 +147,23 @@ def test_a_restarted_neighbour_is_healthy_when_it_serves_and_its_restart_is_logg
     run(test)
 
 
+def test_a_watch_update_overtaken_by_a_later_probe_makes_no_transition() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.kill()
+        await s.until(Status.UNAVAILABLE, 0.1)
+        s.neighbor.watch_delay = 0.5  # the watch hears "still loading" and delivers it late...
+        s.neighbor.status = "NOT_SERVING"
+        s.neighbor.restart(pid=200)
+        await s.clock.advance(0.1)
+        s.neighbor.status = "SERVING"  # ...after the daemon serves and a ping has said so
+        await s.until(Status.HEALTHY, SETTINGS.interval_seconds + 0.01)
+        await s.clock.advance(1.0)
+        assert s.path() == ["healthy", "degraded", "unavailable", "healthy"]
+
+    run(test)
+
+
 def test_a_neighbour_still_starting_stays_unknown_and_draws_no_probe_storm() -> None:
     async def test(s: Scenario) -> None:
         s.neighbor.kill()  # not listening yet
@@ -167,7 +192,7 @@ def test_flapping_gives_one_line_per_change_in_order() -> None:
     run(test)
 
 
-def test_slow_replies_within_the_deadline_are_healthy_and_beyond_it_are_not() -> None:
+def test_slow_replies_within_the_deadline_are_healthy_and_beyond_it_are_busy_not_degraded() -> None:
     async def test(s: Scenario) -> None:
         await s.until(Status.HEALTHY, 0.01)
         s.neighbor.delay = 0.5  # slower than usual, inside the 0.6 s deadline
@@ -175,12 +200,101 @@ def test_slow_replies_within_the_deadline_are_healthy_and_beyond_it_are_not() ->
         assert s.path() == ["healthy"]
         last = s.monitor.view()
         assert last.status == "healthy" and 499 <= last.last_latency_ms <= 501
-        s.neighbor.delay = 0.7  # beyond it: every probe fails, though the watch still hears SERVING
-        assert await s.until(Status.DEGRADED, 1.1) <= SETTINGS.interval_seconds + SETTINGS.timeout_seconds + 0.01
-        await s.clock.advance(10)
-        degraded = [e for e in s.log.of(events.HEALTH_TRANSITION) if e["to"] == "degraded"]
-        assert degraded and all("no answer within" in e["reason"] or "DEADLINE_EXCEEDED" in e["reason"]
-                                for e in degraded)
+        s.neighbor.delay = 2.0  # beyond it, but its process answers PINGs: its interpreter is busy
+        await s.clock.advance(30)
+        assert s.path() == ["healthy"]
+        assert 1999 <= s.monitor.view().last_latency_ms <= 2001  # late answers still count, with their latency
+
+    run(test)
+
+
+def test_an_interpreter_stuck_past_the_busy_limit_is_degraded_then_unavailable() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.delay = math.inf  # its process answers PINGs, its Python never answers again
+        degraded = await s.until(Status.DEGRADED, BUSY_LIMIT_SECONDS + 1)
+        assert BUSY_LIMIT_SECONDS <= degraded <= BUSY_LIMIT_SECONDS + SETTINGS.interval_seconds + 0.01
+        await s.until(Status.UNAVAILABLE, 3 * SETTINGS.interval_seconds + 0.01)
+        reasons = [event["reason"] for event in s.log.of(events.HEALTH_TRANSITION)]
+        assert all("its interpreter is stuck" in reason for reason in reasons[1:])
+
+    run(test)
+
+
+def test_a_busy_neighbour_that_hangs_is_still_detected_within_the_targets() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.delay = 2.0
+        await s.clock.advance(10.03)
+        s.neighbor.hang()
+        degraded = await s.until(Status.DEGRADED, 1.6)
+        unavailable = degraded + await s.until(Status.UNAVAILABLE, 3.0)
+        assert degraded <= SETTINGS.interval_seconds + SETTINGS.timeout_seconds + 0.01
+        assert unavailable <= 1.6
+        assert "nor to an HTTP/2 PING" in s.log.of(events.HEALTH_TRANSITION)[1]["reason"]
+
+    run(test)
+
+
+def test_a_busy_neighbour_that_is_killed_is_unavailable_within_100_ms() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.delay = 2.0
+        await s.clock.advance(10.23)
+        s.neighbor.kill()
+        assert await s.until(Status.UNAVAILABLE, 0.1) <= 0.1
+
+    run(test)
+
+
+def test_a_suspicion_of_a_busy_neighbour_is_settled_by_its_pings_without_a_storm_of_checks() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.delay = 2.0
+        await s.clock.advance(3)
+        checks = s.neighbor.checks
+        s.monitor.observe(False, "ping: Connection refused")  # one failure: degraded, and suspected
+        await s.clock.advance(3)
+        assert s.path() == ["healthy", "degraded", "healthy"]  # its late datagram answers heal it
+        assert s.neighbor.checks - checks <= 3  # confirmations stopped once its PINGs showed it running
+
+    run(test)
+
+
+def test_health_checks_refused_as_overloaded_are_not_failures() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.overloaded = True  # "Concurrent RPC limit exceeded": it runs, it is full
+        await s.clock.advance(30)
+        assert s.path() == ["healthy"]
+
+    run(test)
+
+
+def test_answers_that_arrived_while_the_prober_was_not_running_are_read_before_its_deadlines_are_judged() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        await s.clock.advance(0.39)  # just before the next round
+        s.neighbor.delay = s.neighbor.liveness_delay = 0.65  # its answers come just after the deadline...
+        await s.clock.advance(0.02)  # (the round is sent)
+        s.clock.stall(1.0)  # ...while the prober is not running; its deadline fires late, after them
+        s.neighbor.delay = s.neighbor.liveness_delay = 0.001
+        await s.clock.advance(1.0)
+        assert s.path() == ["healthy"]
+
+    run(test)
+
+
+def test_a_prober_that_was_not_running_does_not_blame_its_neighbour_and_stretches_its_deadlines() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        for _ in range(20):
+            s.clock.stall(2.0)  # this daemon's loop waited for the interpreter lock: every timer fires late
+            await s.clock.advance(0.3)
+        assert s.path() == ["healthy"]
+        assert s.monitor.awareness.score > 0
+        await s.clock.advance(10)  # on time again: the stretch wears off
+        assert s.monitor.awareness.score == 0
 
     run(test)
 
@@ -202,16 +316,28 @@ def test_damped_recovery_needs_the_configured_successes() -> None:
     run(test, settings)
 
 
-def test_a_failed_query_reported_from_another_thread_starts_confirmations() -> None:
+def test_a_failed_query_reported_from_another_thread_is_a_question_its_answers_settle() -> None:
     async def test(s: Scenario) -> None:
         await s.until(Status.HEALTHY, 0.01)
-        checks = s.neighbor.checks
-        reporter = threading.Thread(target=s.monitor.observe, args=(False, "query call failed: UNAVAILABLE: x"))
+        checks, pings = s.neighbor.checks, s.neighbor.pings
+        reporter = threading.Thread(target=s.monitor.query_call_failed, args=("query call failed: UNAVAILABLE: x",))
         reporter.start()
         reporter.join()
+        await s.clock.advance(0.01)
+        assert s.neighbor.checks > checks and s.neighbor.pings > pings  # asked at once, on every path
         await s.clock.advance(0.1)
-        assert s.path() == ["healthy", "degraded", "healthy"]  # suspected, then confirmed alive
-        assert s.neighbor.checks > checks
+        assert s.path() == ["healthy"]  # it answered: the failed call said nothing about its health
+
+    run(test)
+
+
+def test_a_failed_query_call_to_a_killed_neighbour_gets_it_unavailable_within_100_ms() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        await s.clock.advance(0.2)
+        s.neighbor.mode = "dead"  # gone, its connection not yet seen to break
+        s.monitor.query_call_failed("query call failed: UNAVAILABLE: Socket closed")
+        assert await s.until(Status.UNAVAILABLE, 0.1) <= 0.1
 
     run(test)
 
@@ -225,5 +351,32 @@ def test_the_status_view_reports_wall_clock_since_and_the_success_rate() -> None
         assert view.success_rate == 1.0 and view.probes_in_window >= 20
         assert view.since.startswith("2020-09-13T")  # FakeClock.EPOCH, 1.6e9 s after 1970
         assert view.window_seconds == 60.0
+
+    run(test)
+
+
+# A stretch of a neighbour's life: how late its interpreter answers (under the busy limit), for
+# how long, and whether the prober itself stops running meanwhile (waits for its own lock).
+busy_stretch = st.tuples(st.floats(0.001, 4.0), st.floats(0.1, 3.0), st.booleans())
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(busy_stretch, min_size=1, max_size=5), st.floats(0.0, 0.4))
+def test_no_busy_schedule_makes_a_transition_and_a_hang_after_it_is_still_detected_in_time(
+        schedule: list[tuple[float, float, bool]], hang_after: float) -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        for delay, seconds, prober_stalls in schedule:
+            s.neighbor.delay = delay
+            if prober_stalls:
+                s.clock.stall(min(seconds, 2.0))
+            await s.clock.advance(seconds)
+        assert s.path() == ["healthy"]
+        await s.clock.advance(hang_after + max(delay for delay, _, _ in schedule))  # late answers in
+        s.neighbor.delay = 0.001
+        await s.clock.advance(1.0)
+        s.neighbor.hang()
+        degraded = await s.until(Status.DEGRADED, 1.6)
+        assert degraded + await s.until(Status.UNAVAILABLE, 3.0) <= 3.0
 
     run(test)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 
 from daemons.config import PartitionSpec
 from daemons.storage.columns import DICTIONARY, NUMERIC
-from daemons.storage.partition import Partition, load_partition
+from daemons.storage.partition import Partition, load_partition, read_file
 from tests.unit.helpers import CRESCENT_CITY, airnow_csv, write_day_file
 
 SPEC = PartitionSpec("aug10-12", ("20200810", "20200811", "20200812"))
@@ -215,3 +217,96 @@ def test_unwritable_cache_still_loads_the_rows_and_says_why(tmp_path, root):
     assert load_partition(SPEC, root, blocker / "cache", on_cache_error=errors.append).loaded_from == "csv"
     assert len(errors) == 2
     assert list(tmp_path.glob("**/.aug10-12-*")) == []  # no temporary file left behind
+
+
+# -- bad data never stops a partition from loading what it can -----------------------------------------
+
+
+def test_what_is_not_a_readable_regular_file_is_set_aside_and_named(root, cache):
+    day = root / "20200810"
+    (day / "20200810-05.csv").mkdir()
+    (day / "20200810-06.csv").symlink_to(day / "gone.csv")
+    os.mkfifo(day / "20200810-07.csv")
+    partition = load_partition(SPEC, root, cache)
+    assert partition.rows == 8  # everything readable loaded
+    assert partition.skipped_files == (
+        "20200810/20200810-05.csv: a directory, not a regular file",
+        "20200810/20200810-06.csv: No such file or directory",
+        "20200810/20200810-07.csv: a FIFO, not a regular file")
+    assert partition.gaps == ("day 20200812 missing on disk", *(f"file {f}" for f in partition.skipped_files))
+    cached = load_partition(SPEC, root, cache)
+    assert cached.loaded_from == "cache" and cached.skipped_files == partition.skipped_files
+
+
+def test_a_file_that_cannot_be_read_costs_only_itself(root, cache):
+    def read(path: Path) -> bytes:
+        if path.name == "20200810-03.csv":
+            raise TimeoutError("read did not finish within 30 s")
+        if path.name == "20200811-01.csv":
+            raise PermissionError(13, "Permission denied")
+        return path.read_bytes()
+
+    partition = load_partition(SPEC, root, cache, read=read)
+    assert partition.rows == 4
+    assert partition.skipped_files == ("20200810/20200810-03.csv: read did not finish within 30 s",
+                                       "20200811/20200811-01.csv: Permission denied")
+
+
+def test_a_read_that_hangs_is_abandoned_after_its_deadline(root, monkeypatch):
+    import daemons.storage.partition as storage
+
+    never = threading.Event()
+    monkeypatch.setattr(storage.os, "open", lambda *args: never.wait() and 0)  # a dead network mount
+    with pytest.raises(TimeoutError, match=r"within 0\.05 s"):
+        read_file(root / "20200810" / "20200810-01.csv", timeout=0.05)
+    never.set()
+
+
+def test_a_fifo_put_in_a_files_place_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(OSError, match="a FIFO, not a regular file"):
+        read_file(tmp_path / "pipe.csv", timeout=5)
+
+
+def test_copies_of_the_same_files_have_the_same_fingerprint_and_any_difference_shows(tmp_path, root, cache):
+    first = load_partition(SPEC, root, cache)
+    assert first.fingerprint.startswith("8:") and first.fingerprint == load_partition(SPEC, root, cache).fingerprint
+    copied = tmp_path / "copy"
+    shutil.copytree(root, copied)
+    assert load_partition(SPEC, copied, None).fingerprint == first.fingerprint  # another host's copy
+    (copied / "20200811" / "20200811-01.csv").unlink()
+    assert load_partition(SPEC, copied, None).fingerprint.startswith("6:")
+    edited = tmp_path / "edited"
+    shutil.copytree(root, edited)
+    path = edited / "20200810" / "20200810-01.csv"
+    path.write_text(path.read_text().replace('"Eureka"', '"Eurekb"'))
+    assert load_partition(SPEC, edited, None).fingerprint not in ("", first.fingerprint)
+
+
+def _edit_cache_entry(cache: Path, edit) -> None:
+    (entry,) = cache.glob("*.npz")
+    with np.load(entry, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    edit(arrays)
+    with entry.open("wb") as out:
+        np.savez(out, allow_pickle=False, **arrays)
+
+
+WELL_FORMED_EDITS = [
+    pytest.param(lambda a: a.update(n_aqi=a["n_aqi"][:3]), "column aqi", id="short-column"),
+    pytest.param(lambda a: a.update(c_site_name=a["c_site_name"] + 40), "codes site_name", id="codes-out-of-range"),
+    pytest.param(lambda a: a.update(n_aqi=a["n_aqi"] + 1), "fingerprint", id="values-changed"),
+    pytest.param(lambda a: a.update(n_datetime=a["n_datetime"].astype("<i8")), "column datetime", id="wrong-type"),
+]
+
+
+@pytest.mark.parametrize("edit, reason", WELL_FORMED_EDITS)
+def test_a_well_formed_but_edited_cache_entry_is_rejected_named_and_rebuilt(root, cache, edit, reason):
+    parsed = load_partition(SPEC, root, cache)
+    _edit_cache_entry(cache, edit)
+    rejected: list[tuple[Path, str]] = []
+    rebuilt = load_partition(SPEC, root, cache, on_cache_rejected=lambda path, why: rejected.append((path, why)))
+    assert rebuilt.loaded_from == "csv" and rebuilt.fingerprint == parsed.fingerprint
+    assert_same_contents(parsed, rebuilt)
+    assert len(rejected) == 1 and reason in rejected[0][1]
+    assert load_partition(SPEC, root, cache).loaded_from == "cache"

@@ -3,11 +3,12 @@ against single failures."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemons.planning.failover import Assignment, RequestPlan
 from daemons.planning.paths import Path, choose_path, single_failure_losses
+from daemons.planning.replicas import Copy, Mismatch, ReplicaCatalog, unverified_choices
 from daemons.rpc import airquality_pb2 as pb
 
 CANDIDATES = [("leader_b", "worker_c"), ("leader_e", "worker_d"), ("leader_b", "worker_d")]
@@ -64,6 +65,7 @@ def test_the_choice_is_usable_untried_and_no_worse_than_any_alternative(known, t
 # -- one request's plan: assignment and failover ------------------------------------------------------
 
 ROUTES: dict[str, list[Path]] = {"p1": [("b", "c"), ("e", "d")], "p2": [("e",), ("b", "c")]}
+CHOICES = unverified_choices(ROUTES)
 
 
 def healthy(daemon: str) -> str:
@@ -75,14 +77,14 @@ def failed(partition: str, error: str = "UNAVAILABLE: gone") -> pb.PartitionStat
 
 
 def test_a_plan_assigns_the_preferred_copies_and_records_what_completes() -> None:
-    plan = RequestPlan(ROUTES)
+    plan = RequestPlan(CHOICES)
     assert plan.assign(healthy) == [Assignment("p1", ("b", "c")), Assignment("p2", ("e",))]
     assert plan.settle(pb.PartitionStatus(partition="p1", complete=True, rows=5), healthy) is None
     assert plan.progress.missing == ["p2"]
 
 
 def test_a_failed_copy_is_replaced_after_the_rows_delivered_and_each_copy_is_tried_once() -> None:
-    plan = RequestPlan(ROUTES)
+    plan = RequestPlan(CHOICES)
     plan.assign(healthy)
     plan.rows_received("p1", 0, 8)
     plan.rows_received("p1", 8, 4)
@@ -94,20 +96,116 @@ def test_a_failed_copy_is_replaced_after_the_rows_delivered_and_each_copy_is_tri
 
 
 def test_copies_out_of_reach_are_not_assigned_and_say_why() -> None:
-    plan = RequestPlan(ROUTES)
+    plan = RequestPlan(CHOICES)
     status_of = {"b": "unavailable", "e": "unavailable"}.get
     assert plan.assign(lambda daemon: status_of(daemon) or "healthy") == []
     assert plan.progress.statuses["p2"].error == "no live copy (unavailable: b, e)"
 
 
 def test_a_resumed_plan_only_assigns_what_is_not_complete_and_skips_what_was_delivered() -> None:
-    plan = RequestPlan.resumed(ROUTES, {"p1": 7, "p2": 3}, complete=["p2"])
+    plan = RequestPlan.resumed(CHOICES, {"p1": 7, "p2": 3}, ["p2"], {})
     assert plan.assign(healthy) == [Assignment("p1", ("b", "c"), 7)]
     assert plan.progress.statuses["p2"].complete and plan.rows_delivered == 10
 
 
 def test_a_status_for_a_partition_not_in_flight_changes_nothing() -> None:
-    plan = RequestPlan(ROUTES)
+    plan = RequestPlan(CHOICES)
     assert plan.settle(failed("p1"), healthy) is None  # never assigned
     assert plan.settle(failed("elsewhere"), healthy) is None
     assert plan.progress.statuses == {}
+
+
+# -- copies that differ: pinned failover, gaps, disputes ---------------------------------------------
+
+
+def finished(partition: str, fingerprint: str, gaps: tuple[str, ...] = (), served_by: str = "c") -> pb.PartitionStatus:
+    return pb.PartitionStatus(partition=partition, complete=not gaps, fingerprint=fingerprint, gaps=gaps,
+                              served_by=served_by, error="; ".join(gaps))
+
+
+def catalog(*copies: tuple[str, str, tuple[str, ...]]) -> ReplicaCatalog:
+    """ROUTES' p1 (copies on c, then d) with the given (daemon, fingerprint, gaps) known."""
+    known = ReplicaCatalog(ROUTES)
+    for daemon, fingerprint, gaps in copies:
+        known.learn("p1", Copy(daemon, fingerprint, gaps))
+    return known
+
+
+def test_once_rows_are_delivered_a_replacement_must_hold_the_same_content() -> None:
+    plan = RequestPlan(CHOICES)
+    assert plan.assign(healthy)[0].fingerprint == ""  # nothing known: the first copy may hold anything
+    plan.rows_received("p1", 0, 8, "100:aaa")
+    replacement = plan.settle(failed("p1"), healthy)
+    assert replacement is not None and (replacement.skip_rows, replacement.fingerprint) == (8, "100:aaa")
+
+
+def test_a_resumed_plan_keeps_the_content_its_token_names() -> None:
+    plan = RequestPlan.resumed(CHOICES, {"p1": 7}, [], {"p1": "100:aaa"})
+    assert [(a.partition, a.skip_rows, a.fingerprint) for a in plan.assign(healthy)] == [
+        ("p1", 7, "100:aaa"), ("p2", 0, "")]
+
+
+def test_a_copy_with_gaps_finishes_the_partition_incomplete_without_a_failover() -> None:
+    plan = RequestPlan(CHOICES)
+    plan.assign(healthy)
+    assert plan.settle(finished("p1", "90:bbb", ("day 20200914 missing on disk",)), healthy) is None
+    assert plan.progress.missing == ["p1", "p2"]
+    assert plan.progress.statuses["p1"].error == "day 20200914 missing on disk"
+
+
+def test_copies_that_agree_are_all_candidates_and_expected_to_hold_that_content() -> None:
+    choice = catalog(("c", "100:aaa", ()), ("d", "100:aaa", ())).choose("p1")
+    assert choice.paths == (("b", "c"), ("e", "d")) and not choice.fallback and not choice.disputed
+    assert choice.expected(("e", "d")) == "100:aaa"
+
+
+def test_a_copy_with_gaps_is_only_a_fallback_behind_a_complete_one() -> None:
+    choice = catalog(("c", "90:bbb", ("day 20200914 missing on disk",)), ("d", "100:aaa", ())).choose("p1")
+    assert (choice.paths, choice.fallback) == ((("e", "d"),), (("b", "c"),))
+    plan = RequestPlan({"p1": choice})
+    assert plan.assign(lambda daemon: "unavailable" if daemon == "d" else "healthy")[0].path == ("b", "c")
+    pinned = RequestPlan({"p1": choice})
+    pinned.assign(healthy)
+    pinned.rows_received("p1", 0, 5, "100:aaa")
+    assert pinned.settle(failed("p1"), healthy) is None  # rows delivered: the copy with gaps may not continue them
+    assert pinned.progress.missing == ["p1"]
+
+
+def test_complete_copies_that_disagree_serve_the_preferred_one_and_never_claim_complete() -> None:
+    known = catalog(("c", "100:aaa", ()))
+    assert known.learn("p1", Copy("d", "100:zzz")) == [
+        Mismatch("p1", "c", "100:aaa", "d", "100:zzz")]
+    assert known.learn("p1", Copy("d", "100:zzz")) == []  # reported once
+    choice = known.choose("p1")
+    assert choice.paths == (("b", "c"),) and "copies disagree" in choice.disputed
+    plan = RequestPlan({"p1": choice})
+    plan.assign(healthy)
+    assert plan.settle(finished("p1", "100:aaa"), healthy) is None
+    status = plan.progress.statuses["p1"]
+    assert not status.complete and "copies disagree" in status.error and plan.progress.missing == ["p1"]
+
+
+@settings(deadline=None)  # milliseconds each, but a loaded CI machine must not fail it
+@given(st.lists(st.tuples(st.sampled_from("cd"), st.sampled_from(["1:a", "1:b", "2:c"]), st.booleans()), max_size=6),
+       st.lists(st.sampled_from(["c", "d"]), max_size=2, unique=True))
+def test_no_failover_ever_mixes_rows_of_different_contents(learned, failing) -> None:
+    """Whatever the catalog knows and whichever copies fail, the copies that deliver rows of a
+    partition in one request all hold the content of the first one that did (a property)."""
+    known = ReplicaCatalog(ROUTES)
+    contents = {"c": "1:a", "d": "1:a"}
+    for daemon, fingerprint, gap in learned:
+        known.learn("p1", Copy(daemon, fingerprint, ("a gap",) if gap else ()))
+        contents[daemon] = fingerprint
+    plan = RequestPlan({"p1": known.choose("p1")})
+    assignment = next((a for a in plan.assign(healthy) if a.partition == "p1"), None)
+    delivered_from: list[str] = []
+    while assignment is not None:
+        holder = assignment.path[-1]
+        if assignment.fingerprint and assignment.fingerprint != contents[holder]:
+            status = pb.PartitionStatus(partition="p1", error="replica mismatch")  # the copy refuses
+        else:
+            plan.rows_received("p1", assignment.skip_rows, 1, contents[holder])
+            delivered_from.append(contents[holder])
+            status = failed("p1") if holder in failing else finished("p1", contents[holder], served_by=holder)
+        assignment = plan.settle(status, healthy)
+    assert len(set(delivered_from)) <= 1

@@ -16,6 +16,7 @@ from daemons.query.filter import (
     parse_group_by,
     parse_request_id,
 )
+from daemons.quoting import quoted
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import PARAMETERS
 from tests.unit.helpers import (
@@ -37,6 +38,12 @@ from tests.unit.helpers import (
 )
 
 AUG10 = epoch_minutes("2020-08-10T00:00")
+FULL_WIDTH_ZERO, ARABIC_INDIC_ZERO = "\uff10", "\u0660"
+
+
+def other_digits(text: str, zero: str) -> str:
+    """`text` with its ASCII digits written in another script's digits, from that script's zero."""
+    return text.translate(str.maketrans("0123456789", "".join(chr(ord(zero) + d) for d in range(10))))
 
 
 def selected_rows(message: pb.QueryFilter, rows: list[Measurement], **selected_arguments) -> list[int]:
@@ -176,6 +183,15 @@ INVALID_FILTERS = [
     ({"min_concentration": 5, "max_concentration": 4.5},
      "concentration range is inverted: min_concentration=5 is above max_concentration=4.5"),
     ({"min_aqi": 100, "max_aqi": 50}, "AQI range is inverted: min_aqi=100 is above max_aqi=50"),
+    # ASCII digits only: int() would read full-width and other scripts' digits as a date
+    ({"datetime_from": other_digits("2020", FULL_WIDTH_ZERO) + "-08-10"}, "datetime_from: expected"),
+    ({"datetime_from": "2020-08-" + other_digits("10", ARABIC_INDIC_ZERO)}, "datetime_from: expected"),
+    ({"datetime_to": "2020-08-10T" + other_digits("12", FULL_WIDTH_ZERO) + ":00"}, "datetime_to: expected"),
+    # long values are quoted cut short, with their length
+    ({"datetime_from": "2" * 1_000_000},
+     "datetime_from: expected \"YYYY-MM-DDTHH:MM\" or \"YYYY-MM-DD\", got '" + "2" * 40 + "'… (1,000,000 characters)"),
+    ({"parameters": ["p" * 50]}, "parameters: unknown '" + "p" * 40 + "'… (50 characters) (known: "),
+    ({"parameters": ["co2", "nox", "so3", "h2s", "o2"]}, "parameters: unknown 'co2', 'h2s', 'nox' and 2 more (known: "),
 ]
 
 
@@ -221,6 +237,7 @@ def test_group_by_accepted_in_request_order(keys):
     (["parameter", "month"], "group_by[1]: unknown key 'month'"),
     (["Site"], "group_by[0]: unknown key 'Site'"),
     ([""], "group_by[0]: unknown key ''"),
+    (["g" * 100_000], "group_by[0]: unknown key '" + "g" * 40 + "'… (100,000 characters) (known: "),
     (["day", "hour", "day"], "group_by: a key is repeated"),
 ])
 def test_invalid_group_by(keys, message):
@@ -358,3 +375,22 @@ def test_skip_past_every_match_yields_nothing():
     assert selected_rows(pb.QueryFilter(), rows, skip=10, block_rows=3) == []
     assert selected_rows(pb.QueryFilter(), rows, skip=7, block_rows=3) == [7, 8, 9]
     assert selected_rows(pb.QueryFilter(), rows, skip=0, block_rows=3) == list(range(10))
+
+
+def test_no_error_message_grows_with_the_values_sent():
+    """gRPC sends an error's details as metadata (8 KB by default): an echoed 1 MB value turned
+    INVALID_ARGUMENT into RESOURCE_EXHAUSTED."""
+    huge = "9" * 1_000_000
+    messages = [invalid_query(parse_filter, pb.QueryFilter(datetime_from=huge)),
+                invalid_query(parse_filter, pb.QueryFilter(datetime_to=huge)),
+                invalid_query(parse_filter, pb.QueryFilter(parameters=[huge] * 100)),
+                invalid_query(parse_filter, pb.QueryFilter(parameters=[f"{n}{huge}" for n in range(100)])),
+                invalid_query(parse_group_by, (huge,)),
+                invalid_query(parse_request_id, huge)]
+    assert max(map(len, messages)) < 300, messages
+
+
+def test_quoted_values_are_whole_up_to_40_characters_then_cut_with_their_length():
+    assert quoted("a" * 40) == repr("a" * 40)
+    assert quoted("a" * 41) == repr("a" * 40) + "… (41 characters)"
+    assert quoted("line\nbreak's") == repr("line\nbreak's")  # escaped: an error stays one line

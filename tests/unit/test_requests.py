@@ -1,10 +1,12 @@
 """The life of a request at one daemon (RequestRegistry) and the Cancellation it carries, with fake
-call contexts whose `end()` runs the termination callbacks as gRPC does."""
+call contexts whose `end()` runs the termination callbacks as gRPC does, and a clock tests move."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -14,20 +16,47 @@ from daemons import events
 from daemons.cancel import Cancellation
 from daemons.events import EventRecorder
 from daemons.fanout.routes import Progress
+from daemons.fanout.slots import WorkSlots
 from daemons.rpc import airquality_pb2 as pb
-from daemons.servicers.requests import RequestRegistry
+from daemons.servicers.requests import (
+    PARENT_IDLE_FACTOR,
+    CallContext,
+    Request,
+    RequestRegistry,
+    StreamReader,
+    TrimSchedule,
+    cut_off_due,
+)
 from tests.unit.fakes import FakeContext, FakeRpcError
 
 
-class Daemon:
-    """A registry as a daemon holds one: serving, with a small limit, logging into memory."""
+class Now:
+    """A clock that moves only when a test says so."""
 
-    def __init__(self, max_concurrent: int = 2, serving: bool = True):
+    def __init__(self) -> None:
+        self.time = 1000.0
+
+    def __call__(self) -> float:
+        return self.time
+
+
+IDLE_TIMEOUT = 30.0
+TIMEOUT = 10.0  # for a thread a test waits on
+
+
+class Daemon:
+    """A registry as a daemon holds one: serving, with small limits, logging into memory, on a fake clock."""
+
+    def __init__(self, max_concurrent: int = 2, serving: bool = True, max_internal: int = 3,
+                 work_slots: WorkSlots | None = None):
         self.serving = threading.Event()
         if serving:
             self.serving.set()
         self.log = EventRecorder()
-        self.registry = RequestRegistry("gateway_a", self.serving, max_concurrent, self.log)
+        self.now = Now()
+        self.registry = RequestRegistry("gateway_a", self.serving, max_concurrent, self.log,
+                                        max_internal=max_internal, idle_timeout_seconds=IDLE_TIMEOUT, clock=self.now,
+                                        work_slots=work_slots)
 
     def finished(self) -> list[dict[str, Any]]:
         return self.log.of(events.QUERY_FINISHED)
@@ -64,13 +93,32 @@ def test_client_requests_beyond_the_limit_are_refused_until_one_ends() -> None:
     assert daemon.registry.active == 2
 
 
-def test_internal_requests_are_never_limited_nor_count_against_the_limit() -> None:
-    daemon = Daemon(max_concurrent=1)
+def test_calls_from_parents_have_a_limit_of_their_own() -> None:
+    daemon = Daemon(max_concurrent=1, max_internal=3)
     daemon.registry.admit(FakeContext(), "q1", limited=True)
-    for _ in range(5):
+    parents = [FakeContext() for _ in range(3)]
+    for context in parents:
+        daemon.registry.admit(context, "from-parent")
+    assert daemon.registry.active == 4
+    with pytest.raises(FakeRpcError) as aborted:
         daemon.registry.admit(FakeContext(), "from-parent")
-    assert daemon.registry.active == 6
-    assert refused(daemon, "q2", limited=True) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert aborted.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "3 calls from parents" in aborted.value.details()
+    assert "query.max_internal_requests" in aborted.value.details()
+    assert refused(daemon, "q2", limited=True) is grpc.StatusCode.RESOURCE_EXHAUSTED  # the clients' own limit
+    parents[0].end()
+    daemon.registry.admit(FakeContext(), "from-parent")
+    assert daemon.registry.active == 4
+
+
+def test_a_full_client_limit_leaves_calls_from_parents_their_slots() -> None:
+    daemon = Daemon(max_concurrent=1, max_internal=1)
+    daemon.registry.admit(FakeContext(), "q1", limited=True)
+    with pytest.raises(FakeRpcError) as aborted:
+        daemon.registry.admit(FakeContext(), "q2", limited=True)
+    assert "query.max_concurrent_requests" in aborted.value.details()
+    daemon.registry.admit(FakeContext(), "from-parent")
+    assert daemon.registry.active == 2
 
 
 def test_a_running_client_id_is_refused_and_free_again_once_its_call_ends() -> None:
@@ -133,8 +181,9 @@ def test_cancel_by_id_stops_the_requests_work_once_and_logs_it_as_cancelled() ->
     assert daemon.registry.cancel("q1")
     assert stopped == ["merge", "child call"]
     assert request.cancellation.cancelled and request.cancel_requested
-    assert daemon.registry.active == 1  # until the call itself ends
-    assert daemon.finished() == []
+    assert daemon.registry.active == 0  # the slot is free at once, whether or not the client reads again
+    assert not call.cancelled_here  # not a watched stream waiting for its reader: the servicer ends it
+    assert daemon.finished() == []  # until the call itself ends
     call.end()
     assert stopped == ["merge", "child call"]
     [finished] = daemon.finished()
@@ -162,6 +211,252 @@ def test_the_end_of_a_call_cancels_whatever_still_runs_for_it() -> None:
     request.cancellation.on_cancel(stopped.set)
     call.end()
     assert stopped.is_set()
+
+
+# -- a reader that stops reading --------------------------------------------------------------------
+
+
+class Stream:
+    """A watched streamed answer driven as gRPC drives it: `take()` is gRPC asking for the next
+    message, which it does only once the reader had room for the previous one. `servicer` yields
+    the messages after admitting the request (by default, one after another without end)."""
+
+    def __init__(self, daemon: Daemon, request_id: str = "q1", *, limited: bool = True,
+                 servicer: Callable[[Request], Iterator[int]] | None = None):
+        self.context = FakeContext()
+        self.admitted: list[Request] = []
+
+        def method(request_id: str, context: CallContext) -> Iterator[int]:
+            request = daemon.registry.admit(context, request_id, kind="query" if limited else None, limited=limited)
+            self.admitted.append(request)
+            yield from (servicer or (lambda _: itertools.count()))(request)
+
+        self.messages = daemon.registry.watch_reader(method, "query" if limited else "scan")(request_id, self.context)
+
+    @property
+    def request(self) -> Request:
+        return self.admitted[0]
+
+    def take(self) -> int:
+        return next(self.messages)
+
+
+def test_a_reader_is_idle_only_while_a_message_waits_for_it() -> None:
+    now = Now()
+    reader = StreamReader("query", now)
+    while_producing: list[float | None] = []
+
+    def produce() -> Iterator[str]:
+        yield "first"
+        now.time += 100  # the servicer takes its time: not the reader's
+        while_producing.append(reader.idle_seconds())
+        yield "second"
+
+    messages = reader.follow(produce())
+    assert reader.idle_seconds() is None
+    assert next(messages) == "first"
+    now.time += 5
+    assert reader.idle_seconds() == 5
+    assert next(messages) == "second"
+    assert while_producing == [None]
+    assert reader.idle_seconds() == 0
+    assert list(messages) == []
+    assert reader.idle_seconds() is None
+
+
+def test_a_stream_produces_in_a_work_slot_once_admitted_and_gives_it_back_while_its_reader_reads() -> None:
+    daemon = Daemon(work_slots=WorkSlots(1))
+    slots = daemon.registry.work_slots
+    assert slots is not None
+    free_while_producing: list[int] = []
+
+    def produce(request: Request) -> Iterator[int]:
+        for message in range(2):
+            free_while_producing.append(slots.free)
+            yield message
+        raise RuntimeError("the servicer failed")
+
+    stream = Stream(daemon, servicer=produce)
+    assert stream.take() == 0
+    assert slots.free == 1  # the message waits for its reader: someone else may work
+    assert stream.take() == 1
+    with pytest.raises(RuntimeError):
+        stream.take()
+    assert free_while_producing == [0, 0]
+    assert slots.free == 1  # given back when the servicer failed too
+
+
+def test_calls_beyond_the_limit_are_refused_without_waiting_for_a_work_slot() -> None:
+    daemon = Daemon(max_concurrent=1, work_slots=WorkSlots(1))
+    slots = daemon.registry.work_slots
+    assert slots is not None
+    daemon.registry.admit(FakeContext(), "q1", kind="query", limited=True)
+    busy, done = threading.Event(), threading.Event()
+
+    def hold_the_only_slot() -> None:
+        slots.enter()
+        busy.set()
+        done.wait(TIMEOUT)
+        slots.leave()
+
+    holder = threading.Thread(target=hold_the_only_slot, daemon=True)
+    holder.start()
+    assert busy.wait(TIMEOUT)
+    try:
+        with pytest.raises(FakeRpcError) as refused:
+            Stream(daemon, "q2").take()
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        done.set()
+        holder.join(TIMEOUT)
+
+
+@pytest.mark.parametrize("idle, cancelled, due", [
+    (None, False, False),  # the servicer is producing
+    (None, True, False),  # cancelled, but it will see that itself
+    (29.9, False, False),
+    (30.0, False, True),
+    (0.0, True, True),  # cancelled and waiting for a reader that may never read
+])
+def test_cut_off_decision(idle: float | None, cancelled: bool, due: bool) -> None:
+    assert cut_off_due(idle, 30.0, cancelled) is due
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() -> None:
+    daemon = Daemon()
+    stream = Stream(daemon)
+    stream.take()
+    daemon.now.time += IDLE_TIMEOUT - 1
+    assert daemon.registry.sweep() == []
+    stream.take()  # it read again: the clock starts over
+    daemon.now.time += IDLE_TIMEOUT - 1
+    assert daemon.registry.sweep() == []
+    daemon.now.time += 1
+    assert daemon.registry.sweep() == [stream.request]
+
+    assert stream.context.cancelled_here and stream.request.cancellation.cancelled
+    assert daemon.registry.active == 0
+    [cut] = daemon.log.of(events.REQUEST_IDLE_CUT_OFF)
+    assert cut == {"event": "request_idle_cut_off", "level": "warning", "request_id": "q1", "kind": "query",
+                   "idle_seconds": IDLE_TIMEOUT}
+    assert daemon.registry.sweep() == []  # once
+    [finished] = daemon.finished()
+    assert (finished["request_id"], finished["outcome"]) == ("q1", "idle_cut_off")
+
+
+def test_a_servicer_still_producing_is_never_cut_off() -> None:
+    daemon = Daemon()
+    swept: list[list[Request]] = []
+
+    def slow(request: Request) -> Iterator[int]:
+        yield 0
+        daemon.now.time += 10 * IDLE_TIMEOUT  # e.g. waiting on a child; the sweep runs meanwhile
+        swept.append(daemon.registry.sweep())
+        yield 1
+
+    stream = Stream(daemon, servicer=slow)
+    assert [stream.take(), stream.take()] == [0, 1]
+    assert swept == [[]]
+    assert not stream.context.cancelled_here
+
+
+def test_calls_from_parents_are_cut_off_after_a_longer_idle_time() -> None:
+    daemon = Daemon()
+    stream = Stream(daemon, "from-parent", limited=False)
+    stream.take()
+    daemon.now.time += IDLE_TIMEOUT * PARENT_IDLE_FACTOR - 1
+    assert daemon.registry.sweep() == []
+    daemon.now.time += 1
+    assert daemon.registry.sweep() == [stream.request]
+    assert [e["kind"] for e in daemon.log.of(events.REQUEST_IDLE_CUT_OFF)] == ["scan"]
+    assert daemon.registry.active == 0
+
+
+def test_cancel_by_id_ends_a_stream_waiting_for_its_reader_at_once() -> None:
+    daemon = Daemon()
+    stream = Stream(daemon)
+    stream.take()
+    daemon.now.time += 1
+    assert daemon.registry.cancel("q1")
+    assert stream.context.cancelled_here and stream.context.ended
+    assert daemon.registry.active == 0
+    assert daemon.log.of(events.REQUEST_IDLE_CUT_OFF) == []  # a cancel, not an idle reader
+    assert [e["outcome"] for e in daemon.finished()] == ["cancelled"]
+
+
+def test_a_cancelled_stream_that_yields_once_more_is_ended_by_the_next_sweep() -> None:
+    daemon = Daemon()
+
+    def cancelled_while_producing(request: Request) -> Iterator[int]:
+        yield 0
+        assert daemon.registry.cancel(request.request_id)  # arrives while the servicer produces
+        yield 1  # a message it had in hand
+
+    stream = Stream(daemon, servicer=cancelled_while_producing)
+    assert [stream.take(), stream.take()] == [0, 1]
+    assert not stream.context.cancelled_here
+    assert daemon.registry.active == 0
+    assert daemon.registry.sweep() == [stream.request]
+    assert stream.context.cancelled_here
+    assert daemon.log.of(events.REQUEST_IDLE_CUT_OFF) == []
+
+
+def test_a_cancelled_id_is_free_at_once_and_its_old_call_ending_later_leaves_the_new_one_alone() -> None:
+    daemon = Daemon()
+    old = FakeContext()
+    daemon.registry.admit(old, "q1", kind="query", limited=True)
+    assert daemon.registry.cancel("q1")
+    new = daemon.registry.admit(FakeContext(), "q1", kind="query", limited=True)
+    old.end()
+    assert daemon.registry.active == 1
+    assert daemon.registry.cancel("q1")
+    assert new.cancel_requested
+
+
+def test_a_watched_method_sees_the_calls_context_and_its_aborts_pass_through() -> None:
+    daemon = Daemon(serving=False)
+    stream = Stream(daemon)
+    with pytest.raises(FakeRpcError) as aborted:
+        stream.take()
+    assert aborted.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert daemon.registry.sweep() == [] and daemon.registry.active == 0
+
+
+def test_only_watched_methods_have_a_reader() -> None:
+    daemon = Daemon()
+    assert daemon.registry.admit(FakeContext(), "q1", limited=True).reader is None
+    stream = Stream(daemon, "q2")
+    stream.take()
+    assert stream.request.reader is not None and stream.request.reader.kind == "query"
+
+
+# -- returning memory --------------------------------------------------------------------------------
+
+
+def test_memory_is_trimmed_after_requests_end_at_most_once_per_interval() -> None:
+    now = Now()
+    schedule = TrimSchedule(2.0, now)
+    assert not schedule.due(ended=0)  # nothing ended: nothing to return
+    assert schedule.due(ended=3)
+    assert not schedule.due(ended=3)
+    now.time += 1.0
+    assert not schedule.due(ended=5)  # too soon
+    now.time += 1.0
+    assert schedule.due(ended=5)
+    now.time += 60.0
+    assert not schedule.due(ended=5)  # idle: no work at all
+
+
+def test_the_registry_counts_ended_requests_once_each() -> None:
+    daemon = Daemon()
+    call = FakeContext()
+    daemon.registry.admit(call, "q1", kind="query", limited=True)
+    daemon.registry.cancel("q1")
+    call.end()
+    parent = FakeContext()
+    daemon.registry.admit(parent, "from-parent")
+    parent.end()
+    assert daemon.registry.ended == 2
 
 
 # -- query_finished ----------------------------------------------------------------------------------

@@ -301,3 +301,19 @@ def test_merged_partials_equal_aggregating_both_partitions_at_once(first, second
     matcher_rows = [row for partition, rows in zip(partitions, (first, second))
                     for row, keep in zip(rows, query.matcher(partition).mask(0, partition.rows)) if keep]
     assert_matches_reference(merged.to_proto(final=True), matcher_rows, group_by)
+
+
+def test_more_groups_than_the_limit_are_refused_before_they_are_named() -> None:
+    from daemons.query.aggregate import TooManyGroups
+
+    partition = partition_from_measurements([CRESCENT_CITY._replace(site_name=f"site {i}") for i in range(50)])
+    table = AggregateTable(("site",), max_groups=49)
+    with pytest.raises(TooManyGroups, match="more than 49 groups"):
+        table.add_partition(parse_filter(pb.QueryFilter()).matcher(partition))
+    merged = AggregateTable(("site",), max_groups=60)
+    merged.add_partition(parse_filter(pb.QueryFilter()).matcher(partition))
+    other = AggregateTable(("site",))
+    other.add_partition(parse_filter(pb.QueryFilter()).matcher(
+        partition_from_measurements([CRESCENT_CITY._replace(site_name=f"other {i}") for i in range(20)])))
+    with pytest.raises(TooManyGroups, match="more than 60 groups"):
+        merged.merge_proto(other.to_proto(final=False))
