@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -49,6 +50,8 @@ class CallContext(Protocol):
     def time_remaining(self) -> float | None: ...
 
     def cancel(self) -> None: ...
+
+    def peer(self) -> str: ...
 
 
 class StreamReader:
@@ -119,6 +122,9 @@ class _ReadContext:
     def cancel(self) -> None:
         self._context.cancel()
 
+    def peer(self) -> str:
+        return self._context.peer()
+
     def __getattr__(self, name: str) -> Any:  # the rest of grpc.ServicerContext
         return getattr(self._context, name)
 
@@ -139,6 +145,7 @@ class Request:
     deadline: Deadline
     context: CallContext
     limited: bool = False  # a client request (by id, against max_concurrent); else a parent's call
+    peer: str = ""  # the connection it came on (gRPC's peer: address and port)
     reader: StreamReader | None = None  # a streamed answer's reader, when the method is watched
     cancellation: Cancellation = field(default_factory=Cancellation)
     started: float = field(default_factory=time.perf_counter)
@@ -155,8 +162,11 @@ class RequestRegistry:
     """The requests running at one daemon.
 
     Client requests (`limited`) are admitted up to `max_concurrent`, with unique ids, and can be
-    cancelled by id; calls from a parent up to `max_internal` (their ids repeat across failovers).
-    Beyond either limit a call is refused at once, so query work never holds more of the server's
+    cancelled by id; calls from a parent up to `max_internal` (their ids repeat across failovers),
+    and at most half of those from one connection: 150 never-read Node.Scan calls on one channel
+    took all 128 slots and leader_e turned the gateway's scans away (192 failovers in 30 s,
+    2026-11-30); until Node answers only cluster identities, no one caller may take them all.
+    Beyond any limit a call is refused at once, so query work never holds more of the server's
     threads than the sum of the limits. Locking: `_lock` guards `_clients`, `_internal`, `_streams`,
     each request's `released` and the writing of `ended`; cancelling and events run outside it.
     """
@@ -175,6 +185,7 @@ class RequestRegistry:
         self._lock = threading.Lock()
         self._clients: dict[str, Request] = {}  # admitted client requests, by id
         self._internal: set[Request] = set()  # admitted calls from parents
+        self._internal_per_peer: Counter[str] = Counter()
         self._streams: set[Request] = set()  # watched streamed answers, until their call ends
         self.ended = 0  # requests whose slot was released so far: the memory trim's cue
 
@@ -198,14 +209,21 @@ class RequestRegistry:
         if not self.serving.is_set():
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.daemon} is not serving (starting or stopping)")
         reader = context.reader if isinstance(context, _ReadContext) else None
-        request = Request(request_id, kind, Deadline.of_call(context), context, limited, reader)
+        peer = "" if limited else context.peer()
+        request = Request(request_id, kind, Deadline.of_call(context), context, limited, peer, reader)
         with self._lock:
             if not limited:
                 if len(self._internal) >= self.max_internal:
                     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                   f"{self.daemon} is serving {len(self._internal)} calls from parents, its limit "
                                   f"(query.max_internal_requests); retry shortly")
+                if self._internal_per_peer[request.peer] >= max(1, self.max_internal // 2):
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"{self.daemon} is serving {self._internal_per_peer[request.peer]} calls from this "
+                                  f"connection, half its limit for calls from parents (query.max_internal_requests); "
+                                  f"retry shortly")
                 self._internal.add(request)
+                self._internal_per_peer[request.peer] += 1
             elif request_id in self._clients:
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, f"request_id {request_id!r} is already running")
             elif len(self._clients) >= self.max_concurrent:
@@ -279,6 +297,9 @@ class RequestRegistry:
             self.ended += 1
             if not request.limited:
                 self._internal.discard(request)
+                self._internal_per_peer[request.peer] -= 1
+                if not self._internal_per_peer[request.peer]:
+                    del self._internal_per_peer[request.peer]
             elif self._clients.get(request.request_id) is request:  # the id may be running anew
                 del self._clients[request.request_id]
 

@@ -25,6 +25,9 @@ from tests.waiting import wait_for
 
 HEALTH_DEADLINE = 0.6  # what the monitors give a HealthCheck (health_monitoring.timeout_seconds)
 REAPER_CLIENT_LIMIT = 2
+# gRPC shares one connection among channels to the same address unless told not to; a daemon
+# counts calls from parents per connection.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 REAPER_INTERNAL_LIMIT = 4  # the reaper cluster's gateway: Node.Scan straight to it
 REAPER_GATEWAY_IDLE = 4.0  # seconds: a stopped client is cut off after this
 REAPER_LEADER_IDLE = 0.5  # leader_e: a stopped parent is cut off after ten times this
@@ -92,7 +95,7 @@ def _settled_rss(pids: list[int], quiet: float = 2.0, timeout: float = 60.0) -> 
 def never_read(address: str, method: str, requests: list, channels: int) -> Iterator[list]:
     """Starts one server-streaming call per request on a few raw channels and never reads them; on
     leaving, cancels them all."""
-    opened = [grpc.insecure_channel(address) for _ in range(channels)]
+    opened = [grpc.insecure_channel(address, options=OWN_CONNECTION) for _ in range(channels)]
     calls = [opened[index % channels].unary_stream(method, request_serializer=type(request).SerializeToString)(
                  request, timeout=300) for index, request in enumerate(requests)]
     try:
@@ -162,10 +165,28 @@ def test_node_scan_on_the_gateway_is_admitted_up_to_the_internal_limit(reaper_cl
     """Before: Node.Scan on the gateway was only counted, never refused."""
     routes = [pb.PartitionRoute(partition="sep05-13", path=["gateway_a", "leader_e"])]
     requests = [pb.ScanRequest(request_id=f"direct-{n}", routes=routes) for n in range(REAPER_INTERNAL_LIMIT + 3)]
-    with never_read(reaper_cluster.gateway, "/airquality.v1.Node/Scan", requests, 1) as calls:
+    # A connection each: one connection alone gets at most half the slots (see the next test).
+    with never_read(reaper_cluster.gateway, "/airquality.v1.Node/Scan", requests, len(requests)) as calls:
         wait_for(lambda: len(_refused(calls)) == 3, 30, "the gateway to refuse the scans beyond its limit")
         assert {call.code() for call in _refused(calls)} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert _active(reaper_cluster, "gateway_a") == REAPER_INTERNAL_LIMIT
+    wait_for(lambda: _active(reaper_cluster, "gateway_a") == 0, 30, "the gateway to drop the cancelled scans")
+
+
+def test_one_connection_flooding_a_daemon_leaves_its_parent_room(reaper_cluster):
+    """Calls on one connection get at most half the slots for parents: a flood of never-read scans
+    on one channel (the 150 of issue 12 took every slot at leader_e, and the gateway's scans were
+    turned away) leaves the others room."""
+    routes = [pb.PartitionRoute(partition="sep05-13", path=["gateway_a", "leader_e"])]
+    requests = [pb.ScanRequest(request_id=f"flood-{n}", routes=routes) for n in range(REAPER_INTERNAL_LIMIT)]
+    with never_read(reaper_cluster.gateway, "/airquality.v1.Node/Scan", requests, 1) as calls:
+        wait_for(lambda: len(_refused(calls)) == REAPER_INTERNAL_LIMIT // 2, 30, "the flood to be capped")
+        assert all("this connection" in call.details() for call in _refused(calls))
+        with grpc.insecure_channel(reaper_cluster.gateway, options=OWN_CONNECTION) as other:
+            scan = other.unary_stream("/airquality.v1.Node/Scan", request_serializer=pb.ScanRequest.SerializeToString,
+                                      response_deserializer=pb.QueryResponse.FromString)
+            answered = list(scan(pb.ScanRequest(request_id="parent", routes=routes), timeout=30))
+        assert answered[-1].partitions[0].complete
     wait_for(lambda: _active(reaper_cluster, "gateway_a") == 0, 30, "the gateway to drop the cancelled scans")
 
 

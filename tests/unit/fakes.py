@@ -252,9 +252,13 @@ class FakeRpcError(grpc.RpcError):
 class FakeContext:
     """A servicer context: a deadline, termination callbacks, and abort as gRPC does it (raising)."""
 
-    def __init__(self, timeout: float | None = None):
+    def __init__(self, timeout: float | None = None, peer: str = "ipv4:127.0.0.1:40000"):
         self._timeout = timeout
+        self._peer = peer
         self._terminated = Cancellation()  # runs the termination callbacks, once
+
+    def peer(self) -> str:
+        return self._peer
 
     @property
     def ended(self) -> bool:

@@ -47,7 +47,7 @@ TIMEOUT = 10.0  # for a thread a test waits on
 class Daemon:
     """A registry as a daemon holds one: serving, with small limits, logging into memory, on a fake clock."""
 
-    def __init__(self, max_concurrent: int = 2, serving: bool = True, max_internal: int = 3,
+    def __init__(self, max_concurrent: int = 2, serving: bool = True, max_internal: int = 4,
                  work_slots: WorkSlots | None = None):
         self.serving = threading.Event()
         if serving:
@@ -96,19 +96,34 @@ def test_client_requests_beyond_the_limit_are_refused_until_one_ends() -> None:
 def test_calls_from_parents_have_a_limit_of_their_own() -> None:
     daemon = Daemon(max_concurrent=1, max_internal=3)
     daemon.registry.admit(FakeContext(), "q1", limited=True)
-    parents = [FakeContext() for _ in range(3)]
+    parents = [FakeContext(peer=f"ipv4:127.0.0.1:{40001 + i}") for i in range(3)]
     for context in parents:
         daemon.registry.admit(context, "from-parent")
     assert daemon.registry.active == 4
     with pytest.raises(FakeRpcError) as aborted:
-        daemon.registry.admit(FakeContext(), "from-parent")
+        daemon.registry.admit(FakeContext(peer="ipv4:127.0.0.1:40009"), "from-parent")
     assert aborted.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "3 calls from parents" in aborted.value.details()
     assert "query.max_internal_requests" in aborted.value.details()
     assert refused(daemon, "q2", limited=True) is grpc.StatusCode.RESOURCE_EXHAUSTED  # the clients' own limit
     parents[0].end()
-    daemon.registry.admit(FakeContext(), "from-parent")
+    daemon.registry.admit(FakeContext(peer="ipv4:127.0.0.1:40009"), "from-parent")
     assert daemon.registry.active == 4
+
+
+def test_one_connection_gets_at_most_half_the_slots_for_parents() -> None:
+    """A caller flooding one channel with calls it never reads leaves the real parent room."""
+    daemon = Daemon(max_internal=4)
+    flood = [FakeContext(peer="ipv4:127.0.0.1:50000") for _ in range(2)]
+    for context in flood:
+        daemon.registry.admit(context, "flood")
+    with pytest.raises(FakeRpcError) as aborted:
+        daemon.registry.admit(FakeContext(peer="ipv4:127.0.0.1:50000"), "flood")
+    assert aborted.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "this connection" in aborted.value.details()
+    parent = FakeContext(peer="ipv4:127.0.0.1:40000")
+    daemon.registry.admit(parent, "from-parent")  # the gateway's connection still gets its calls in
+    flood[0].end()
+    daemon.registry.admit(FakeContext(peer="ipv4:127.0.0.1:50000"), "flood")
 
 
 def test_a_full_client_limit_leaves_calls_from_parents_their_slots() -> None:
