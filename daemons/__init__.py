@@ -17,7 +17,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - `planning/`: choosing copies (`paths`), which copies agree (`replicas`) and one request's
   failover plan (`failover`), pure.
 - `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
-  (`requests`), method handlers (`handlers`), the gateway's replica catalog kept current
+  (`requests`), idle readers cut off and memory returned (`housekeeping`), method handlers
+  (`handlers`), the gateway's replica catalog kept current
   (`replicas`), signed resume tokens (`tokens`).
 - `server`: one daemon process, wiring the above from its config; `config`: configs validated into
   typed objects; `events`/`eventlog`: every event defined once, written as JSON lines.

@@ -8,15 +8,12 @@ streams the configured grace period, cancels what is left and releases the port.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import signal
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +26,6 @@ from grpc_reflection.v1alpha import reflection
 from daemons import eventlog, events
 from daemons.channels import SERVER_OPTIONS
 from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
-from daemons.errors import describe_error
 from daemons.fanout.children import GrpcChild
 from daemons.fanout.engine import Fanout
 from daemons.fanout.slots import WorkSlots
@@ -45,9 +41,10 @@ from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
+from daemons.servicers.housekeeping import Housekeeper
 from daemons.servicers.node import NodeServicer
 from daemons.servicers.replicas import ReplicaDirectory
-from daemons.servicers.requests import RequestRegistry, TrimSchedule
+from daemons.servicers.requests import RequestRegistry
 from daemons.servicers.tokens import ResumeTokens, load_or_create_key
 from daemons.storage.partition import load_partition
 from daemons.wakeup import MainThreadWakeup
@@ -70,28 +67,13 @@ def process_age_seconds() -> float:
 # Node.Scan calls to leader_e took all 136 threads and HealthCheck failed with "Concurrent RPC
 # limit exceeded"; with them, 128 are admitted, 22 refused, and the checks find a thread.
 RESERVED_THREADS = 32
-# malloc_trim took 2 ms to return 100 MB of freed buffers (measured 2026-11-30); after 32
-# cancelled full scans it took the gateway from 276 to 65 MB. It runs at most this often, and
-# only after requests have ended, so an idle daemon never pays for it.
-TRIM_INTERVAL_SECONDS = 2.0
-# Streams producing at once (WorkSlots, daemons/fanout/merge.py): one per core. Measured
+# Streams producing at once (WorkSlots, daemons/fanout/slots.py): one per core. Measured
 # 2026-11-30 with 150 never-read Node.Scan calls filling at leader_e on this 2-core machine under
 # other agents' load (load average 15-25): HealthCheck median / max 2 ms / 0.48 s with 2 slots,
 # 2 ms / 0.69 s with 4, and seconds (deadlines missed for 12 s) without slots. A full scan or
 # the PM2.5+PM10 query, one at a time, ran no slower with slots than without (paired runs).
 WORK_SLOTS = 2
-MAX_SWEEP_INTERVAL_SECONDS = 1.0
 THREADS_START_TIMEOUT_SECONDS = 30.0  # a barrier that cannot fill breaks instead of holding threads
-
-
-def malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, which returns the free memory of every arena to the system; None
-    where the C library has none."""
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return trim
 
 
 def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
@@ -109,37 +91,6 @@ def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
     for _ in range(threads):
         pool.submit(everyone.wait, THREADS_START_TIMEOUT_SECONDS)
     return pool
-
-
-class Housekeeper:
-    """One thread per daemon: cuts off streamed answers whose reader stopped reading (the request
-    registry's sweep), and hands the memory of ended requests back to the operating system."""
-
-    def __init__(self, requests: RequestRegistry, log: events.EventLog):
-        self.requests = requests
-        self.log = log
-        self.interval_seconds = min(MAX_SWEEP_INTERVAL_SECONDS, requests.idle_timeout_seconds / 10)
-        self.trims = TrimSchedule(TRIM_INTERVAL_SECONDS)
-        self._trim = malloc_trim()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            try:
-                self.requests.sweep()
-                if self._trim is not None and self.trims.due(self.requests.ended):
-                    self._trim(0)
-            except Exception as error:  # logged, and the next round runs: one bad request must not end the sweeps
-                events.REQUEST_FAILED.emit(self.log, method="Housekeeper.sweep", request_id="",
-                                           error=describe_error(error),
-                                           traceback="".join(traceback.format_exception(error)))
 
 
 class Daemon:

@@ -17,15 +17,15 @@ import numpy as np
 LAT, LON, DATETIME, PARAMETER, CONC, UNIT, RAW, AQI, CATEGORY, SITE, AGENCY, AQS, FULL_AQS = range(13)
 
 
+def _row(f: list[str]) -> tuple:
+    return (float(f[0]), float(f[1]), sys.intern(f[2]), sys.intern(f[3]), float(f[4]), sys.intern(f[5]),
+            float(f[6]), int(f[7]), int(f[8]), sys.intern(f[9]), sys.intern(f[10]), sys.intern(f[11]),
+            sys.intern(f[12]))
+
+
 def load_rows(root: Path) -> list[tuple]:
-    rows = []
-    for path in sorted(root.glob("*/*.csv")):
-        with open(path, newline="", encoding="utf-8") as handle:
-            for f in csv.reader(handle):
-                rows.append((float(f[0]), float(f[1]), sys.intern(f[2]), sys.intern(f[3]), float(f[4]),
-                             sys.intern(f[5]), float(f[6]), int(f[7]), int(f[8]), sys.intern(f[9]),
-                             sys.intern(f[10]), sys.intern(f[11]), sys.intern(f[12])))
-    return rows
+    """Every row, in day, file and line order."""
+    return [row for rows in load_rows_by_day(root).values() for row in rows]
 
 
 def _bound(value: str, upper: bool) -> str:
@@ -165,14 +165,10 @@ def batch_row_hashes(batch) -> np.ndarray:
 
 def load_rows_by_day(root: Path) -> dict[str, list[tuple]]:
     """The rows of every day folder (`YYYYMMDD`), each in file and line order: partitions are made
-    of day folders, so this is what a partition's answer is checked against. Rows are parsed as in
-    load_rows."""
+    of day folders, so this is what a partition's answer is checked against."""
     days: dict[str, list[tuple]] = {}
     for path in sorted(root.glob("*/*.csv")):
         rows = days.setdefault(path.parent.name, [])
         with open(path, newline="", encoding="utf-8") as handle:
-            for f in csv.reader(handle):
-                rows.append((float(f[0]), float(f[1]), sys.intern(f[2]), sys.intern(f[3]), float(f[4]),
-                             sys.intern(f[5]), float(f[6]), int(f[7]), int(f[8]), sys.intern(f[9]),
-                             sys.intern(f[10]), sys.intern(f[11]), sys.intern(f[12])))
+            rows.extend(_row(f) for f in csv.reader(handle))
     return days

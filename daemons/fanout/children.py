@@ -6,14 +6,14 @@ stand a fake child in for the network (tests/unit/fakes.py), down to a whole ove
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import grpc
 
 from daemons.channels import CHANNEL_OPTIONS, NODE_SERVICE
 from daemons.config import Address
-from daemons.errors import RpcStatus
+from daemons.errors import RpcStatus, describe_error
 from daemons.rpc import airquality_pb2 as pb
 
 
@@ -35,6 +35,16 @@ class UnaryCall(RpcStatus, Protocol):
     def cancel(self) -> bool: ...
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None: ...
+
+
+def answers(calls: Mapping[str, UnaryCall]) -> Iterator[tuple[str, Any, str]]:
+    """(name, answer, "") for each call that answered, (name, None, why) for each that failed,
+    waiting for each in turn: calls started together cost the slowest, not their sum."""
+    for name, call in calls.items():
+        try:
+            yield name, call.result(), ""
+        except Exception:  # the call itself says why
+            yield name, None, describe_error(call)
 
 
 class Child(Protocol):

@@ -28,7 +28,7 @@ from daemons.fanout.merge import FairMerge
 from daemons.health.view import HealthView
 from daemons.planning.failover import Assignment, RequestPlan
 from daemons.planning.paths import StatusOf
-from daemons.planning.replicas import PartitionChoice, unverified_choices
+from daemons.planning.replicas import PartitionChoice
 from daemons.query.aggregate import AggregateTable
 from daemons.query.filter import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.query.wire import decode_rows
@@ -48,19 +48,6 @@ class Replicas(Protocol):
     def choices(self) -> dict[str, PartitionChoice]: ...
 
     def learn_status(self, status: pb.PartitionStatus) -> None: ...
-
-
-class Unverified:
-    """Replicas when nothing is known of their contents: every copy is a candidate (tests)."""
-
-    def __init__(self, config: DaemonConfig):
-        self._choices = unverified_choices(config.routes)
-
-    def choices(self) -> dict[str, PartitionChoice]:
-        return self._choices
-
-    def learn_status(self, status: pb.PartitionStatus) -> None:
-        pass
 
 
 class GatewayServicer:

@@ -20,8 +20,7 @@ from grpc_health.v1 import health, health_pb2
 
 from daemons.config import DaemonConfig
 from daemons.deadline import Deadline
-from daemons.errors import describe_error
-from daemons.fanout.children import Child, UnaryCall
+from daemons.fanout.children import Child, UnaryCall, answers
 from daemons.health.monitor import NeighborMonitor
 from daemons.health.status import Status
 from daemons.rpc import airquality_pb2 as pb
@@ -134,11 +133,9 @@ class HealthEndpoints:
                 answer.unreachable_observers.append(f"{name}: unavailable")
                 continue
             below[name] = self.children[name].health_status(pb.HealthStatusRequest(cluster=True), timeout=timeout)
-        for name, call in below.items():
-            try:
-                view: pb.HealthStatusResponse = call.result()
-            except Exception:  # the call itself says why
-                answer.unreachable_observers.append(f"{name}: {describe_error(call)}")
+        for name, view, failure in answers(below):
+            if view is None:
+                answer.unreachable_observers.append(f"{name}: {failure}")
                 continue
             answer.neighbors.extend(view.neighbors)
             answer.unreachable_observers.extend(view.unreachable_observers)

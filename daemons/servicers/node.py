@@ -15,8 +15,7 @@ import grpc
 
 from daemons.config import DaemonConfig
 from daemons.deadline import Deadline
-from daemons.errors import describe_error
-from daemons.fanout.children import UnaryCall
+from daemons.fanout.children import UnaryCall, answers
 from daemons.fanout.engine import Fanout, Payload
 from daemons.fanout.merge import FairMerge
 from daemons.fanout.routes import check_routes
@@ -95,11 +94,9 @@ class NodeServicer:
         that does not answer is named instead: its copies stay unknown, which only costs a check."""
         calls: dict[str, UnaryCall] = {name: child.status(pb.StatusRequest(cluster=True), timeout=timeout)
                                        for name, child in self.fanout.children.items()}
-        for name, call in calls.items():
-            try:
-                below: pb.StatusResponse = call.result()
-            except Exception:  # the call itself says why
-                answer.unreachable_below.append(f"{name}: {describe_error(call)}")
+        for name, below, failure in answers(calls):
+            if below is None:
+                answer.unreachable_below.append(f"{name}: {failure}")
                 continue
             if not below.serving:
                 answer.unreachable_below.append(f"{name}: not serving yet")

@@ -317,29 +317,3 @@ class RequestRegistry:
                                    complete=outcome == "complete",
                                    missing_partitions=request.progress.missing if request.progress else [],
                                    outcome=outcome)
-
-
-class TrimSchedule:
-    """When to hand the heap that ended requests freed back to the operating system.
-
-    glibc keeps freed memory for reuse: cancelled, 32 never-read full scans left the gateway at
-    1,350 MB and leader_e at 430 MB, up from 61 and 102 (measured 2026-11-30). Trimming after
-    requests have ended, at most once every `interval_seconds`, returns it while costing nothing
-    at idle.
-    """
-
-    def __init__(self, interval_seconds: float, clock: Clock = time.monotonic):
-        self.interval_seconds = interval_seconds
-        self._clock = clock
-        self._last_at: float | None = None
-        self._ended_at_last = 0
-
-    def due(self, ended: int) -> bool:
-        """Whether to trim now, given how many requests have ended so far; True counts as done."""
-        now = self._clock()
-        if ended == self._ended_at_last:
-            return False
-        if self._last_at is not None and now - self._last_at < self.interval_seconds:
-            return False
-        self._last_at, self._ended_at_last = now, ended
-        return True

@@ -16,7 +16,7 @@ import concurrent.futures
 import heapq
 import itertools
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -24,6 +24,7 @@ import grpc
 
 from daemons.cancel import Cancellation
 from daemons.health.transport import ProbeFailed
+from daemons.planning.replicas import PartitionChoice, unverified_choices
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.node import NodeServicer
 
@@ -438,4 +439,18 @@ class HealthLeader:
         raise AssertionError(f"{self.name}: HealthLeader serves only GetHealthStatus")
 
     def close(self) -> None:
+        pass
+
+
+class Unverified:
+    """The gateway's Replicas when nothing is known of the copies' contents: every copy is a
+    candidate, and only the scanners' fingerprint checks keep a failover on the same rows."""
+
+    def __init__(self, routes: Mapping[str, Sequence[tuple[str, ...]]]):
+        self._choices = unverified_choices(routes)
+
+    def choices(self) -> dict[str, PartitionChoice]:
+        return self._choices
+
+    def learn_status(self, status: pb.PartitionStatus) -> None:
         pass

@@ -21,13 +21,13 @@ from daemons.fanout.engine import Fanout, Payload
 from daemons.health.status import Status
 from daemons.query.wire import decode_rows
 from daemons.rpc import airquality_pb2 as pb
-from daemons.servicers.gateway import GatewayServicer, Replicas, Unverified
+from daemons.servicers.gateway import GatewayServicer, Replicas
 from daemons.servicers.node import NodeServicer
 from daemons.servicers.replicas import ReplicaDirectory
 from daemons.servicers.requests import RequestRegistry
 from daemons.servicers.tokens import ResumeTokens
 from tests.cluster import ETC, PROGRAMS
-from tests.unit.fakes import FakeContext, FakeRpcError, InProcessChild
+from tests.unit.fakes import FakeContext, FakeRpcError, InProcessChild, Unverified
 from tests.unit.helpers import CRESCENT_CITY, partition_from_measurements
 from tests.waiting import wait_for
 
@@ -315,7 +315,7 @@ def test_a_failover_never_continues_a_stream_on_a_copy_that_differs(overlay: Ove
     different = [(p, i, f"{site} (edited)") for p, i, site in rows_of("sep14-24")]
     overlay.replace_copy("worker_f", "sep14-24", different)
     overlay.edge("leader_e", "worker_f").fault.die_after_chunks = 3
-    answer = read(query(overlay.gateway(Unverified(overlay.configs["gateway_a"]))))
+    answer = read(query(overlay.gateway(Unverified(overlay.configs["gateway_a"].routes))))
     assert answer.last is not None and list(answer.last.missing_partitions) == ["sep14-24"]
     from_f = [row for row in answer.rows if row[0] == "sep14-24"]
     assert from_f == different[:len(from_f)] and len(from_f) == 3 * CHUNK  # only worker_f's rows, once each

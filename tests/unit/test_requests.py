@@ -18,13 +18,13 @@ from daemons.events import EventRecorder
 from daemons.fanout.routes import Progress
 from daemons.fanout.slots import WorkSlots
 from daemons.rpc import airquality_pb2 as pb
+from daemons.servicers.housekeeping import TrimSchedule
 from daemons.servicers.requests import (
     PARENT_IDLE_FACTOR,
     CallContext,
     Request,
     RequestRegistry,
     StreamReader,
-    TrimSchedule,
     cut_off_due,
 )
 from tests.unit.fakes import FakeContext, FakeRpcError
