@@ -23,6 +23,12 @@ from daemons.quoting import SHOWN_CHARACTERS, quoted
 
 DATA_DIR_ENV = "FIRE_DATA_DIR"
 ROLES = ("gateway", "leader", "worker")
+# The default query.max_internal_requests of each role. A daemon admits at most half its limit from
+# one connection, so that a flood on one channel leaves its parent room, and a parent's connection
+# carries everything the parent forwards: its own calls from parents and, on the gateway, its
+# clients' requests (64). So half of each level's limit holds the whole limit of the level above,
+# and what the gateway takes over Node (from tools: it has no parent) is kept small.
+INTERNAL_REQUESTS_BY_ROLE = {"gateway": 16, "leader": 160, "worker": 320}
 LINK_KINDS = ("query", "control")
 MAX_CHUNK_SIZE = 65536  # chunk dictionaries index rows with uint16 codes
 
@@ -102,9 +108,11 @@ class QueryConfig:
     call_timeout_seconds: float = 300.0
     shutdown_grace_seconds: float = 5.0
     max_concurrent_requests: int = 64
-    # Calls from parents served at once (every daemon); beyond it a call gets RESOURCE_EXHAUSTED,
-    # so that no caller can take every thread of the server.
-    max_internal_requests: int = 128
+    # Calls from parents served at once; beyond it a call gets RESOURCE_EXHAUSTED, so that no caller
+    # can take every thread of the server. At most half of it from one connection, and half must hold
+    # all that a parent can forward over its connection (checked with the gateway's routes), so the
+    # default depends on the role: INTERNAL_REQUESTS_BY_ROLE.
+    max_internal_requests: int = INTERNAL_REQUESTS_BY_ROLE["leader"]
     # A client (or parent) that reads nothing of a streamed answer for this long is cut off, and
     # its memory and admission slot are released.
     client_idle_timeout_seconds: float = 30.0
@@ -315,8 +323,8 @@ def _routes(reader: _Reader, raw: Any, children: tuple[Link, ...]) -> dict[str, 
     return routes
 
 
-def _query(reader: _Reader, raw: Any) -> QueryConfig:
-    defaults = QueryConfig()
+def _query(reader: _Reader, raw: Any, role: str) -> QueryConfig:
+    defaults = QueryConfig(max_internal_requests=INTERNAL_REQUESTS_BY_ROLE[role])
     section = reader.object(raw, "query", set(QueryConfig.__dataclass_fields__))
     chunk = reader.typed(section.get("default_chunk_size", defaults.default_chunk_size), "query.default_chunk_size",
                          int, lambda n: None if 1 <= n <= MAX_CHUNK_SIZE else f"must be in 1..{MAX_CHUNK_SIZE}")
@@ -408,7 +416,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         routes=_routes(reader, top["routes"], children) if role == "gateway" else {},
         resume_key_file=(reader.path(top.get("resume_key_file", "../var/resume-token.key"), "resume_key_file")
                          if role == "gateway" else None),
-        query=_query(reader, top.get("query", {})),
+        query=_query(reader, top.get("query", {}), role),
         health=_health(reader, top.get("health_monitoring", {})),
     )
 
@@ -506,6 +514,28 @@ class _Overlay:
                 ", nor does any daemon on this path"
             raise self.fail(field, f"{parent.name}, the end of the path, does not hold {partition}{hint}")
 
+    def check_admission(self) -> None:
+        """Every child admits from one connection (half its query.max_internal_requests) all that its
+        parent can send over it, so that calls forwarded for the parent's callers are never refused
+        while the child's other connections flood it."""
+        seen, pending = {self.gateway.name}, [self.gateway]
+        while pending:
+            parent = pending.pop(0)
+            forwarded = parent.query.max_internal_requests + (
+                parent.query.max_concurrent_requests if parent.role == "gateway" else 0)
+            for link in parent.children:
+                child = self.config(link.name, "routes")
+                share = child.query.max_internal_requests // 2
+                if share < forwarded:
+                    sources = "its query.max_internal_requests" + (
+                        " plus query.max_concurrent_requests" if parent.role == "gateway" else "")
+                    raise ConfigError(child.source, "query.max_internal_requests",
+                                      f"half of it ({share}) admits less from one connection than {parent.name} can "
+                                      f"forward over one ({forwarded}: {sources}); make it at least {2 * forwarded}")
+                if link.name not in seen:
+                    seen.add(link.name)
+                    pending.append(child)
+
     def check_all_routed(self) -> None:
         """Every partition a daemon below the gateway holds is routed: the gateway knows partitions only
         from its routes, so an unrouted one would be missing from every answer while answers say complete."""
@@ -527,12 +557,14 @@ class _Overlay:
 def _check_routes(gateway: DaemonConfig, environ: Mapping[str, str]) -> None:
     """Checks a gateway's routes against the overlay that the configs in its folder describe: every path
     follows child links hop by hop (control links too: a route may name one) to a daemon holding the
-    partition, and every partition held below the gateway is routed."""
+    partition, every partition held below the gateway is routed, and every level admits what the
+    level above forwards."""
     overlay = _Overlay(gateway, environ)
     for partition, paths in gateway.routes.items():
         for index, path in enumerate(paths):
             overlay.check_path(partition, path, f"routes.{partition}[{index}]")
     overlay.check_all_routed()
+    overlay.check_admission()
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> DaemonConfig:

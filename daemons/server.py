@@ -65,7 +65,7 @@ def process_age_seconds() -> float:
 # is (health checks, GetStatus, GetHealthStatus, Cancel) and for refusing calls beyond the limits,
 # which takes well under a millisecond each. Measured 2026-11-30: before the limits, 150 never-read
 # Node.Scan calls to leader_e took all 136 threads and HealthCheck failed with "Concurrent RPC
-# limit exceeded"; with them, 128 are admitted, 22 refused, and the checks find a thread.
+# limit exceeded"; with them, leader_e admits 160 of 180, refuses 20, and the checks find a thread.
 RESERVED_THREADS = 32
 # Streams producing at once (WorkSlots, daemons/fanout/slots.py): one per core. Measured
 # 2026-11-30 with 150 never-read Node.Scan calls filling at leader_e on this 2-core machine under

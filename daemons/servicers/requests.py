@@ -165,7 +165,8 @@ class RequestRegistry:
     cancelled by id; calls from a parent up to `max_internal` (their ids repeat across failovers),
     and at most half of those from one connection: 150 never-read Node.Scan calls on one channel
     took all 128 slots and leader_e turned the gateway's scans away (192 failovers in 30 s,
-    2026-11-30); until Node answers only cluster identities, no one caller may take them all.
+    2026-11-30); until Node answers only cluster identities, no one caller may take them all. The
+    config check makes each half hold all that the parent can forward (config.INTERNAL_REQUESTS_BY_ROLE).
     Beyond any limit a call is refused at once, so query work never holds more of the server's
     threads than the sum of the limits. Locking: `_lock` guards `_clients`, `_internal`, `_streams`,
     each request's `released` and the writing of `ended`; cancelling and events run outside it.

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from tests.cluster import REPO, Cluster, read_events, start_cluster
+from tests.cluster import REPO, Cluster, epoch_of, read_events, start_cluster
 from tests.waiting import wait_for
 
 HEALTH_DEADLINE = 0.6  # what the monitors give a HealthCheck (health_monitoring.timeout_seconds)
@@ -132,18 +132,19 @@ def _refused(calls: list) -> list:
 # -- admission limits leave health checks their threads ----------------------------------------------
 
 
-def test_150_never_read_scans_to_a_leader_leave_its_health_checks_answering(limits_cluster):
-    """Before: the 150 calls took every server thread and HealthCheck failed with "Concurrent RPC
-    limit exceeded". Now 128 are admitted (query.max_internal_requests), 22 refused at once."""
-    requests = [pb.ScanRequest(request_id=f"never-read-{n}", routes=LEADER_E_ROUTES) for n in range(150)]
+def test_never_read_scans_beyond_a_leaders_limit_leave_its_health_checks_answering(limits_cluster):
+    """Before: 150 never-read calls took every server thread and HealthCheck failed with "Concurrent
+    RPC limit exceeded". Now 180 over ten connections: 160 are admitted (leader_e's
+    query.max_internal_requests), 20 refused at once, and health checks still find a thread."""
+    requests = [pb.ScanRequest(request_id=f"never-read-{n}", routes=LEADER_E_ROUTES) for n in range(180)]
     with never_read(_address(limits_cluster, "leader_e"), "/airquality.v1.Node/Scan", requests, 10) as calls:
-        wait_for(lambda: len(_refused(calls)) == 22 and _active(limits_cluster, "leader_e") == 128, 60,
-                 "leader_e to admit 128 scans and refuse 22")
+        wait_for(lambda: len(_refused(calls)) == 20 and _active(limits_cluster, "leader_e") == 160, 60,
+                 "leader_e to admit 160 scans and refuse 20")
         for call in _refused(calls):
             assert call.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "query.max_internal_requests" in call.details()
         latencies = _health_answers(limits_cluster, "leader_e", rounds=40)
-        assert _active(limits_cluster, "leader_e") == 128  # the scans were held all along
+        assert _active(limits_cluster, "leader_e") == 160  # the scans were held all along
     assert max(latencies) < HEALTH_DEADLINE
     wait_for(lambda: _active(limits_cluster, "leader_e") == 0, 30, "leader_e to drop the cancelled scans")
 
@@ -188,6 +189,31 @@ def test_one_connection_flooding_a_daemon_leaves_its_parent_room(reaper_cluster)
             answered = list(scan(pb.ScanRequest(request_id="parent", routes=routes), timeout=30))
         assert answered[-1].partitions[0].complete
     wait_for(lambda: _active(reaper_cluster, "gateway_a") == 0, 30, "the gateway to drop the cancelled scans")
+
+
+def test_a_flood_on_one_connection_to_a_leader_makes_no_failover(limits_cluster):
+    """Before: 150 never-read Node.Scan calls on one channel to leader_e, over all it reaches, took
+    half its slots; leader_e forwarded them to worker_f and worker_d, whose one connection from
+    leader_e then had no room left for the gateway's calls: 192-425 failovers in 30 s under the
+    load of issue 12. Every level now admits from one connection all its parent can forward."""
+    def count(stub: pb_grpc.AirQualityStub, name: str) -> tuple[bool, int]:
+        answer = stub.Aggregate(pb.AggregateRequest(request_id=name), timeout=120)
+        return answer.complete, answer.groups[0].rows
+
+    with grpc.insecure_channel(limits_cluster.gateway) as channel:
+        quiet = count(pb_grpc.AirQualityStub(channel), "before-the-flood")
+    assert quiet[0]
+    requests = [pb.ScanRequest(request_id=f"flood-{n}", routes=LEADER_E_ROUTES) for n in range(150)]
+    since = time.time()
+    with never_read(_address(limits_cluster, "leader_e"), "/airquality.v1.Node/Scan", requests, 1) as calls:
+        wait_for(lambda: len(_refused(calls)) == 70 and _active(limits_cluster, "leader_e") == 80, 60,
+                 "leader_e to admit 80 of the flood, half its limit, and refuse 70")
+        with grpc.insecure_channel(limits_cluster.gateway) as channel, futures.ThreadPoolExecutor(16) as pool:
+            stub = pb_grpc.AirQualityStub(channel)
+            answers = list(pool.map(lambda n: count(stub, f"count-{n}"), range(32)))
+    assert set(answers) == {quiet}
+    assert [event for event in limits_cluster.events("gateway_a", "partition_failover") if epoch_of(event) >= since] == []
+    wait_for(lambda: _active(limits_cluster, "leader_e") == 0, 30, "leader_e to drop the cancelled scans")
 
 
 # -- memory per never-read scan --------------------------------------------------------------------------

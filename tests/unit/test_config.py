@@ -12,6 +12,7 @@ import pytest
 
 from daemons.config import (
     DATA_DIR_ENV,
+    INTERNAL_REQUESTS_BY_ROLE,
     PROBE_MINIMUM_SECONDS,
     Address,
     ConfigError,
@@ -145,7 +146,8 @@ def test_worker_config_parses_into_typed_objects(tmp_path):
     assert config.data == DataConfig(
         root=tmp_path / "data", cache_dir=tmp_path / "cache",
         partitions=(PartitionSpec("aug18-26", tuple(f"202008{day}" for day in range(18, 27))),))
-    assert (config.children, config.routes, config.query) == ((), {}, QueryConfig())
+    assert (config.children, config.routes) == ((), {})
+    assert config.query == QueryConfig(max_internal_requests=INTERNAL_REQUESTS_BY_ROLE["worker"])
 
 
 def test_leader_config_parses_children_and_query_settings(tmp_path):
@@ -550,7 +552,14 @@ def test_query_limits_parse_and_default(tmp_path):
                                   environ={}).query.client_idle_timeout_seconds, float)
     defaults = load_config(write_config(tmp_path, worker_doc()), environ={}).query
     assert (defaults.max_internal_requests, defaults.client_idle_timeout_seconds,
-            defaults.max_aggregate_groups) == (128, 30.0, 100_000)
+            defaults.max_aggregate_groups) == (320, 30.0, 100_000)
+
+
+def test_the_default_limit_for_calls_from_parents_depends_on_the_role(tmp_path):
+    docs = overlay_docs()
+    limits = {name: parse_config(docs[name], tmp_path / f"{name}.json", environ={}).query.max_internal_requests
+              for name in ("gateway_a", "leader_b", "worker_c")}
+    assert limits == {"gateway_a": 16, "leader_b": 160, "worker_c": 320}
 
 
 @pytest.mark.parametrize("field, value", [
@@ -693,6 +702,36 @@ def test_a_partition_held_below_the_gateway_but_routed_nowhere_is_refused(tmp_pa
 
     problem = config_error(shipped_overlay(tmp_path, unroute_sep14), "routes.sep14-24").problem
     assert problem.startswith(f"no route: worker_c holds it ({tmp_path / 'worker_c.json'})")
+
+
+def limited(program: str, field: str, value: int):
+    def edit(name, document):
+        if name == program:
+            document.setdefault("query", {})[field] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, child, problem", [
+    (limited("leader_e", "max_internal_requests", 158), "leader_e",
+     "half of it (79) admits less from one connection than gateway_a can forward over one (80: its "
+     "query.max_internal_requests plus query.max_concurrent_requests); make it at least 160"),
+    (limited("gateway_a", "max_concurrent_requests", 65), "leader_b", "than gateway_a can forward over one (81"),
+    (limited("leader_e", "max_internal_requests", 200), "worker_f", "than leader_e can forward over one (200: its "
+                                                                    "query.max_internal_requests)"),
+    (limited("worker_d", "max_internal_requests", 300), "worker_d", "than leader_b can forward over one (160"),
+])
+def test_a_child_that_cannot_admit_what_its_parent_forwards_is_refused(edit, child, problem, tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        load_config(shipped_overlay(tmp_path, edit), environ={})
+    assert (refused.value.source, refused.value.field) == (str(tmp_path / f"{child}.json"), "query.max_internal_requests")
+    assert problem in refused.value.problem
+
+
+def test_limits_that_hold_what_each_parent_forwards_are_accepted(tmp_path):
+    def raise_all(name, document):
+        exactly_enough = {"gateway_a": 36, "leader_b": 200, "leader_e": 200}.get(name, 400)  # 36 + 64 clients
+        document["query"]["max_internal_requests"] = exactly_enough
+    assert load_config(shipped_overlay(tmp_path, raise_all), environ={}).routes
 
 
 def test_a_child_of_a_leader_without_a_config_is_refused_even_when_no_route_names_it(tmp_path):
