@@ -75,9 +75,12 @@ REQUEST_IDLE_CUT_OFF = EventType("request_idle_cut_off", ("request_id", "kind", 
 HEALTH_STATUSES = tuple(status.value for status in Status)  # in the order a neighbour meets them
 HEALTH_TRANSITION = EventType("health_transition", ("neighbor", "from", "to", "reason", "consecutive_failures",
                                                     "latency_ms"))
-MONITORING_STARTED = EventType("monitoring_started", ("neighbors", "interval_seconds", "timeout_seconds",
+# The monitors run in a process of their own (health/process.py), `pid`, started with the daemon
+# and again whenever it dies.
+MONITORING_STARTED = EventType("monitoring_started", ("neighbors", "pid", "interval_seconds", "timeout_seconds",
                                                       "failures_before_degraded", "failures_before_unavailable",
                                                       "successes_before_healthy"))
+MONITOR_PROCESS_EXITED = EventType("monitor_process_exited", ("pid", "returncode", "restart_in_seconds"), "error")
 NEIGHBOR_RESTARTED = EventType("neighbor_restarted", ("neighbor", "old_pid", "new_pid"))
 
 

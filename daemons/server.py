@@ -29,12 +29,9 @@ from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
 from daemons.fanout.children import GrpcChild
 from daemons.fanout.engine import Fanout
 from daemons.fanout.slots import WorkSlots
-from daemons.health.clock import LoopClock
 from daemons.health.datagram import DatagramResponder
 from daemons.health.h2ping import SERVER_OPTIONS as LIVENESS_PING_OPTIONS
-from daemons.health.loop import MonitorLoop
-from daemons.health.monitor import NeighborMonitor
-from daemons.health.transport import GrpcProbeTransport
+from daemons.health.process import MonitorProcess, Setup
 from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses
 from daemons.rpc import airquality_pb2 as pb
@@ -102,11 +99,10 @@ class Daemon:
                                                          if config.role == "gateway" else [])
         self.lifecycle = Lifecycle(services)
         self.children = {link.name: GrpcChild(link.name, link.address) for link in config.children}
-        clock = LoopClock()
-        self.monitors = [NeighborMonitor(config.name, link.name, config.health, GrpcProbeTransport(link.address),
-                                         clock, self.log, on_unavailable=self.cancel_calls_to)
-                         for link in config.watched]
-        self.monitor_loop = MonitorLoop(self.monitors)
+        self.monitor_process = MonitorProcess(
+            Setup(config.name, config.health, tuple((link.name, link.address) for link in config.watched),
+                  config.log_file), self.log, on_unavailable=self.cancel_calls_to)
+        self.monitors = self.monitor_process.monitors
         self.fanout = Fanout(config.name, self.children, config.query.call_timeout_seconds, self.log,
                              {m.neighbor: m.query_call_failed for m in self.monitors}, config.query.max_aggregate_groups)
         limits = config.query
@@ -224,19 +220,12 @@ class Daemon:
         events.PLACEMENT_CHECKED.emit(self.log, partitions=sorted(self.config.routes), single_failure_safe=not losses)
 
     def start_monitoring(self) -> None:
-        if not self.monitors:
-            return
-        settings = self.config.health
-        events.MONITORING_STARTED.emit(
-            self.log, neighbors=[m.neighbor for m in self.monitors], interval_seconds=settings.interval_seconds,
-            timeout_seconds=settings.timeout_seconds,
-            failures_before_degraded=settings.thresholds.failures_before_degraded,
-            failures_before_unavailable=settings.thresholds.failures_before_unavailable,
-            successes_before_healthy=settings.thresholds.successes_before_healthy)
-        self.monitor_loop.start()
+        if self.monitors:
+            self.monitor_process.start()
 
     def stop_monitoring(self) -> None:
-        self.monitor_loop.stop()
+        if self.monitors:
+            self.monitor_process.stop()
 
     def cache_write_failed(self, partition: str, error: str) -> None:
         events.CACHE_WRITE_FAILED.emit(self.log, partition=partition, error=error)

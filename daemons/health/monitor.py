@@ -68,7 +68,8 @@ class NeighborMonitor:
 
     def __init__(self, observer: str, neighbor: str, settings: HealthConfig, transport: ProbeTransport,
                  clock: Clock, log: EventLog, on_unavailable: Callable[[str], None] = lambda neighbor: None,
-                 awareness: Awareness | None = None):
+                 awareness: Awareness | None = None,
+                 on_change: Callable[[NeighborMonitor], None] = lambda monitor: None):
         self.observer = observer
         self.neighbor = neighbor
         self.settings = settings
@@ -76,6 +77,7 @@ class NeighborMonitor:
         self.clock = clock
         self.log = log
         self.on_unavailable = on_unavailable  # e.g. to cancel calls stuck on a hung neighbour
+        self.on_change = on_change  # after every result: e.g. to report the view to the daemon
         self.state = NeighborState(neighbor, settings.thresholds, clock.now())
         # How slow this prober is (one per monitor: the monitors of a daemon share its loop, so
         # they see the same lateness); its datagram probes, each witnessed by an HTTP/2 PING.
@@ -105,6 +107,7 @@ class NeighborMonitor:
                 self._log_transition(transition)
         if transition is not None and transition.current is Status.UNAVAILABLE:
             self.on_unavailable(self.neighbor)
+        self.on_change(self)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._note_result, ok)
 

@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2
 from daemons.config import DaemonConfig
 from daemons.deadline import Deadline
 from daemons.fanout.children import Child, UnaryCall, answers
-from daemons.health.monitor import NeighborMonitor
+from daemons.health.process import RemoteMonitor
 from daemons.health.status import Status
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.requests import CallContext
@@ -94,7 +94,7 @@ class HealthEndpoints:
     """Node.HealthCheck and Node.GetHealthStatus. Locking: `_lock` guards the probe counts (the
     datagram responder's threads and the RPC threads both count)."""
 
-    def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: Sequence[NeighborMonitor],
+    def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: Sequence[RemoteMonitor],
                  children: Mapping[str, Child]):
         self.config = config
         self.lifecycle = lifecycle

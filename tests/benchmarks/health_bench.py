@@ -100,8 +100,10 @@ def hang_cycle(cluster: Cluster, target: str, degraded: Series, unavailable: Ser
 
 
 def idle_cost(cluster: Cluster, seconds: float) -> tuple[float, bool]:
-    """(CPU of all six daemons as % of one core while idle, whether their TCP connections stayed the same)."""
-    processes = [psutil.Process(cluster.pid(p)) for p in PROGRAMS]
+    """(CPU of all six daemons and their monitor processes as % of one core while idle, whether
+    their TCP connections stayed the same)."""
+    daemons = [psutil.Process(cluster.pid(p)) for p in PROGRAMS]
+    processes = daemons + [child for daemon in daemons for child in daemon.children()]
 
     def connections():
         return {(p.pid, c.laddr, c.raddr) for p in processes for c in p.net_connections(kind="tcp") if c.raddr}

@@ -29,12 +29,14 @@ WATCHES = {"gateway_a": ["leader_b", "leader_e"], "leader_b": ["worker_c"], "lea
 @pytest.fixture(scope="module")
 def health_cluster(tmp_path_factory, data_root, cache_dir):
     running = start_cluster(tmp_path_factory.mktemp("health"), data_root, cache_dir)
-    for observer, neighbors in WATCHES.items():
-        for neighbor in neighbors:
-            wait_for(lambda o=observer, n=neighbor: _path(running, o, n, 0.0)[-1:] == ["healthy"], 30,
-                     f"{observer} to see {neighbor} healthy")
-    yield running
-    running.stop()
+    try:
+        for observer, neighbors in WATCHES.items():
+            for neighbor in neighbors:
+                wait_for(lambda o=observer, n=neighbor: _path(running, o, n, 0.0)[-1:] == ["healthy"], 30,
+                         f"{observer} to see {neighbor} healthy")
+        yield running
+    finally:
+        running.stop()
 
 
 def _transitions(cluster, observer: str, neighbor: str, since: float) -> list[dict]:

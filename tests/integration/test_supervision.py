@@ -11,7 +11,7 @@ import time
 import pytest
 
 from daemons.client import FireClient, make_filter
-from tests.cluster import REPO, start_cluster
+from tests.cluster import REPO, epoch_of, start_cluster
 from tests.waiting import wait_for
 
 
@@ -82,6 +82,50 @@ def test_a_killed_daemon_is_restarted_by_supervisord_and_loads_from_cache(own_cl
     loaded = own_cluster.events("worker_f", "partition_loaded")[-1]
     assert loaded["source"] == "cache"
     wait_for(lambda: _completeness(client)[1].complete, 10, "complete answers once worker_f is back")
+
+
+def _monitor_process(cluster, program: str) -> int:
+    return cluster.events(program, "monitoring_started")[-1]["pid"]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie, not yet reaped by its parent, has ended too
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_monitor_process_is_restarted_by_its_daemon_and_watches_again(own_cluster):
+    old = _monitor_process(own_cluster, "gateway_a")
+    gateway_pid = own_cluster.pid("gateway_a")
+    since = time.time()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: _monitor_process(own_cluster, "gateway_a") != old, 10, "the gateway to start a new monitor process")
+    exited = own_cluster.events("gateway_a", "monitor_process_exited")[-1]
+    assert (exited["pid"], exited["returncode"]) == (old, -signal.SIGKILL)
+    assert own_cluster.pid("gateway_a") == gateway_pid  # the daemon itself carried on
+    # The new process's monitors hear from both leaders, and the gateway reads them: its status says so.
+    wait_for(lambda: {e["neighbor"] for e in own_cluster.events("gateway_a", "health_transition")
+                      if e["to"] == "healthy" and e["from"] == "unknown" and epoch_of(e) >= since}
+             == {"leader_b", "leader_e"}, 10, "the new monitor process to see both leaders healthy")
+    status = subprocess.run([str(REPO / "bin" / "healthlog"), "status", "--host", own_cluster.gateway],
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_a_daemon_killed_takes_its_monitor_process_with_it(own_cluster):
+    monitor = _monitor_process(own_cluster, "leader_e")
+    old_pid = own_cluster.pid("leader_e")
+    since = time.time()
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: not _running(monitor), 5, "the killed leader's monitor process to end")
+    own_cluster.wait_serving(["leader_e"], timeout=30, since=since)
+    assert _running(_monitor_process(own_cluster, "leader_e"))
 
 
 def _port_is_free(port: int) -> bool:

@@ -1,0 +1,320 @@
+"""A daemon's neighbour monitors, in a process of their own.
+
+Why a process: a busy daemon's threads share one interpreter lock, and the monitors waited for it
+behind the query threads. Measured 2026-11-30 under the load of issue 12 (200 full scans through
+the gateway, 150 never-read Node.Scan calls to leader_e, the largest aggregate): the gateway's
+monitor thread waited 60-330 ms for the lock behind the burst of failovers a kill sets off, and
+kill -9 -> unavailable took 251-491 ms at p99 against 100 ms. A process has a lock of its own,
+and the kernel runs a process that sleeps on its sockets as soon as one of them wakes it.
+
+The monitor process runs the same NeighborMonitors on the same MonitorLoop and writes its
+transitions to the daemon's event log (one line per write, appended, as the daemon's own). It
+and the daemon talk over a socket pair (SOCK_SEQPACKET, one pickled tuple per message: only the
+two ends of the pair can write to it):
+- daemon -> monitor process: first the `Setup`, then ("query_call_failed", neighbour, reason);
+- monitor process -> daemon: ("view", neighbour, NeighborHealth bytes, outages): the neighbour's
+  state after every change, and how many times it has become unavailable, which the daemon's
+  mirror turns into cancelling the calls stuck on it (`on_unavailable`).
+Neither end ever blocks on the other: a monitor process whose daemon does not read (it is
+stopped, or very busy) keeps only the latest view of each neighbour and sends it when it can; a
+daemon drops a failed-call hint its monitor process has no room for (the next one will do).
+
+The monitor process lives and dies with its daemon: it ignores SIGTERM and SIGINT (supervisord
+signals the whole process group) and ends when the daemon's end of the pair closes, which the
+kernel does however the daemon ends. A monitor process that dies is restarted by its daemon
+(`monitor_process_exited`), its neighbours unknown until the new one has heard from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemons import eventlog, events
+from daemons.config import Address, HealthConfig
+from daemons.events import EventLog
+from daemons.health.clock import LoopClock
+from daemons.health.loop import MonitorLoop
+from daemons.health.monitor import NeighborMonitor
+from daemons.health.status import Status
+from daemons.health.transport import GrpcProbeTransport
+from daemons.rpc import airquality_pb2 as pb
+
+MESSAGE_BYTES = 65536  # far above any message: a view is a few hundred bytes
+# Before restarting a monitor process that died, by how many died in a row soon after starting
+# (one that ran RESTART_PAUSE_RESET_SECONDS died for a new reason).
+RESTART_PAUSES_SECONDS = (0.05, 0.5, 2.0)
+RESTART_PAUSE_RESET_SECONDS = 30.0
+STOP_WAIT_SECONDS = 3.0
+RESEND_SECONDS = 0.05  # how soon a monitor process retries views its daemon had no room for
+
+
+@dataclass(frozen=True)
+class Setup:
+    observer: str
+    settings: HealthConfig
+    neighbors: tuple[tuple[str, Address], ...]
+    log_file: Path
+
+
+def encode_message(message: tuple[Any, ...]) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_message(data: bytes) -> tuple[Any, ...]:
+    message = pickle.loads(data)
+    if not isinstance(message, tuple) or not message:
+        raise ValueError(f"not a monitor message: {type(message).__name__}")
+    return message
+
+
+# -- the daemon's side --------------------------------------------------------------------------------
+
+
+class RemoteMonitor:
+    """A neighbour as the monitor process last reported it; what the daemon reads instead of a
+    NeighborMonitor (status, view) and tells it (query_call_failed). Any thread may call it."""
+
+    def __init__(self, observer: str, neighbor: str, send: Callable[[tuple[Any, ...]], None],
+                 on_unavailable: Callable[[str], None]):
+        self.observer = observer
+        self.neighbor = neighbor
+        self._send = send
+        self._on_unavailable = on_unavailable
+        self._lock = threading.Lock()
+        self._view = self._unknown("no word from the monitor process yet")
+        self._outages = 0  # as counted by the current monitor process
+
+    def _unknown(self, reason: str) -> pb.NeighborHealth:
+        return pb.NeighborHealth(observer=self.observer, neighbor=self.neighbor, status=Status.UNKNOWN.value,
+                                 last_reason=reason)
+
+    def status(self) -> Status:
+        with self._lock:
+            return Status(self._view.status)
+
+    def view(self) -> pb.NeighborHealth:
+        with self._lock:
+            view = pb.NeighborHealth()
+            view.CopyFrom(self._view)
+            return view
+
+    def query_call_failed(self, reason: str) -> None:
+        self._send(("query_call_failed", self.neighbor, reason))
+
+    def update(self, view: pb.NeighborHealth, outages: int) -> None:
+        with self._lock:
+            self._view = view
+            new_outage, self._outages = outages > self._outages, outages
+        # An outage that is already over (the daemon read it late) leaves the calls alone: they may
+        # be streaming again from the resumed neighbour.
+        if new_outage and Status(view.status) is Status.UNAVAILABLE:
+            self._on_unavailable(self.neighbor)
+
+    def forget(self, reason: str) -> None:
+        """The monitor process is gone: nothing is known until the next one reports."""
+        with self._lock:
+            self._view = self._unknown(reason)
+            self._outages = 0
+
+
+class MonitorProcess:
+    """Starts the monitor process, keeps its RemoteMonitors up to date, and restarts it if it dies."""
+
+    def __init__(self, setup: Setup, log: EventLog, on_unavailable: Callable[[str], None]):
+        self.setup = setup
+        self.log = log
+        self.monitors = [RemoteMonitor(setup.observer, name, self._send, on_unavailable)
+                         for name, _address in setup.neighbors]
+        self._by_name = {monitor.neighbor: monitor for monitor in self.monitors}
+        self._lock = threading.Lock()  # guards _socket and _process, which restarts replace
+        self._socket: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="monitor-process", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            sock, process = self._socket, self._process
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)  # the monitor process reads EOF, closes its channels and ends
+        if process is not None:
+            try:
+                process.wait(STOP_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._thread.join(STOP_WAIT_SECONDS)
+        if sock is not None:
+            sock.close()
+
+    def _spawn(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_root = str(Path(__file__).resolve().parents[2])
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        process = subprocess.Popen([sys.executable, "-m", "daemons.health", self.setup.observer,
+                                    str(theirs.fileno())], pass_fds=[theirs.fileno()], env=environment,
+                                   stdin=subprocess.DEVNULL)
+        theirs.close()
+        ours.send(encode_message(("setup", self.setup)))
+        with self._lock:
+            self._socket, self._process = ours, process
+        settings = self.setup.settings
+        events.MONITORING_STARTED.emit(
+            self.log, neighbors=[name for name, _address in self.setup.neighbors], pid=process.pid,
+            interval_seconds=settings.interval_seconds, timeout_seconds=settings.timeout_seconds,
+            failures_before_degraded=settings.thresholds.failures_before_degraded,
+            failures_before_unavailable=settings.thresholds.failures_before_unavailable,
+            successes_before_healthy=settings.thresholds.successes_before_healthy)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            sock = self._socket
+        if sock is None:
+            return
+        # No room (a hint: the next will do), or the monitor process is gone (being restarted).
+        with contextlib.suppress(OSError):
+            sock.send(encode_message(message), socket.MSG_DONTWAIT)
+
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            with self._lock:
+                sock, process = self._socket, self._process
+            assert sock is not None and process is not None
+            started = time.monotonic()
+            self._read(sock)
+            if self._stopping.is_set():
+                return
+            returncode = process.wait()
+            sock.close()
+            attempt = 0 if time.monotonic() - started > RESTART_PAUSE_RESET_SECONDS else attempt + 1
+            pause = RESTART_PAUSES_SECONDS[min(attempt, len(RESTART_PAUSES_SECONDS) - 1)]
+            for monitor in self.monitors:
+                monitor.forget(f"the monitor process (pid {process.pid}) exited with {returncode}; restarting")
+            events.MONITOR_PROCESS_EXITED.emit(self.log, pid=process.pid, returncode=returncode,
+                                               restart_in_seconds=pause)
+            if self._stopping.wait(pause):
+                return
+            self._spawn()
+
+    def _read(self, sock: socket.socket) -> None:
+        """Applies the monitor process's reports until its end closes."""
+        while True:
+            try:
+                data = sock.recv(MESSAGE_BYTES)
+            except OSError:
+                return
+            if not data:
+                return
+            message = decode_message(data)
+            if message[0] == "view" and message[1] in self._by_name:
+                _kind, neighbor, view, outages = message
+                self._by_name[neighbor].update(pb.NeighborHealth.FromString(view), outages)
+
+
+# -- the monitor process's side ----------------------------------------------------------------------
+
+
+class Reporter:
+    """Sends each neighbour's view to the daemon after every change, never blocking: what the
+    daemon has no room for waits, and only the latest view of a neighbour is kept."""
+
+    def __init__(self, sock: socket.socket):
+        self._socket = sock
+        self._lock = threading.Lock()
+        self._pending: dict[str, bytes] = {}
+        self._outages: dict[str, int] = {}
+        self._retry: threading.Timer | None = None
+
+    def unavailable(self, neighbor: str) -> None:
+        with self._lock:
+            self._outages[neighbor] = self._outages.get(neighbor, 0) + 1
+
+    def changed(self, monitor: NeighborMonitor) -> None:
+        view = monitor.view()
+        with self._lock:
+            self._pending[monitor.neighbor] = view.SerializeToString()
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._retry = None
+            while self._pending:
+                neighbor, view = next(iter(self._pending.items()))
+                try:
+                    self._socket.send(encode_message(("view", neighbor, view, self._outages.get(neighbor, 0))),
+                                      socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    self._retry = threading.Timer(RESEND_SECONDS, self.flush)
+                    self._retry.daemon = True
+                    self._retry.start()
+                    return
+                except OSError:
+                    return  # the daemon is gone; this process is ending
+                del self._pending[neighbor]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._retry is not None:
+                self._retry.cancel()
+
+
+def monitor_process(sock: socket.socket,
+                    make_transport: Callable[[Address], Any] = GrpcProbeTransport) -> int:
+    """The monitor process's life: read the setup, run the monitors, take the daemon's hints, and
+    end when the daemon's end closes."""
+    kind, setup = decode_message(sock.recv(MESSAGE_BYTES))
+    if kind != "setup" or not isinstance(setup, Setup):
+        print(f"monitor process: expected the setup first, got {kind!r}", file=sys.stderr)
+        return 2
+    log = eventlog.configure(setup.observer, setup.log_file)
+    reporter = Reporter(sock)
+    clock = LoopClock()
+    monitors: Sequence[NeighborMonitor] = [
+        NeighborMonitor(setup.observer, name, setup.settings, make_transport(address), clock, log,
+                        on_unavailable=reporter.unavailable, on_change=reporter.changed)
+        for name, address in setup.neighbors]
+    by_name = {monitor.neighbor: monitor for monitor in monitors}
+    loop = MonitorLoop(monitors)
+    loop.start()
+    try:
+        while data := sock.recv(MESSAGE_BYTES):
+            message = decode_message(data)
+            if message[0] == "query_call_failed" and message[1] in by_name:
+                _kind, neighbor, reason = message
+                by_name[neighbor].query_call_failed(reason)
+    finally:
+        reporter.close()
+        loop.stop()
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_IGN)  # the daemon ends this process, by closing its end
+    _observer, fd = argv  # the observer's name is for `ps`
+    with socket.socket(fileno=int(fd)) as sock:
+        return monitor_process(sock)

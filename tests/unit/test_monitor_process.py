@@ -1,0 +1,134 @@
+"""The daemon's side of its monitor process (health/process.py): the mirror the daemon plans with,
+and the reporter that never blocks the monitors on a daemon that does not read.
+
+The monitors themselves are tested in test_monitor.py; the process, restarted when it dies and
+ended with its daemon, on real daemons in tests/integration/test_supervision.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from daemons.config import Address, HealthConfig
+from daemons.events import EventRecorder
+from daemons.health.monitor import NeighborMonitor
+from daemons.health.process import RemoteMonitor, Reporter, Setup, decode_message, encode_message, monitor_process
+from daemons.health.status import Status
+from daemons.rpc import airquality_pb2 as pb
+from tests.unit.fakes import FakeClock, FakeNeighbor
+from tests.waiting import wait_for
+
+
+def view(status: Status, failures: int = 0) -> pb.NeighborHealth:
+    return pb.NeighborHealth(observer="gateway_a", neighbor="leader_e", status=status.value,
+                             consecutive_failures=failures)
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.cancelled: list[str] = []
+        self.monitor = RemoteMonitor("gateway_a", "leader_e", self.sent.append, self.cancelled.append)
+
+
+def test_a_neighbour_is_unknown_until_the_monitor_process_reports():
+    mirror = Mirror()
+    assert mirror.monitor.status() is Status.UNKNOWN
+    assert mirror.monitor.view().neighbor == "leader_e"
+    mirror.monitor.update(view(Status.HEALTHY), outages=0)
+    assert mirror.monitor.status() is Status.HEALTHY
+
+
+def test_an_outage_cancels_the_calls_once():
+    mirror = Mirror()
+    mirror.monitor.update(view(Status.HEALTHY), outages=0)
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=1)
+    mirror.monitor.update(view(Status.UNAVAILABLE, 4), outages=1)  # the same outage, reported again
+    assert mirror.cancelled == ["leader_e"]
+    mirror.monitor.update(view(Status.HEALTHY), outages=1)
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=2)
+    assert mirror.cancelled == ["leader_e", "leader_e"]
+
+
+def test_an_outage_read_after_it_ended_leaves_the_calls_alone():
+    """A daemon that read its reports late (it was stopped) must not cancel calls to a neighbour
+    that is streaming again."""
+    mirror = Mirror()
+    mirror.monitor.update(view(Status.HEALTHY), outages=1)
+    assert mirror.cancelled == []
+
+
+def test_a_restarted_monitor_process_counts_outages_afresh():
+    mirror = Mirror()
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=4)
+    mirror.monitor.forget("the monitor process exited")
+    assert mirror.monitor.status() is Status.UNKNOWN
+    assert mirror.monitor.view().last_reason == "the monitor process exited"
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=1)
+    assert mirror.cancelled == ["leader_e", "leader_e"]
+
+
+def test_a_failed_query_call_is_handed_to_the_monitor_process():
+    mirror = Mirror()
+    mirror.monitor.query_call_failed("UNAVAILABLE: connection reset")
+    assert mirror.sent == [("query_call_failed", "leader_e", "UNAVAILABLE: connection reset")]
+
+
+class FullSocket:
+    """A socket whose peer reads nothing until told to."""
+
+    def __init__(self) -> None:
+        self.room = False
+        self.sent: list[tuple[Any, ...]] = []
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        if not self.room:
+            raise BlockingIOError
+        self.sent.append(decode_message(data))
+        return len(data)
+
+
+def test_the_reporter_keeps_only_the_latest_view_while_the_daemon_does_not_read():
+    sock = FullSocket()
+    reporter = Reporter(sock)  # type: ignore[arg-type]  # a socket's send is all it uses
+    monitors = {name: NeighborMonitor("gateway_a", name, HealthConfig(), FakeNeighbor(FakeClock()), FakeClock(),
+                                      EventRecorder()) for name in ("leader_b", "leader_e")}
+    try:
+        for ok in (False, False, False):
+            monitors["leader_e"].observe(ok, "ping: refused")
+            reporter.changed(monitors["leader_e"])
+        reporter.unavailable("leader_e")
+        monitors["leader_b"].observe(True, "ping: SERVING")
+        reporter.changed(monitors["leader_b"])
+        assert sock.sent == []
+        sock.room = True
+        wait_for(lambda: len(sock.sent) == 2, 5, "the retry to send the pending views")
+    finally:
+        reporter.close()
+    latest = {name: (pb.NeighborHealth.FromString(data).consecutive_failures, outages)
+              for _kind, name, data, outages in sock.sent}
+    assert latest == {"leader_e": (3, 1), "leader_b": (0, 0)}
+
+
+def test_the_monitor_process_reports_views_and_ends_with_its_daemon(tmp_path):
+    daemon_end, monitor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    neighbor = FakeNeighbor(FakeClock())
+    neighbor.kill()  # its port refuses the first probe at once: a result, so a view
+    setup = Setup("gateway_a", HealthConfig(), (("leader_e", Address("127.0.0.1", 1)),), tmp_path / "gateway_a.log")
+    daemon_end.send(encode_message(("setup", setup)))
+    outcome: list[int] = []
+    runner = threading.Thread(target=lambda: outcome.append(monitor_process(monitor_end, lambda _address: neighbor)))
+    runner.start()
+    try:
+        daemon_end.settimeout(10)
+        kind, name, data, _outages = decode_message(daemon_end.recv(65536))
+        assert (kind, name) == ("view", "leader_e")
+        assert pb.NeighborHealth.FromString(data).last_reason.startswith("ping: ")
+    finally:
+        daemon_end.shutdown(socket.SHUT_RDWR)
+        runner.join(10)
+        daemon_end.close()
+        monitor_end.close()
+    assert outcome == [0]
