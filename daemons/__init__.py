@@ -12,8 +12,9 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - `health/`: the status enum (`status`) and state machine (`state`, pure), the probe transport
   and clock seams (`transport`, `clock`), health datagrams (`datagram`) and HTTP/2 PINGs
   (`h2ping`), busy or hung (`liveness`, pure, applied by `pings`), the prober's own slowness
-  (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`) and
-  its event loop (`loop`), the gateway's cluster view (`view`).
+  (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`),
+  its event loop (`loop`) and the process that runs it beside the daemon (`process`), the
+  gateway's cluster view (`view`).
 - `planning/`: choosing copies (`paths`), which copies agree (`replicas`) and one request's
   failover plan (`failover`), pure.
 - `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle

@@ -80,6 +80,9 @@ HEALTH_TRANSITION = EventType("health_transition", ("neighbor", "from", "to", "r
 MONITORING_STARTED = EventType("monitoring_started", ("neighbors", "pid", "interval_seconds", "timeout_seconds",
                                                       "failures_before_degraded", "failures_before_unavailable",
                                                       "successes_before_healthy"))
+# Written by a daemon's monitor process once its daemon's process has ended (health/gasp.py): the
+# watchers it told, by requester id.
+DYING_GASP_SENT = EventType("dying_gasp_sent", ("pid", "recipients"), "warning")
 MONITOR_PROCESS_EXITED = EventType("monitor_process_exited", ("pid", "returncode", "restart_in_seconds"), "error")
 NEIGHBOR_RESTARTED = EventType("neighbor_restarted", ("neighbor", "old_pid", "new_pid"))
 

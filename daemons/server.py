@@ -100,8 +100,9 @@ class Daemon:
         self.lifecycle = Lifecycle(services)
         self.children = {link.name: GrpcChild(link.name, link.address) for link in config.children}
         self.monitor_process = MonitorProcess(
-            Setup(config.name, config.health, tuple((link.name, link.address) for link in config.watched),
-                  config.log_file), self.log, on_unavailable=self.cancel_calls_to)
+            Setup(config.name, config.role, config.health,
+                  tuple((link.name, link.address) for link in config.watched), config.log_file),
+            self.log, on_unavailable=self.cancel_calls_to)
         self.monitors = self.monitor_process.monitors
         self.fanout = Fanout(config.name, self.children, config.query.call_timeout_seconds, self.log,
                              {m.neighbor: m.query_call_failed for m in self.monitors}, config.query.max_aggregate_groups)
@@ -112,7 +113,8 @@ class Daemon:
                                         work_slots=WorkSlots(WORK_SLOTS))
         self.housekeeper = Housekeeper(self.requests, self.log)
         self.housekeeper.start()
-        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children)
+        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children,
+                                    gasp_to=self.monitor_process.gasp_to)
         self.datagrams = DatagramResponder(config.listen, endpoints.answer)
         self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
                                  endpoints.probes_received)
@@ -220,12 +222,10 @@ class Daemon:
         events.PLACEMENT_CHECKED.emit(self.log, partitions=sorted(self.config.routes), single_failure_safe=not losses)
 
     def start_monitoring(self) -> None:
-        if self.monitors:
-            self.monitor_process.start()
+        self.monitor_process.start()  # here, on the main thread: see MonitorProcess.start
 
     def stop_monitoring(self) -> None:
-        if self.monitors:
-            self.monitor_process.stop()
+        self.monitor_process.stop()
 
     def cache_write_failed(self, partition: str, error: str) -> None:
         events.CACHE_WRITE_FAILED.emit(self.log, partition=partition, error=error)

@@ -54,7 +54,7 @@ class DatagramResponder:
     ahead for the lock: p99 1.1 s on a leader under 200 concurrent full scans (2026-11-30).
     """
 
-    def __init__(self, address: Address, answer: Callable[[pb.HealthRequest], pb.HealthResponse]):
+    def __init__(self, address: Address, answer: Callable[[pb.HealthRequest, str], pb.HealthResponse]):
         self.address = address
         self.answer = answer
         self._sockets: list[socket.socket] = []
@@ -94,7 +94,7 @@ class DatagramResponder:
         except (OSError, DecodeError):
             return
         with contextlib.suppress(OSError):  # the prober is gone; it will see a timeout or nothing at all
-            sock.sendto(self.answer(request).SerializeToString(), sender)
+            sock.sendto(self.answer(request, sender[0]).SerializeToString(), sender)
 
 
 class DatagramProber(asyncio.DatagramProtocol):
@@ -116,6 +116,22 @@ class DatagramProber(asyncio.DatagramProtocol):
         _, prober = await loop.create_datagram_endpoint(lambda: cls(on_reply, on_refused),
                                                         remote_addr=(address.host, address.port))
         return prober
+
+    @classmethod
+    async def listen(cls, family: int, on_reply: Callable[[pb.HealthResponse], None]) -> tuple[DatagramProber, int]:
+        """An unconnected endpoint on a port of its own, for replies that do not come from the
+        neighbour's port (its dying gasp, gasp.py); returns it and its port."""
+        loop = asyncio.get_running_loop()
+        wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        transport, listener = await loop.create_datagram_endpoint(lambda: cls(on_reply, lambda why: None),
+                                                                  local_addr=(wildcard, 0), family=family)
+        return listener, transport.get_extra_info("sockname")[1]
+
+    @property
+    def family(self) -> int:
+        assert self._transport is not None, "connected first"
+        family: int = self._transport.get_extra_info("socket").family
+        return family
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A datagram endpoint's transport (asyncio's selector transport is not a subclass of

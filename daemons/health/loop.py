@@ -1,4 +1,5 @@
-"""The one event loop thread on which all of a daemon's neighbour monitors run.
+"""The one event loop thread on which all of a daemon's neighbour monitors run, in its monitor
+process (process.py).
 
 It owns the thread and the monitors' start and stop; what a monitor does is monitor.py's.
 """

@@ -22,9 +22,10 @@ costs a Python daemon milliseconds of CPU at idle, so monitoring combines cheape
 The decisions are the state machine's (state.py) and the liveness witness's (liveness.py); the
 network is a ProbeTransport and time a Clock, both injected, so all of this is tested without a
 socket (tests/unit/test_monitor.py). All monitors of a daemon share one asyncio event loop thread,
-asleep until something is due. That loop waits for the interpreter lock like every other thread
-of a busy daemon, so its deadlines are stretched by how late its own timers fire (awareness.py),
-and a deadline whose timer fired late is judged after the answers that came meanwhile are read
+asleep until something is due, in a process of their own (process.py), so that the daemon's
+query threads never hold them up. On a machine whose cores are all busy that process, too, runs
+late, so its deadlines are stretched by how late its own timers fire (awareness.py), and a
+deadline whose timer fired late is judged after the answers that came meanwhile are read
 (timers.py).
 """
 
@@ -43,6 +44,7 @@ from daemons.config import HealthConfig
 from daemons.events import EventLog
 from daemons.health.awareness import Awareness
 from daemons.health.clock import Clock
+from daemons.health.gasp import believed
 from daemons.health.pings import PingRounds
 from daemons.health.state import NeighborState, ProbeResult, Status, Transition
 from daemons.health.timers import MonitorTimers
@@ -84,7 +86,7 @@ class NeighborMonitor:
         self.awareness = awareness if awareness is not None else Awareness()
         self.timers = MonitorTimers(clock, self.awareness)
         self.pings = PingRounds(observer, transport, clock, self.timers, self._deadline, self.observe,
-                                functools.partial(self._answered, "ping"), self._running)
+                                functools.partial(self._answered, "ping"), self._running, self._gasped)
         self._epoch_offset = clock.wall() - clock.now()  # to report `since` as wall-clock time
         self._lock = threading.Lock()
         self._confirmations_in_flight = 0
@@ -96,13 +98,13 @@ class NeighborMonitor:
 
     # -- feeding the state machine ---------------------------------------------------------------
 
-    def observe(self, ok: bool, reason: str, sent: float | None = None) -> None:
+    def observe(self, ok: bool, reason: str, sent: float | None = None, *, conclusive: bool = False) -> None:
         """Records one result, of a probe sent at `sent` (None: pushed, not probed). Any thread may
         call it."""
         with self._lock:
             now = self.clock.now()
             latency_ms = None if sent is None else (now - sent) * 1000
-            transition = self.state.observe(ProbeResult(ok, reason, latency_ms, sent), now)
+            transition = self.state.observe(ProbeResult(ok, reason, latency_ms, sent, conclusive), now)
             if transition is not None:
                 self._log_transition(transition)
         if transition is not None and transition.current is Status.UNAVAILABLE:
@@ -163,6 +165,11 @@ class NeighborMonitor:
             events.NEIGHBOR_RESTARTED.emit(self.log, neighbor=self.neighbor, old_pid=previous,
                                            new_pid=answer.process_id)
         self.observe(answer.healthy, f"{via}: {answer.status} (pid {answer.process_id})", sent)
+
+    def _gasped(self, answer: pb.HealthResponse) -> None:
+        """A dying gasp (gasp.py): the neighbour's process ended, if the gasp is true."""
+        if believed(answer, self.pings.gasp_token, self._pid):
+            self.observe(False, f"dying gasp: its process (pid {answer.process_id}) ended", conclusive=True)
 
     # -- the coroutines ----------------------------------------------------------------------------
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections.abc import Callable
 
 from daemons.health.clock import Clock
+from daemons.health.gasp import STATUS_ENDED, TOKEN_BYTES
 from daemons.health.liveness import Decide, Liveness
 from daemons.health.timers import MonitorTimers
 from daemons.health.transport import ProbeTransport
@@ -32,7 +34,8 @@ Observe = Callable[[bool, str, float | None], None]  # the monitor's observe(ok,
 class PingRounds:
     def __init__(self, observer: str, transport: ProbeTransport, clock: Clock, timers: MonitorTimers,
                  deadline: Callable[[], float], observe: Observe,
-                 answered: Callable[[pb.HealthResponse, float], None], running: Callable[[], None]):
+                 answered: Callable[[pb.HealthResponse, float], None], running: Callable[[], None],
+                 gasped: Callable[[pb.HealthResponse], None] = lambda gasp: None):
         self.observer = observer
         self.transport = transport
         self.clock = clock
@@ -41,6 +44,8 @@ class PingRounds:
         self._observe = observe
         self._answered = answered  # a reply to a probe sent at the given time
         self._running = running  # a probe timed out, but the process was seen running: busy
+        self._gasped = gasped  # a dying gasp came (gasp.py), to be checked against this token
+        self.gasp_token = os.urandom(TOKEN_BYTES)
         self.liveness = Liveness()
         self._out: dict[int, float] = {}  # datagram probes awaiting a reply: timestamp -> sent
         self._last_stamp = 0
@@ -50,12 +55,15 @@ class PingRounds:
         stamp = max(self._last_stamp + 1, int(self.clock.wall() * 1e6))  # unique: it pairs the reply
         self._last_stamp = stamp
         self._out[stamp] = self.clock.now()
-        self.transport.ping(pb.HealthRequest(requester_id=self.observer, timestamp=stamp))
+        self.transport.ping(pb.HealthRequest(requester_id=self.observer, timestamp=stamp, gasp_token=self.gasp_token))
         self.send_witness()  # after the datagram: a witness must be sent no earlier than its probe
         deadline = self.deadline()
         self.timers.at(deadline, functools.partial(self._expired, stamp, deadline))
 
     def reply(self, answer: pb.HealthResponse) -> None:
+        if answer.status == STATUS_ENDED:
+            self._gasped(answer)
+            return
         sent = self._out.pop(answer.request_timestamp, None)
         if sent is not None:  # else answered after it was counted as a failure
             self._answered(answer, sent)

@@ -8,10 +8,12 @@ kill -9 -> unavailable took 251-491 ms at p99 against 100 ms. A process has a lo
 and the kernel runs a process that sleeps on its sockets as soon as one of them wakes it.
 
 The monitor process runs the same NeighborMonitors on the same MonitorLoop and writes its
-transitions to the daemon's event log (one line per write, appended, as the daemon's own). It
-and the daemon talk over a socket pair (SOCK_SEQPACKET, one pickled tuple per message: only the
-two ends of the pair can write to it):
-- daemon -> monitor process: first the `Setup`, then ("query_call_failed", neighbour, reason);
+transitions to the daemon's event log (one line per write, appended, as the daemon's own). Every
+daemon has one, a worker too, though it watches nobody: it sends the daemon's dying gasp to the
+daemon's watchers when the daemon's process ends (gasp.py). It and the daemon talk over a socket
+pair (SOCK_SEQPACKET, one pickled tuple per message: only the two ends of the pair can write to it):
+- daemon -> monitor process: first the `Setup`, then ("query_call_failed", neighbour, reason) and
+  ("gasp_to", recipients), the watchers to gasp to, whenever they change;
 - monitor process -> daemon: ("view", neighbour, NeighborHealth bytes, outages): the neighbour's
   state after every change, and how many times it has become unavailable, which the daemon's
   mirror turns into cancelling the calls stuck on it (`on_unavailable`).
@@ -28,6 +30,7 @@ kernel does however the daemon ends. A monitor process that dies is restarted by
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -45,6 +48,7 @@ from daemons import eventlog, events
 from daemons.config import Address, HealthConfig
 from daemons.events import EventLog
 from daemons.health.clock import LoopClock
+from daemons.health.gasp import Recipient, gasp
 from daemons.health.loop import MonitorLoop
 from daemons.health.monitor import NeighborMonitor
 from daemons.health.status import Status
@@ -57,14 +61,19 @@ MESSAGE_BYTES = 65536  # far above any message: a view is a few hundred bytes
 RESTART_PAUSES_SECONDS = (0.05, 0.5, 2.0)
 RESTART_PAUSE_RESET_SECONDS = 30.0
 STOP_WAIT_SECONDS = 3.0
+# Sent by the kernel to the monitor process when the daemon's thread that started it ends: the
+# moment a killed daemon's threads die, long before its sockets close (gasp.py).
+DEATH_SIGNAL = signal.SIGUSR1
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 RESEND_SECONDS = 0.05  # how soon a monitor process retries views its daemon had no room for
 
 
 @dataclass(frozen=True)
 class Setup:
-    observer: str
+    observer: str  # the daemon's name
+    role: str
     settings: HealthConfig
-    neighbors: tuple[tuple[str, Address], ...]
+    neighbors: tuple[tuple[str, Address], ...]  # those it watches; none for a worker
     log_file: Path
 
 
@@ -86,7 +95,7 @@ class RemoteMonitor:
     """A neighbour as the monitor process last reported it; what the daemon reads instead of a
     NeighborMonitor (status, view) and tells it (query_call_failed). Any thread may call it."""
 
-    def __init__(self, observer: str, neighbor: str, send: Callable[[tuple[Any, ...]], None],
+    def __init__(self, observer: str, neighbor: str, send: Callable[[tuple[Any, ...]], object],
                  on_unavailable: Callable[[str], None]):
         self.observer = observer
         self.neighbor = neighbor
@@ -111,7 +120,7 @@ class RemoteMonitor:
             return view
 
     def query_call_failed(self, reason: str) -> None:
-        self._send(("query_call_failed", self.neighbor, reason))
+        self._send(("query_call_failed", self.neighbor, reason))  # a hint: if dropped, the next will do
 
     def update(self, view: pb.NeighborHealth, outages: int) -> None:
         with self._lock:
@@ -142,6 +151,9 @@ class MonitorProcess:
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self._recipients: tuple[Recipient, ...] = ()
+        # Also the thread that restarts the monitor process: it lives as long as the daemon, since
+        # the kernel sends DEATH_SIGNAL when the thread that started the process ends.
         self._thread = threading.Thread(target=self._run, name="monitor-process", daemon=True)
 
     @property
@@ -150,6 +162,8 @@ class MonitorProcess:
             return None if self._process is None else self._process.pid
 
     def start(self) -> None:
+        """Call from the thread that lives as long as the daemon (its main thread): the kernel
+        tells the monitor process when the thread that started it ends."""
         self._spawn()
         self._thread.start()
 
@@ -179,6 +193,7 @@ class MonitorProcess:
                                    stdin=subprocess.DEVNULL)
         theirs.close()
         ours.send(encode_message(("setup", self.setup)))
+        ours.send(encode_message(("gasp_to", self._recipients)))
         with self._lock:
             self._socket, self._process = ours, process
         settings = self.setup.settings
@@ -189,14 +204,21 @@ class MonitorProcess:
             failures_before_unavailable=settings.thresholds.failures_before_unavailable,
             successes_before_healthy=settings.thresholds.successes_before_healthy)
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def gasp_to(self, recipients: tuple[Recipient, ...]) -> bool:
+        """Tells the monitor process whom to send this daemon's dying gasp; False if it had no room."""
+        self._recipients = recipients  # for a monitor process started later
+        return self._send(("gasp_to", recipients))
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
         with self._lock:
             sock = self._socket
         if sock is None:
-            return
-        # No room (a hint: the next will do), or the monitor process is gone (being restarted).
-        with contextlib.suppress(OSError):
+            return False
+        try:
             sock.send(encode_message(message), socket.MSG_DONTWAIT)
+        except OSError:  # no room, or the monitor process is gone (being restarted)
+            return False
+        return True
 
     def _run(self) -> None:
         attempt = 0
@@ -282,15 +304,54 @@ class Reporter:
                 self._retry.cancel()
 
 
-def monitor_process(sock: socket.socket,
+class Gasper:
+    """Sends the daemon's dying gasp (gasp.py) to its watchers, whom the daemon names."""
+
+    def __init__(self, daemon_pid: int):
+        self.daemon_pid = daemon_pid
+        self.daemon = ""
+        self.role = ""
+        self.log: EventLog | None = None  # the daemon's, once the setup names it
+        self.recipients: tuple[Recipient, ...] = ()
+        self._sockets = {family: socket.socket(family, socket.SOCK_DGRAM) for family in (socket.AF_INET,
+                                                                                          socket.AF_INET6)}
+
+    def send(self) -> None:
+        now_us = int(time.time() * 1e6)
+        for recipient in self.recipients:
+            family = socket.AF_INET6 if ":" in recipient.host else socket.AF_INET
+            with contextlib.suppress(OSError):  # that watcher is gone too; it has nobody to tell
+                self._sockets[family].sendto(gasp(recipient, self.daemon, self.role, self.daemon_pid, now_us)
+                                             .SerializeToString(), (recipient.host, recipient.port))
+        if self.log is not None:  # after the gasps: they are what is urgent
+            events.DYING_GASP_SENT.emit(self.log, pid=self.daemon_pid,
+                                        recipients=[recipient.requester for recipient in self.recipients])
+
+    def wait_for_death(self) -> None:
+        """On a thread of its own, with DEATH_SIGNAL blocked in every thread: gasps when the kernel
+        says the daemon's thread that started this process has ended. A DEATH_SIGNAL sent by
+        anyone else is ignored."""
+        while True:
+            info = signal.sigwaitinfo({DEATH_SIGNAL})
+            if info.si_pid == self.daemon_pid:
+                self.send()
+                return
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+
+
+def monitor_process(sock: socket.socket, gasper: Gasper,
                     make_transport: Callable[[Address], Any] = GrpcProbeTransport) -> int:
-    """The monitor process's life: read the setup, run the monitors, take the daemon's hints, and
-    end when the daemon's end closes."""
+    """The monitor process's life: read the setup, run the monitors, take the daemon's hints and
+    its watchers, and end when the daemon's end closes."""
     kind, setup = decode_message(sock.recv(MESSAGE_BYTES))
     if kind != "setup" or not isinstance(setup, Setup):
         print(f"monitor process: expected the setup first, got {kind!r}", file=sys.stderr)
         return 2
     log = eventlog.configure(setup.observer, setup.log_file)
+    gasper.daemon, gasper.role, gasper.log = setup.observer, setup.role, log
     reporter = Reporter(sock)
     clock = LoopClock()
     monitors: Sequence[NeighborMonitor] = [
@@ -306,6 +367,8 @@ def monitor_process(sock: socket.socket,
             if message[0] == "query_call_failed" and message[1] in by_name:
                 _kind, neighbor, reason = message
                 by_name[neighbor].query_call_failed(reason)
+            elif message[0] == "gasp_to":
+                gasper.recipients = message[1]
     finally:
         reporter.close()
         loop.stop()
@@ -315,6 +378,17 @@ def monitor_process(sock: socket.socket,
 def main(argv: Sequence[str]) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, signal.SIG_IGN)  # the daemon ends this process, by closing its end
+    # Blocked before any thread starts, so that every thread inherits the mask and only the
+    # gasper's sigwaitinfo takes the signal (with the sender's pid, which a handler is not told).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {DEATH_SIGNAL})
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL) != 0:
+        print(f"monitor process: prctl(PR_SET_PDEATHSIG): {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+    gasper = Gasper(daemon_pid=os.getppid())
+    threading.Thread(target=gasper.wait_for_death, name="dying-gasp", daemon=True).start()
     _observer, fd = argv  # the observer's name is for `ps`
-    with socket.socket(fileno=int(fd)) as sock:
-        return monitor_process(sock)
+    try:
+        with socket.socket(fileno=int(fd)) as sock:
+            return monitor_process(sock, gasper)
+    finally:
+        gasper.close()

@@ -69,6 +69,9 @@ class ProbeResult:
     # overlap, so their answers can arrive out of order: a failure of a probe sent before one that
     # has since succeeded says nothing new (a deadline running out after the neighbour resumed).
     sent: float | None = None
+    # The failure is proof, not a symptom (the neighbour's process is known to have ended: its
+    # dying gasp, gasp.py): it makes the neighbour unavailable with no confirmation.
+    conclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class NeighborState:
             target = self._after_success()
         else:
             self.consecutive_failures += 1
+            if result.conclusive:
+                self.consecutive_failures = max(self.consecutive_failures, self.thresholds.failures_before_unavailable)
             self.consecutive_successes = 0
             target = self._after_failure(now)
         if target is None or target == self.status:

@@ -53,7 +53,8 @@ class ProbeTransport(Protocol):
         Connection refused") and answers to liveness PINGs arrive through the callbacks."""
 
     def ping(self, request: pb.HealthRequest) -> None:
-        """Sends one datagram probe; its reply, if any, comes to `on_ping_reply`."""
+        """Sends one datagram probe, adding where the neighbour's dying gasp reaches this transport;
+        its reply, if any, and the gasp come to `on_ping_reply`."""
 
     def liveness_ping(self, stamp: int) -> bool:
         """Sends one PING that the neighbour's process answers without its interpreter (h2ping.py);
@@ -79,6 +80,8 @@ class GrpcProbeTransport:
         self.address = address
         self._channel: grpc.aio.Channel | None = None
         self._datagrams: DatagramProber | None = None
+        self._gasps: DatagramProber | None = None
+        self._gasp_port = 0
         self._liveness: PingConnection | None = None
 
     async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
@@ -92,12 +95,15 @@ class GrpcProbeTransport:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._datagrams = await DatagramProber.connect(self.address, on_ping_reply,
                                                        lambda why: on_ping_refused(f"ping: {why}"))
+        # A dying gasp comes from the neighbour's monitor process, not from the port probed.
+        self._gasps, self._gasp_port = await DatagramProber.listen(self._datagrams.family, on_ping_reply)
         # A refused connection says what a refused datagram says: nothing listens on that port.
         self._liveness = PingConnection(self.address, on_liveness_answer, on_ping_refused)
         self._liveness.start()
 
     def ping(self, request: pb.HealthRequest) -> None:
         assert self._datagrams is not None, "start() first"
+        request.gasp_port = self._gasp_port  # where this transport hears the neighbour's dying gasp
         self._datagrams.send(request)
 
     def liveness_ping(self, stamp: int) -> bool:
@@ -144,7 +150,8 @@ class GrpcProbeTransport:
     async def close(self) -> None:
         if self._liveness is not None:
             await self._liveness.close()
-        if self._datagrams is not None:
-            self._datagrams.close()
+        for endpoint in (self._datagrams, self._gasps):
+            if endpoint is not None:
+                endpoint.close()
         if self._channel is not None:
             await self._channel.close()

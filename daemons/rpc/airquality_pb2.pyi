@@ -360,15 +360,19 @@ class StatusResponse(_message.Message):
     def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ..., copies_below: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., unreachable_below: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
-    __slots__ = ("requester_id", "timestamp")
+    __slots__ = ("requester_id", "timestamp", "gasp_port", "gasp_token")
     REQUESTER_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    GASP_PORT_FIELD_NUMBER: _ClassVar[int]
+    GASP_TOKEN_FIELD_NUMBER: _ClassVar[int]
     requester_id: str
     timestamp: int
-    def __init__(self, requester_id: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
+    gasp_port: int
+    gasp_token: bytes
+    def __init__(self, requester_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., gasp_port: _Optional[int] = ..., gasp_token: _Optional[bytes] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("healthy", "status", "timestamp", "process_id", "role", "daemon", "request_timestamp")
+    __slots__ = ("healthy", "status", "timestamp", "process_id", "role", "daemon", "request_timestamp", "gasp_token")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +380,7 @@ class HealthResponse(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DAEMON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    GASP_TOKEN_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     status: str
     timestamp: int
@@ -383,7 +388,8 @@ class HealthResponse(_message.Message):
     role: str
     daemon: str
     request_timestamp: int
-    def __init__(self, healthy: _Optional[bool] = ..., status: _Optional[str] = ..., timestamp: _Optional[int] = ..., process_id: _Optional[int] = ..., role: _Optional[str] = ..., daemon: _Optional[str] = ..., request_timestamp: _Optional[int] = ...) -> None: ...
+    gasp_token: bytes
+    def __init__(self, healthy: _Optional[bool] = ..., status: _Optional[str] = ..., timestamp: _Optional[int] = ..., process_id: _Optional[int] = ..., role: _Optional[str] = ..., daemon: _Optional[str] = ..., request_timestamp: _Optional[int] = ..., gasp_token: _Optional[bytes] = ...) -> None: ...
 
 class HealthStatusRequest(_message.Message):
     __slots__ = ("cluster",)

@@ -8,11 +8,12 @@ probe with a deadline (over gRPC, or as a datagram: `answer` serves both).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -21,12 +22,14 @@ from grpc_health.v1 import health, health_pb2
 from daemons.config import DaemonConfig
 from daemons.deadline import Deadline
 from daemons.fanout.children import Child, UnaryCall, answers
+from daemons.health.gasp import GaspRecipients, Recipient
 from daemons.health.process import RemoteMonitor
 from daemons.health.status import Status
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.requests import CallContext
 
 CLUSTER_VIEW_TIMEOUT_SECONDS = 2.0
+RECIPIENTS_HANDOVER_SECONDS = 0.1  # the least time between two handovers of the gasp recipients
 
 
 class ProbeCounts:
@@ -95,12 +98,20 @@ class HealthEndpoints:
     datagram responder's threads and the RPC threads both count)."""
 
     def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: Sequence[RemoteMonitor],
-                 children: Mapping[str, Child]):
+                 children: Mapping[str, Child],
+                 gasp_to: Callable[[tuple[Recipient, ...]], bool] = lambda recipients: True,
+                 clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.lifecycle = lifecycle
         self.monitors = monitors
         self.children = children
+        self._gasp_to = gasp_to  # hands the watchers to the monitor process; False if it had no room
         self._probes_received = ProbeCounts()
+        self._gasp_recipients = GaspRecipients()
+        self._recipients_version = 0  # changes to the recipients so far
+        self._recipients_handed = 0  # the latest version the monitor process has
+        self._next_handover = -math.inf
+        self._clock = clock
         self._lock = threading.Lock()
 
     def probes_received(self) -> dict[str, int]:
@@ -108,10 +119,23 @@ class HealthEndpoints:
         with self._lock:
             return self._probes_received.snapshot()
 
-    def answer(self, request: pb.HealthRequest) -> pb.HealthResponse:
-        """The reply to a health probe, whether it came over gRPC or as a UDP datagram."""
+    def answer(self, request: pb.HealthRequest, sender_host: str | None = None) -> pb.HealthResponse:
+        """The reply to a health probe, whether it came over gRPC or as a UDP datagram (from
+        `sender_host`, where the prober hears this daemon's dying gasp)."""
+        recipients = None
         with self._lock:
             self._probes_received.add(request.requester_id)
+            if sender_host is not None and self._gasp_recipients.note(request.requester_id, sender_host, request):
+                self._recipients_version += 1
+            now = self._clock()
+            # At most one handover per interval: a flood of made-up requesters changes them with
+            # every datagram; a monitor's next probe, 0.4 s later, hands over what is pending.
+            if self._recipients_handed < self._recipients_version and now >= self._next_handover:
+                version, recipients = self._recipients_version, self._gasp_recipients.snapshot()
+                self._next_handover = now + RECIPIENTS_HANDOVER_SECONDS
+        if recipients is not None and self._gasp_to(recipients):
+            with self._lock:
+                self._recipients_handed = max(self._recipients_handed, version)
         status = self.lifecycle.status  # read once: healthy and status must agree
         return pb.HealthResponse(healthy=status == "SERVING", status=status, timestamp=int(time.time() * 1e6),
                                  process_id=os.getpid(), role=self.config.role, daemon=self.config.name,

@@ -61,10 +61,9 @@ def _node(cluster, program: str):
 def test_who_watches_whom(health_cluster):
     for program in PROGRAMS:
         started = health_cluster.events(program, "monitoring_started")
-        if program in WATCHES:
-            assert started[-1]["neighbors"] == WATCHES[program]
-        else:
-            assert started == [] and health_cluster.events(program, "health_transition") == []
+        assert started[-1]["neighbors"] == WATCHES.get(program, [])  # a worker's only sends its dying gasp
+        if program not in WATCHES:
+            assert health_cluster.events(program, "health_transition") == []
     since = time.time()
     wait_for(lambda: _node(health_cluster, "worker_d").GetStatus(pb.StatusRequest(), timeout=5)
              .health_checks_by_requester.get("leader_e", 0) > 3, 10, "leader_e to probe worker_d")
@@ -96,7 +95,9 @@ def test_a_killed_worker_is_restarted_and_seen_to_recover(health_cluster):
     old_pid = health_cluster.pid("worker_f")
     since = time.time()
     os.kill(old_pid, signal.SIGKILL)  # no supervisorctl: supervisord notices and restarts it
-    _wait_path(health_cluster, "leader_e", "worker_f", since, ["degraded", "unavailable", "healthy"])
+    # Straight to unavailable on its dying gasp, or, should its sockets close first, through degraded.
+    wait_for(lambda: _path(health_cluster, "leader_e", "worker_f", since) in (
+        ["unavailable", "healthy"], ["degraded", "unavailable", "healthy"]), 20, "leader_e to see worker_f die and recover")
     assert health_cluster.pid("worker_f") != old_pid
     wait_for(lambda: any(e["neighbor"] == "worker_f" and e["old_pid"] == old_pid
                          for e in health_cluster.events("leader_e", "neighbor_restarted")), 10,
@@ -210,6 +211,10 @@ def test_healthlog_follow_sees_every_transition_through_rotation_and_truncation(
     """Runs last in this module: it rotates leader_b's log away from under the other tests."""
     logs = health_cluster.home / "logs"
     log = logs / "leader_b.log"
+    # A leader restarted by an earlier test starts its neighbours from unknown: let that settle.
+    wait_for(lambda: _path(health_cluster, "leader_b", "worker_c",
+                           epoch_of(health_cluster.events("leader_b", "monitoring_started")[-1])) == ["healthy"], 30,
+             "leader_b's monitor process to see worker_c healthy")
     since = datetime.now(UTC).isoformat()
     follower = subprocess.Popen([str(REPO / "bin" / "healthlog"), "--follow", "--json", "--log-dir", str(logs),
                                  "--neighbor", "worker_c", "--since", since], stdout=subprocess.PIPE, text=True)

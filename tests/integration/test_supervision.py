@@ -118,11 +118,19 @@ def test_a_killed_monitor_process_is_restarted_by_its_daemon_and_watches_again(o
     assert status.returncode == 0, status.stdout + status.stderr
 
 
-def test_a_daemon_killed_takes_its_monitor_process_with_it(own_cluster):
+def test_a_killed_daemons_monitor_process_sends_its_dying_gasp_and_ends(own_cluster):
+    """The gasp tells the watchers of a killed daemon before the kernel has closed its sockets
+    (gasp.py); the monitor process ends with its daemon."""
     monitor = _monitor_process(own_cluster, "leader_e")
     old_pid = own_cluster.pid("leader_e")
     since = time.time()
     os.kill(old_pid, signal.SIGKILL)
+    gasp = wait_for(lambda: next((e for e in own_cluster.events("leader_e", "dying_gasp_sent")
+                                  if epoch_of(e) >= since), None), 5, "leader_e's monitor process to gasp")
+    assert (gasp["pid"], gasp["recipients"]) == (old_pid, ["gateway_a"])
+    wait_for(lambda: any(e["neighbor"] == "leader_e" and e["to"] == "unavailable" and epoch_of(e) >= since
+                         for e in own_cluster.events("gateway_a", "health_transition")), 5,
+             "the gateway to see leader_e unavailable")
     wait_for(lambda: not _running(monitor), 5, "the killed leader's monitor process to end")
     own_cluster.wait_serving(["leader_e"], timeout=30, since=since)
     assert _running(_monitor_process(own_cluster, "leader_e"))

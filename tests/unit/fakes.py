@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 import grpc
 
 from daemons.cancel import Cancellation
+from daemons.health.gasp import STATUS_ENDED
 from daemons.health.transport import ProbeFailed
 from daemons.planning.replicas import PartitionChoice, unverified_choices
 from daemons.rpc import airquality_pb2 as pb
@@ -121,6 +122,7 @@ class FakeNeighbor:
         self.watch_delay: float | None = None  # how late a watch's first update arrives (None: `delay`)
         self.overloaded = False
         self.liveness_pings = 0
+        self.gasp_token = b""  # the prober's, from its latest datagram probe
         self.pings = 0
         self.checks = 0
         self.watches = 0
@@ -147,6 +149,13 @@ class FakeNeighbor:
         stamps, self._queued_liveness = self._queued_liveness, []
         for stamp in stamps:
             self._answer_liveness(stamp)
+
+    def gasp(self, pid: int | None = None, token: bytes | None = None) -> None:
+        """Its monitor process sends its dying gasp, as the kernel tears the process down: by default
+        for its own pid, with the token its prober gave in the latest datagram probe."""
+        answer = pb.HealthResponse(healthy=False, status=STATUS_ENDED, process_id=self.pid if pid is None else pid,
+                                   gasp_token=self.gasp_token if token is None else token)
+        self.clock.call_later(0.0002, lambda: self._on_reply(answer))
 
     def restart(self, pid: int) -> None:
         self.pid = pid
@@ -183,6 +192,7 @@ class FakeNeighbor:
 
     def ping(self, request: pb.HealthRequest) -> None:
         self.pings += 1
+        self.gasp_token = request.gasp_token
         if self.mode == "dead":
             self.clock.call_later(0.0002, lambda: self._on_refused("ping: Connection refused"))
         elif self.mode == "up":

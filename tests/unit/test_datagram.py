@@ -27,9 +27,9 @@ def free_udp_port() -> int:
     return port
 
 
-def answer(request: pb.HealthRequest) -> pb.HealthResponse:
+def answer(request: pb.HealthRequest, sender_host: str) -> pb.HealthResponse:
     return pb.HealthResponse(healthy=True, status="SERVING", process_id=os.getpid(), role="worker",
-                             daemon="worker_c", request_timestamp=request.timestamp)
+                             daemon=f"worker_c (asked from {sender_host})", request_timestamp=request.timestamp)
 
 
 def health_threads() -> set[threading.Thread]:
@@ -77,7 +77,31 @@ def test_a_probe_gets_the_responders_answer_with_its_timestamp_echoed(responder:
 
     [reply] = asyncio.run(probe())
     assert (reply.request_timestamp, reply.daemon, reply.status, reply.healthy, reply.process_id) == (
-        1_600_000_123_456_789, "worker_c", "SERVING", True, os.getpid())
+        1_600_000_123_456_789, "worker_c (asked from 127.0.0.1)", "SERVING", True, os.getpid())
+
+
+def test_a_listener_hears_replies_sent_to_its_own_port_from_anywhere() -> None:
+    """Where a prober hears a neighbour's dying gasp, which comes from the neighbour's monitor
+    process, not from the port it probes (a connected endpoint would drop it)."""
+    async def listen() -> list[pb.HealthResponse]:
+        replies: list[pb.HealthResponse] = []
+        arrived = asyncio.Event()
+
+        def on_reply(reply: pb.HealthResponse) -> None:
+            replies.append(reply)
+            arrived.set()
+
+        listener, port = await DatagramProber.listen(socket.AF_INET, on_reply)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.sendto(pb.HealthResponse(status="ENDED", process_id=7).SerializeToString(), ("127.0.0.1", port))
+            await asyncio.wait_for(arrived.wait(), WAIT_SECONDS)
+        finally:
+            listener.close()
+        return replies
+
+    [reply] = asyncio.run(listen())
+    assert (reply.status, reply.process_id) == ("ENDED", 7)
 
 
 def test_undecodable_datagrams_are_dropped_and_the_responder_answers_the_next(responder: DatagramResponder) -> None:

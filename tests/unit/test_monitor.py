@@ -90,6 +90,33 @@ def test_a_killed_neighbour_is_unavailable_within_100_ms_and_cancels_its_calls()
     run(test)
 
 
+def test_a_dying_gasp_makes_a_killed_neighbour_unavailable_before_its_sockets_close() -> None:
+    """A killed daemon's sockets stay open while the kernel unmaps its memory (52-358 ms on a
+    loaded machine): meanwhile it answers nothing, like a hung one, but its gasp settles it."""
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        await s.clock.advance(0.5)
+        s.neighbor.hang()  # its threads are gone; its ports are still bound
+        s.neighbor.gasp()
+        assert await s.until(Status.UNAVAILABLE, 0.005) <= 0.005
+        assert s.path() == ["healthy", "unavailable"]
+        assert s.log.of(events.HEALTH_TRANSITION)[-1]["reason"] == "dying gasp: its process (pid 100) ended"
+        assert s.unavailable == ["worker_c"]
+
+    run(test)
+
+
+def test_a_gasp_without_the_probers_token_or_for_another_process_is_ignored() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.01)
+        s.neighbor.gasp(token=b"forged-by-someone-else")
+        s.neighbor.gasp(pid=99)  # an earlier incarnation's, arriving late
+        await s.clock.advance(3.0)
+        assert s.path() == ["healthy"]
+
+    run(test)
+
+
 def test_a_hung_neighbour_is_degraded_then_unavailable_within_the_targets() -> None:
     async def test(s: Scenario) -> None:
         await s.until(Status.HEALTHY, 0.01)

@@ -7,14 +7,24 @@ ended with its daemon, on real daemons in tests/integration/test_supervision.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from typing import Any
 
 from daemons.config import Address, HealthConfig
 from daemons.events import EventRecorder
+from daemons.health.gasp import STATUS_ENDED, Recipient
 from daemons.health.monitor import NeighborMonitor
-from daemons.health.process import RemoteMonitor, Reporter, Setup, decode_message, encode_message, monitor_process
+from daemons.health.process import (
+    Gasper,
+    RemoteMonitor,
+    Reporter,
+    Setup,
+    decode_message,
+    encode_message,
+    monitor_process,
+)
 from daemons.health.status import Status
 from daemons.rpc import airquality_pb2 as pb
 from tests.unit.fakes import FakeClock, FakeNeighbor
@@ -116,19 +126,46 @@ def test_the_monitor_process_reports_views_and_ends_with_its_daemon(tmp_path):
     daemon_end, monitor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     neighbor = FakeNeighbor(FakeClock())
     neighbor.kill()  # its port refuses the first probe at once: a result, so a view
-    setup = Setup("gateway_a", HealthConfig(), (("leader_e", Address("127.0.0.1", 1)),), tmp_path / "gateway_a.log")
+    setup = Setup("gateway_a", "gateway", HealthConfig(), (("leader_e", Address("127.0.0.1", 1)),),
+                  tmp_path / "gateway_a.log")
     daemon_end.send(encode_message(("setup", setup)))
+    recipients = (Recipient("leader_b", "127.0.0.1", 40000, b"token"),)
+    daemon_end.send(encode_message(("gasp_to", recipients)))
+    gasper = Gasper(daemon_pid=os.getpid())
     outcome: list[int] = []
-    runner = threading.Thread(target=lambda: outcome.append(monitor_process(monitor_end, lambda _address: neighbor)))
+    runner = threading.Thread(target=lambda: outcome.append(monitor_process(monitor_end, gasper,
+                                                                            lambda _address: neighbor)))
     runner.start()
     try:
         daemon_end.settimeout(10)
         kind, name, data, _outages = decode_message(daemon_end.recv(65536))
         assert (kind, name) == ("view", "leader_e")
         assert pb.NeighborHealth.FromString(data).last_reason.startswith("ping: ")
+        assert gasper.recipients == recipients
     finally:
+        gasper.close()
         daemon_end.shutdown(socket.SHUT_RDWR)
         runner.join(10)
         daemon_end.close()
         monitor_end.close()
     assert outcome == [0]
+
+
+def test_the_gasper_sends_each_watcher_its_own_token():
+    watchers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    gasper = Gasper(daemon_pid=4242)
+    try:
+        for watcher in watchers:
+            watcher.bind(("127.0.0.1", 0))
+            watcher.settimeout(5)
+        gasper.daemon, gasper.role = "worker_c", "worker"
+        gasper.recipients = tuple(Recipient(f"leader_{n}", "127.0.0.1", watcher.getsockname()[1], f"t{n}".encode())
+                                  for n, watcher in enumerate(watchers))
+        gasper.send()
+        gasps = [pb.HealthResponse.FromString(watcher.recv(2048)) for watcher in watchers]
+    finally:
+        gasper.close()
+        for watcher in watchers:
+            watcher.close()
+    assert [(g.status, g.process_id, g.daemon, g.gasp_token, g.healthy) for g in gasps] == [
+        (STATUS_ENDED, 4242, "worker_c", b"t0", False), (STATUS_ENDED, 4242, "worker_c", b"t1", False)]
