@@ -14,6 +14,7 @@ from typing import Any
 
 from daemons.config import Address, HealthConfig
 from daemons.events import EventRecorder
+from daemons.health import process
 from daemons.health.gasp import STATUS_ENDED, Recipient
 from daemons.health.monitor import NeighborMonitor
 from daemons.health.process import (
@@ -169,3 +170,27 @@ def test_the_gasper_sends_each_watcher_its_own_token():
             watcher.close()
     assert [(g.status, g.process_id, g.daemon, g.gasp_token, g.healthy) for g in gasps] == [
         (STATUS_ENDED, 4242, "worker_c", b"t0", False), (STATUS_ENDED, 4242, "worker_c", b"t1", False)]
+
+
+def test_a_new_status_is_reported_at_once_and_routine_changes_at_most_every_interval(monkeypatch):
+    monkeypatch.setattr(process, "ROUTINE_REPORT_SECONDS", 0.2)
+    sock = FullSocket()
+    sock.room = True
+    reporter = Reporter(sock)  # type: ignore[arg-type]  # a socket's send is all it uses
+    monitor = NeighborMonitor("gateway_a", "leader_e", HealthConfig(), FakeNeighbor(FakeClock()), FakeClock(),
+                              EventRecorder())
+    try:
+        monitor.observe(True, "ping: SERVING")
+        reporter.changed(monitor)  # unknown -> healthy: at once
+        assert len(sock.sent) == 1
+        for _ in range(5):
+            monitor.observe(True, "ping: SERVING")
+            reporter.changed(monitor)  # the same status: only counts changed
+        assert len(sock.sent) == 1
+        wait_for(lambda: len(sock.sent) == 2, 5, "the routine report")
+        monitor.observe(False, "ping: refused")
+        reporter.changed(monitor)  # healthy -> degraded: at once
+        assert len(sock.sent) == 3
+    finally:
+        reporter.close()
+    assert pb.NeighborHealth.FromString(sock.sent[1][2]).probes_in_window == 6
