@@ -262,12 +262,14 @@ class Daemon:
         began = time.monotonic()
         events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.active)
         self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
+        # Stopping the server sends GOAWAY at once, so every parent's channel notices now (before the
+        # monitor process is ended, which takes tens of milliseconds); in-flight calls get the grace
+        # period, and whatever is still open after it is cancelled.
+        stopped = self.server.stop(self.config.query.shutdown_grace_seconds)
         self.stop_monitoring()
         if self.config.role == "gateway":
             self.replicas.stop()
-        # Stopping the server sends GOAWAY at once, so every parent's channel notices now; in-flight
-        # calls get the grace period, and whatever is still open after it is cancelled.
-        self.server.stop(self.config.query.shutdown_grace_seconds).wait()
+        stopped.wait()
         self.datagrams.stop()
         for child in self.children.values():
             child.close()

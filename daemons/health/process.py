@@ -284,7 +284,7 @@ class Reporter:
     def __init__(self, sock: socket.socket):
         self._socket = sock
         self._lock = threading.Lock()
-        self._pending: dict[str, pb.NeighborHealth] = {}
+        self._pending: dict[str, NeighborMonitor] = {}  # its view is made when it is sent
         self._outages: dict[str, int] = {}
         self._reported: dict[str, tuple[str, int]] = {}  # neighbour -> (status, outages) last sent
         self._timer: threading.Timer | None = None
@@ -294,10 +294,10 @@ class Reporter:
             self._outages[neighbor] = self._outages.get(neighbor, 0) + 1
 
     def changed(self, monitor: NeighborMonitor) -> None:
-        view = monitor.view()
+        status = monitor.status().value
         with self._lock:
-            self._pending[monitor.neighbor] = view
-            urgent = self._reported.get(monitor.neighbor) != (view.status, self._outages.get(monitor.neighbor, 0))
+            self._pending[monitor.neighbor] = monitor
+            urgent = self._reported.get(monitor.neighbor) != (status, self._outages.get(monitor.neighbor, 0))
         if urgent:
             self.flush()
         else:
@@ -317,7 +317,8 @@ class Reporter:
                 self._timer.cancel()
                 self._timer = None
             while self._pending:
-                neighbor, view = next(iter(self._pending.items()))
+                neighbor, monitor = next(iter(self._pending.items()))
+                view = monitor.view()
                 outages = self._outages.get(neighbor, 0)
                 try:
                     self._socket.send(encode_message(("view", neighbor, view.SerializeToString(), outages)),
