@@ -159,7 +159,7 @@ class DaemonConfig:
         return tuple(link for link in self.children if link.kind == "query") if self.health.enabled else ()
 
 
-class _Reader:
+class FieldReader:
     """Walks a parsed JSON document, naming the field of every error it raises."""
 
     def __init__(self, source: Path):
@@ -245,7 +245,7 @@ def _at_least(minimum: float) -> Callable[[float], str | None]:
     return check
 
 
-def expand_days(reader: _Reader, specs: Any, field: str) -> tuple[str, ...]:
+def expand_days(reader: FieldReader, specs: Any, field: str) -> tuple[str, ...]:
     """Turns entries like "20200810" and "20200814-20200817" into sorted day folder names."""
     days: set[str] = set()
     for index, spec in enumerate(reader.list(specs, field)):
@@ -261,7 +261,7 @@ def expand_days(reader: _Reader, specs: Any, field: str) -> tuple[str, ...]:
     return tuple(sorted(days))
 
 
-def _day(reader: _Reader, text: str, field: str) -> dt.date:
+def _day(reader: FieldReader, text: str, field: str) -> dt.date:
     try:
         if not _DAY.fullmatch(text):
             raise ValueError
@@ -270,7 +270,7 @@ def _day(reader: _Reader, text: str, field: str) -> dt.date:
         raise reader.fail(field, f'expected a day "YYYYMMDD" or a range "YYYYMMDD-YYYYMMDD", got {quoted(text)}') from None
 
 
-def _data(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> DataConfig:
+def _data(reader: FieldReader, raw: Any, environ: Mapping[str, str]) -> DataConfig:
     section = reader.object(raw, "data", {"root", "cache_dir", "partitions"}, {"root", "cache_dir", "partitions"})
     override = environ.get(DATA_DIR_ENV)
     root = Path(override).resolve() if override else reader.path(section["root"], "data.root")
@@ -285,7 +285,7 @@ def _data(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> DataConfig:
     return DataConfig(root, reader.path(section["cache_dir"], "data.cache_dir"), tuple(partitions))
 
 
-def _children(reader: _Reader, raw: Any, own_name: str) -> tuple[Link, ...]:
+def _children(reader: FieldReader, raw: Any, own_name: str) -> tuple[Link, ...]:
     links: list[Link] = []
     for index, item in enumerate(reader.list(raw, "children")):
         field = f"children[{index}]"
@@ -299,7 +299,7 @@ def _children(reader: _Reader, raw: Any, own_name: str) -> tuple[Link, ...]:
     return tuple(links)
 
 
-def _routes(reader: _Reader, raw: Any, children: tuple[Link, ...]) -> dict[str, tuple[tuple[str, ...], ...]]:
+def _routes(reader: FieldReader, raw: Any, children: tuple[Link, ...]) -> dict[str, tuple[tuple[str, ...], ...]]:
     section = reader.typed(raw, "routes", dict)
     if not section:
         raise reader.fail("routes", "a gateway must route at least one partition")
@@ -323,7 +323,7 @@ def _routes(reader: _Reader, raw: Any, children: tuple[Link, ...]) -> dict[str, 
     return routes
 
 
-def _query(reader: _Reader, raw: Any, role: str) -> QueryConfig:
+def _query(reader: FieldReader, raw: Any, role: str) -> QueryConfig:
     defaults = QueryConfig(max_internal_requests=INTERNAL_REQUESTS_BY_ROLE[role])
     section = reader.object(raw, "query", set(QueryConfig.__dataclass_fields__))
     chunk = reader.typed(section.get("default_chunk_size", defaults.default_chunk_size), "query.default_chunk_size",
@@ -346,7 +346,7 @@ def _query(reader: _Reader, raw: Any, role: str) -> QueryConfig:
     )
 
 
-def _health(reader: _Reader, raw: Any) -> HealthConfig:
+def _health(reader: FieldReader, raw: Any) -> HealthConfig:
     defaults = HealthConfig()
     threshold_fields = set(Thresholds.__dataclass_fields__)
     probe_fields = set(HealthConfig.__dataclass_fields__) - {"thresholds"}
@@ -376,7 +376,7 @@ def _health(reader: _Reader, raw: Any) -> HealthConfig:
 
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
-    reader = _Reader(source)
+    reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
                                        "health_monitoring", "resume_key_file"},
                         {"name", "role", "listen", "log_file"})
@@ -454,7 +454,7 @@ def _first_duplicate_key(document: Any) -> str | None:
     return None
 
 
-def _read_document(source: Path) -> Any:
+def read_document(source: Path) -> Any:
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as error:
@@ -493,7 +493,7 @@ class _Overlay:
         if name not in self._configs:
             source = self.gateway.source.parent / f"{name}.json"
             try:
-                config = parse_config(_read_document(source), source.resolve(), self.environ)
+                config = parse_config(read_document(source), source.resolve(), self.environ)
             except ConfigError as error:
                 raise self.fail(field, f"cannot check {name} against its config: {error}") from None
             if config.name != name:
@@ -570,7 +570,7 @@ def _check_routes(gateway: DaemonConfig, environ: Mapping[str, str]) -> None:
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
     """Reads and validates a config file; a gateway's routes are checked against its folder's configs."""
     source = Path(path)
-    config = parse_config(_read_document(source), source.resolve(), environ)
+    config = parse_config(read_document(source), source.resolve(), environ)
     if config.role == "gateway":
         _check_routes(config, environ)
     return config

@@ -21,9 +21,9 @@ Neither end ever blocks on the other: a monitor process whose daemon does not re
 stopped, or very busy) keeps only the latest view of each neighbour and sends it when it can; a
 daemon drops a failed-call hint its monitor process has no room for (the next one will do).
 
-The monitor process lives and dies with its daemon: it ignores SIGTERM and SIGINT (supervisord
-signals the whole process group) and ends when the daemon's end of the pair closes, which the
-kernel does however the daemon ends. A monitor process that dies is restarted by its daemon
+The monitor process lives and dies with its daemon: it runs in a session of its own, out of reach
+of the signals supervisord sends the daemon's process group, and ends when the daemon's end of
+the pair closes, which the kernel does however the daemon ends. A monitor process that dies is restarted by its daemon
 (`monitor_process_exited`), its neighbours unknown until the new one has heard from them.
 """
 
@@ -202,9 +202,11 @@ class MonitorProcess:
         package_root = str(Path(__file__).resolve().parents[2])
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        # A session of its own: supervisord signals the daemon's process group, and a monitor process
+        # still importing would die of a SIGTERM meant for its daemon; it ends with the daemon anyway.
         process = subprocess.Popen([sys.executable, "-m", "daemons.health", self.setup.observer,
                                     str(theirs.fileno())], pass_fds=[theirs.fileno()], env=environment,
-                                   stdin=subprocess.DEVNULL)
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
         ours.send(encode_message(("setup", self.setup)))
         ours.send(encode_message(("gasp_to", self._recipients)))
@@ -415,8 +417,6 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
 
 
 def main(argv: Sequence[str]) -> int:
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, signal.SIG_IGN)  # the daemon ends this process, by closing its end
     # Blocked before any thread starts, so that every thread inherits the mask and only the
     # gasper's sigwaitinfo takes the signal (with the sender's pid, which a handler is not told).
     signal.pthread_sigmask(signal.SIG_BLOCK, {DEATH_SIGNAL})

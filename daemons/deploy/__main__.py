@@ -1,0 +1,3 @@
+from daemons.deploy.cli import main
+
+main(prog_name="fire-deploy")
