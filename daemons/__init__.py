@@ -15,8 +15,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`),
   its event loop (`loop`) and the process that runs it beside the daemon (`process`), the
   gateway's cluster view (`view`).
-- `planning/`: choosing copies (`paths`), which copies agree (`replicas`) and one request's
-  failover plan (`failover`), pure.
+- `planning/`: choosing copies (`paths`), which copies agree (`replicas`), one request's
+  failover plan (`failover`) and where copies live for a host layout (`placement`), pure.
 - `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
   (`requests`), idle readers cut off and memory returned (`housekeeping`), method handlers
   (`handlers`), the gateway's replica catalog kept current
@@ -27,5 +27,6 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   error describer), `channels` (gRPC channel options), `locking` (one file lock), `quoting` (client
   values shown cut short in errors), `wakeup` (the main thread hears every signal).
 - Tools: `client` (the Python client), `cli/` (`bin/query`), `healthlog/` (`bin/healthlog`),
+  `deploy/` (`bin/start|stop --layout --host`: layouts, and each host's derived configs),
   `datagen/` (the embedded data set's generator), `rpc/` (generated from proto/).
 """

@@ -149,6 +149,9 @@ class DaemonConfig:
     health: HealthConfig
     # gateway only: the key that signs resume tokens, created on first start, kept across restarts
     resume_key_file: Path | None = None
+    # gateway only: the host layout it was deployed with (daemons/deploy writes it), for the
+    # placement check: layout name, and host -> the programs it runs. None: all on one host.
+    layout: tuple[str, tuple[tuple[str, tuple[str, ...]], ...]] | None = None
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -374,11 +377,23 @@ def _health(reader: FieldReader, raw: Any) -> HealthConfig:
     return HealthConfig(**probes, thresholds=thresholds)
 
 
+def _layout(reader: FieldReader, raw: Any) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    section = reader.object(raw, "layout", {"name", "hosts"}, {"name", "hosts"})
+    hosts = section["hosts"]
+    if not isinstance(hosts, dict) or not hosts:
+        raise reader.fail("layout.hosts", "expected an object: host name -> the programs it runs")
+    return (reader.name(section["name"], "layout.name"),
+            tuple((reader.name(host, f"layout.hosts.{_field_key(host)}"),
+                   tuple(reader.name(program, f"layout.hosts.{host}[{index}]")
+                         for index, program in enumerate(reader.list(programs, f"layout.hosts.{host}"))))
+                  for host, programs in hosts.items()))
+
+
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
     reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
-                                       "health_monitoring", "resume_key_file"},
+                                       "health_monitoring", "resume_key_file", "layout"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -400,6 +415,8 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
             raise reader.fail("routes", "only a gateway routes partitions")
         if "resume_key_file" in top:
             raise reader.fail("resume_key_file", "only a gateway issues resume tokens")
+        if "layout" in top:
+            raise reader.fail("layout", "only a gateway checks the placement against the hosts")
     if role == "worker" and children:
         raise reader.fail("children", "a worker has no children")
     if role == "leader" and not children:
@@ -417,6 +434,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         resume_key_file=(reader.path(top.get("resume_key_file", "../var/resume-token.key"), "resume_key_file")
                          if role == "gateway" else None),
         query=_query(reader, top.get("query", {}), role),
+        layout=_layout(reader, top["layout"]) if "layout" in top else None,
         health=_health(reader, top.get("health_monitoring", {})),
     )
 

@@ -56,8 +56,10 @@ DATA_FILES_SKIPPED = EventType("data_files_skipped", ("partition", "files"), "wa
 QUERY_FINISHED = EventType("query_finished", ("request_id", "kind", "rows", "seconds", "complete",
                                               "missing_partitions", "outcome"))
 # Replicas: the gateway's start-up check of its placement, and every re-plan of a partition.
-PLACEMENT_CHECKED = EventType("placement_checked", ("partitions", "single_failure_safe"))
-PLACEMENT_UNSAFE = EventType("placement_unsafe", ("losses",), "warning")  # daemon -> partitions it would take
+# `layout`: the host layout the gateway was deployed with (bin/start --layout), "one-host" without one.
+PLACEMENT_CHECKED = EventType("placement_checked", ("layout", "partitions", "single_failure_safe", "single_host_safe"))
+# losses: daemon -> the partitions its failure would take; host_losses: host -> those its loss would.
+PLACEMENT_UNSAFE = EventType("placement_unsafe", ("layout", "losses", "host_losses"), "warning")
 PARTITION_FAILOVER = EventType("partition_failover", ("request_id", "partition", "from", "to", "reason",
                                                       "skip_rows"))
 # Two copies of a partition hold different rows: only copies that agree replace each other.

@@ -33,7 +33,7 @@ from daemons.health.datagram import DatagramResponder
 from daemons.health.h2ping import SERVER_OPTIONS as LIVENESS_PING_OPTIONS
 from daemons.health.process import MonitorProcess, Setup
 from daemons.health.view import ClusterHealthView
-from daemons.planning.paths import single_failure_losses
+from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
@@ -213,13 +213,18 @@ class Daemon:
         return self.shutdown(received[0] if received else "unknown")
 
     def check_placement(self) -> None:
-        """Warns, naming them, about partitions that a single failed daemon would take out of reach."""
+        """Warns, naming them, about partitions that a single failed daemon, or a single lost host other
+        than its own, would take out of reach."""
         if self.config.role != "gateway":
             return
+        name, hosts = self.config.layout or ("one-host", ())
         losses = single_failure_losses(self.config.routes)
-        if losses:
-            events.PLACEMENT_UNSAFE.emit(self.log, losses=losses)
-        events.PLACEMENT_CHECKED.emit(self.log, partitions=sorted(self.config.routes), single_failure_safe=not losses)
+        host_losses = single_host_losses(self.config.routes, {host: programs for host, programs in hosts
+                                                              if self.config.name not in programs})
+        if losses or host_losses:
+            events.PLACEMENT_UNSAFE.emit(self.log, layout=name, losses=losses, host_losses=host_losses)
+        events.PLACEMENT_CHECKED.emit(self.log, layout=name, partitions=sorted(self.config.routes),
+                                      single_failure_safe=not losses, single_host_safe=not host_losses)
 
     def start_monitoring(self) -> None:
         self.monitor_process.start()  # here, on the main thread: see MonitorProcess.start

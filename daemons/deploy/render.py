@@ -121,6 +121,7 @@ def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path) -
                                               for partition, holders in copies.items() if program in holders]
         if program == gateway:
             document["routes"] = {partition: [list(path) for path in paths] for partition, paths in routes.items()}
+            document["layout"] = {"name": layout.name, "hosts": {h.name: list(h.programs) for h in layout.hosts}}
             _absolute(document, "resume_key_file", etc)
         (state / "etc" / f"{program}.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     for program in programs:

@@ -47,3 +47,14 @@ def single_failure_losses(routes: Mapping[str, Iterable[Path]]) -> dict[str, lis
     losses = {daemon: sorted(p for p, candidates in paths.items() if all(daemon in path for path in candidates))
               for daemon in daemons}
     return {daemon: lost for daemon, lost in losses.items() if lost}
+
+
+def single_host_losses(routes: Mapping[str, Iterable[Path]], hosts: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """For each host (its daemons), the partitions it would take out of reach by being lost alone:
+    those every path of which crosses one of its daemons. The caller leaves out the gateway's own
+    host, whose loss loses the service."""
+    paths = {partition: [tuple(path) for path in candidates] for partition, candidates in routes.items()}
+    losses = {host: sorted(p for p, candidates in paths.items()
+                           if all(not on_host.isdisjoint(path) for path in candidates))
+              for host, on_host in ((host, set(daemons)) for host, daemons in hosts.items())}
+    return {host: lost for host, lost in losses.items() if lost}

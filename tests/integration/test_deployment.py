@@ -248,8 +248,10 @@ def test_the_gateway_names_every_partition_a_single_failure_would_lose(tmp_path)
     assert unsafe["losses"] == {"leader_b": ["aug10-17", "aug18-26"], "worker_c": ["aug18-26"],
                                 "leader_e": ["aug27-sep04", "sep14-24"], "worker_d": ["aug27-sep04"],
                                 "worker_f": ["sep14-24"]}
+    assert (unsafe["layout"], unsafe["host_losses"]) == ("one-host", {})
 
 
 def test_the_shipped_placement_passes_the_gateway_check(cluster):
     (checked,) = cluster.events("gateway_a", "placement_checked")[-1:]
     assert checked["single_failure_safe"] is True and cluster.events("gateway_a", "placement_unsafe") == []
+    assert (checked["layout"], checked["single_host_safe"]) == ("one-host", True)

@@ -112,6 +112,12 @@ def test_the_placement_keeps_every_partition_on_the_gateways_host_too(hosts):
     assert sorted(held["leader_b"] + held["worker_d"]) == ["aug10-17", "aug18-26", "aug27-sep04", "sep05-13", "sep14-24"]
 
 
+def test_the_gateway_checks_its_placement_against_the_layout(hosts):
+    (checked,) = hosts.events("h1", "gateway_a", "placement_checked")[-1:]
+    assert (checked["layout"], checked["single_failure_safe"], checked["single_host_safe"]) == ("two-hosts", True, True)
+    assert hosts.events("h1", "gateway_a", "placement_unsafe") == []
+
+
 def test_a_lost_host_leaves_the_answers_complete(hosts):
     gateway = f"{HOSTS['h1']}:{json.loads((hosts.etc / 'gateway_a.json').read_text())['listen'].rsplit(':', 1)[1]}"
     rows, complete, _ = _count(gateway)

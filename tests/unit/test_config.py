@@ -741,3 +741,17 @@ def test_a_child_of_a_leader_without_a_config_is_refused_even_when_no_route_name
 
     problem = config_error(shipped_overlay(tmp_path, add_worker_z), "routes").problem
     assert problem.startswith("cannot check worker_z against its config: ")
+
+
+def test_a_gateway_may_name_its_host_layout_and_nobody_else_may(tmp_path):
+    layout = {"name": "two-hosts", "hosts": {"h1": ["gateway_a", "leader_b"], "h2": ["leader_e"]}}
+    config = parse_config(edited(gateway_doc(), "layout", layout), tmp_path / "gateway_a.json", environ={})
+    assert config.layout == ("two-hosts", (("h1", ("gateway_a", "leader_b")), ("h2", ("leader_e",))))
+    assert parse_config(gateway_doc(), tmp_path / "gateway_a.json", environ={}).layout is None
+    with pytest.raises(ConfigError) as refused:
+        parse_config(edited(worker_doc(), "layout", layout), tmp_path / "worker_c.json", environ={})
+    assert refused.value.field == "layout"
+    with pytest.raises(ConfigError) as refused:
+        parse_config(edited(edited(gateway_doc(), "layout", layout), "layout.hosts", []), tmp_path / "gateway_a.json",
+                     environ={})
+    assert refused.value.field == "layout.hosts"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.planning.paths import single_failure_losses
+from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.planning.placement import (
     DEFAULT_ROW_BUDGET,
     OVERLAY,
@@ -75,6 +75,7 @@ def assert_safe(copies, hosts):
     assert report.survives_any_daemon and report.survives_any_host
     assert report.unsafe() == {"daemons": {}, "hosts": {}}
     assert single_failure_losses(routes) == {}
+    assert single_host_losses(routes, {host: daemons for host, daemons in hosts.items() if GATEWAY not in daemons}) == {}
 
 
 def minimal_safe_sets(hosts):
@@ -231,3 +232,10 @@ def test_a_random_layout_is_placed_safely_or_refused_for_a_reason(host_numbers, 
     shuffled = {host: rng.sample(daemons, len(daemons)) for host, daemons in reversed(hosts.items())}
     assert place(shuffled, REAL_DATA_ROWS, DEPLOYED_COPIES, budget) == copies  # the order a layout is written in does not matter
 
+
+
+def test_the_gateways_host_check_names_what_each_host_loss_takes_along_its_routes():
+    """Today's routes under three-hosts: every path to the three August partitions crosses h2."""
+    routes = {partition: [tuple(path) for path in paths] for partition, paths in CONFIGS[GATEWAY]["routes"].items()}
+    hosts = {host: daemons for host, daemons in LAYOUTS["three-hosts"].items() if GATEWAY not in daemons}
+    assert single_host_losses(routes, hosts) == {"h2": ["aug10-17", "aug18-26", "aug27-sep04"]}
