@@ -32,6 +32,7 @@ from daemons.fanout.slots import WorkSlots
 from daemons.health.datagram import DatagramResponder
 from daemons.health.h2ping import SERVER_OPTIONS as LIVENESS_PING_OPTIONS
 from daemons.health.process import MonitorProcess, Setup
+from daemons.health.status import Status
 from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
@@ -104,8 +105,10 @@ class Daemon:
                   tuple((link.name, link.address) for link in config.watched), config.log_file),
             self.log, on_unavailable=self.cancel_calls_to)
         self.monitors = self.monitor_process.monitors
+        watched = {m.neighbor: m for m in self.monitors}
         self.fanout = Fanout(config.name, self.children, config.query.call_timeout_seconds, self.log,
-                             {m.neighbor: m.query_call_failed for m in self.monitors}, config.query.max_aggregate_groups)
+                             {m.neighbor: m.query_call_failed for m in self.monitors}, config.query.max_aggregate_groups,
+                             unavailable=lambda child: child in watched and watched[child].status() is Status.UNAVAILABLE)
         limits = config.query
         self.requests = RequestRegistry(config.name, self.lifecycle.serving, limits.max_concurrent_requests, self.log,
                                         max_internal=limits.max_internal_requests,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import oracle
 from tests.cluster import REAL_DATA, start_cluster
 
 
@@ -31,6 +32,12 @@ def data_root(tmp_path_factory) -> Path:
 def cache_dir(tmp_path_factory) -> Path:
     """One partition cache for every cluster of the session, so only the first start parses CSVs."""
     return tmp_path_factory.mktemp("partition-cache")
+
+
+@pytest.fixture(scope="session")
+def expected(data_root):
+    """(rows, checksum) of the whole data set, from the independent CSV scan (tests/oracle.py)."""
+    return oracle.column_checksum(oracle.column_row_hashes(oracle.rows_as_columns(oracle.load_rows(data_root))))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,3 +173,14 @@ def load_rows_by_day(root: Path) -> dict[str, list[tuple]]:
         with open(path, newline="", encoding="utf-8") as handle:
             rows.extend(_row(f) for f in csv.reader(handle))
     return days
+
+
+def full_scan(client: Any, on_batch: Any = lambda batch: None, request_id: str | None = None) -> tuple[Any, Any]:
+    """(rows, checksum) of a full scan through a FireClient, and its completeness: what the service
+    answered, in the form `column_checksum` gives the independent reading."""
+    stream = client.query(chunk_size=1000, request_id=request_id)
+    hashes = [np.empty(0, np.uint64)]
+    for batch in stream:
+        hashes.append(batch_row_hashes(batch))
+        on_batch(batch)
+    return column_checksum(np.concatenate(hashes)), stream.completeness

@@ -127,6 +127,10 @@ class ScanSession:
             self.merge.add(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
                                                   fanout.name, skips[name]))
         for child, child_routes in split.by_child.items():
+            down = fanout.unavailable_reason(child)
+            if down is not None:
+                self._failures.extend(pb.PartitionStatus(partition=r.partition, error=down) for r in child_routes)
+                continue
             forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter,
                                        chunk_size=request.chunk_size, routes=child_routes)
             call = fanout.children[child].scan(forwarded, timeout=fanout.child_timeout(self.deadline))
@@ -176,7 +180,8 @@ class Fanout:
     """
 
     def __init__(self, name: str, children: Mapping[str, Child], call_timeout_seconds: float, log: EventLog,
-                 monitors: Mapping[str, ReportFailure] | None = None, max_aggregate_groups: int = DEFAULT_MAX_GROUPS):
+                 monitors: Mapping[str, ReportFailure] | None = None, max_aggregate_groups: int = DEFAULT_MAX_GROUPS,
+                 unavailable: Callable[[str], bool] = lambda child: False):
         self.name = name
         self.children = dict(children)
         self.call_timeout_seconds = call_timeout_seconds
@@ -184,6 +189,7 @@ class Fanout:
         self.log = log
         self.partitions: dict[str, Partition] = {}
         self._report = dict(monitors or {})  # child -> its health monitor's observe(ok, reason)
+        self._unavailable = unavailable  # whether the child's health monitor here declared it unavailable
         self._lock = threading.Lock()
         self._calls: dict[str, set[ScanCall | UnaryCall]] = {}  # child -> calls in flight to it
 
@@ -199,9 +205,20 @@ class Fanout:
     def child_timeout(self, deadline: Deadline) -> float:
         return deadline.child_timeout(self.call_timeout_seconds)
 
+    def unavailable_reason(self, child: str) -> str | None:
+        """Why a call to `child` is not even tried: its health monitor here has declared it
+        unavailable. Calls in flight then are cancelled (cancel_calls_to); one started after it
+        would wait out its deadline on a hung child, or one behind a cut link (measured
+        2026-11-30: a full scan held for its whole 300 s), while its partitions have other copies."""
+        if self._unavailable(child):
+            return f"{child}: unavailable, as {self.name}'s health monitor sees it"
+        return None
+
     def call_started(self, child: str, call: ScanCall | UnaryCall) -> None:
         with self._lock:
             self._calls.setdefault(child, set()).add(call)
+        if self._unavailable(child):  # declared unavailable between the check and now: as if in flight
+            self.cancel_calls_to(child)
 
     def call_ended(self, child: str, call: ScanCall | UnaryCall, error: object | None, request_id: str,
                    partitions: list[str]) -> None:
@@ -240,6 +257,10 @@ class Fanout:
         table = AggregateTable(group_by, self.max_aggregate_groups)
         calls: dict[str, UnaryCall] = {}
         for child, routes in split.by_child.items():
+            down = self.unavailable_reason(child)
+            if down is not None:
+                progress.fail([r.partition for r in routes], down)
+                continue
             forwarded = pb.ScanRequest(request_id=request.request_id, filter=request.filter, group_by=group_by,
                                        routes=routes)
             calls[child] = call = self.children[child].aggregate(forwarded, timeout=self.child_timeout(deadline))

@@ -10,25 +10,18 @@ import subprocess
 import time
 
 import grpc
-import numpy as np
 import pytest
 
 from daemons.client import FireClient
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from tests import oracle
 from tests.cluster import REPO, start_cluster
+from tests.oracle import full_scan
 from tests.waiting import wait_for
 
 # The partitions whose stream a daemon's death interrupts when every copy is healthy.
 STREAMED_BY = {"leader_b": {"aug10-17", "aug18-26"}, "worker_c": {"aug18-26"}, "worker_d": {"aug27-sep04"},
                "leader_e": {"sep05-13", "sep14-24", "aug27-sep04"}, "worker_f": {"sep14-24"}}
-
-
-@pytest.fixture(scope="module")
-def expected(data_root):
-    """(rows, checksum) of the whole data set, from the independent CSV scan."""
-    return oracle.column_checksum(oracle.column_row_hashes(oracle.rows_as_columns(oracle.load_rows(data_root))))
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +55,6 @@ def client(failover_cluster):
             return {s.partition: s.served_by for s in answer.partitions} == PRIMARY
         wait_for(routed_to_primaries, 30, "the gateway to route every partition to its primary again", 0.05)
         yield connected
-
-
-def full_scan(client: FireClient, on_batch=lambda batch: None, request_id: str | None = None):
-    """(rows, checksum) of a full scan, and its completeness."""
-    stream = client.query(chunk_size=1000, request_id=request_id)
-    hashes = [np.empty(0, np.uint64)]
-    for batch in stream:
-        hashes.append(oracle.batch_row_hashes(batch))
-        on_batch(batch)
-    return oracle.column_checksum(np.concatenate(hashes)), stream.completeness
 
 
 def failovers_of(cluster, request_id: str) -> list[dict]:

@@ -7,6 +7,7 @@ what the partitions hold: every row exactly once, or the partition named as miss
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,7 +58,12 @@ class Overlay:
     fanouts: dict[str, Fanout] = field(default_factory=dict)
     edges: dict[tuple[str, str], InProcessChild] = field(default_factory=dict)  # (parent, child) -> edge
     health: FixedHealthView = field(default_factory=lambda: FixedHealthView({}))  # what the gateway believes
+    # daemon -> the children its own health monitor has declared unavailable
+    down_as_seen_by: dict[str, set[str]] = field(default_factory=dict)
     token_key: bytes = b"k" * 32  # the gateway's, kept across its restarts
+
+    def seen_down_by(self, observer: str, child: str) -> bool:
+        return child in self.down_as_seen_by.get(observer, set())
 
     def edge(self, parent: str, child: str) -> InProcessChild:
         return self.edges[parent, child]
@@ -99,7 +105,8 @@ def build_overlay() -> Overlay:
             node = NodeServicer(configs[link.name], overlay.fanouts[link.name],
                                 RequestRegistry(link.name, _serving(), 64, overlay.log), 0.0, lambda: True, dict)
             children[link.name] = overlay.edges[program, link.name] = InProcessChild(link.name, node)
-        fanout = Fanout(program, children, config.query.call_timeout_seconds, overlay.log)
+        fanout = Fanout(program, children, config.query.call_timeout_seconds, overlay.log,
+                        unavailable=functools.partial(overlay.seen_down_by, program))
         for spec in config.data.partitions if config.data else ():
             fanout.partitions[spec.name] = partition_from_measurements(
                 [CRESCENT_CITY._replace(site_name=site, aqi=i) for _, i, site in rows_of(spec.name)], spec.name)
@@ -195,6 +202,23 @@ def test_a_hung_copy_is_replaced_once_its_calls_are_cancelled(overlay: Overlay) 
     failover = overlay.log.of(events.PARTITION_FAILOVER)
     assert [(e["partition"], e["from"], e["to"], e["skip_rows"]) for e in failover] == [
         ("sep14-24", "worker_f", "worker_c", 2 * CHUNK)]
+
+
+def test_a_leader_never_calls_a_child_its_own_monitor_declared_unavailable(overlay: Overlay) -> None:
+    """The gateway's picture may be a second old. A call started after leader_e declared worker_f
+    unavailable would hang as long as worker_f (a cut link: a full scan held 300 s), so leader_e
+    answers for worker_f's partitions at once and the gateway fails over."""
+    overlay.down_as_seen_by["leader_e"] = {"worker_f"}
+    overlay.edge("leader_e", "worker_f").fault.hang_after_chunks = 0  # a call would hang at once
+    answer = Answer()
+    reader = threading.Thread(target=read, args=(query(overlay.gateway()), answer))
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and not overlay.edge("leader_e", "worker_f").fault.hung.is_set()
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    (failover,) = overlay.log.of(events.PARTITION_FAILOVER)
+    assert (failover["partition"], failover["from"], failover["to"]) == ("sep14-24", "worker_f", "worker_c")
+    assert "worker_f: unavailable, as leader_e's health monitor sees it" in failover["reason"]
 
 
 def test_two_copies_lost_leave_that_partition_missing_and_the_rest_exact(overlay: Overlay) -> None:
