@@ -18,6 +18,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from daemons.client import FireClient
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 from tests.cluster import REPO, Cluster, epoch_of, read_events, start_cluster
@@ -46,18 +47,34 @@ def _edit_reaper(program: str, document: dict) -> None:
         query.update(client_idle_timeout_seconds=REAPER_LEADER_IDLE)
 
 
+def _answering(cluster: Cluster) -> Cluster:
+    """Waits until the gateway counts every row: its calls to the leaders connect. A gateway that
+    started before a leader listened waits out its channel's reconnect backoff, and until then a
+    Node.Scan routed through that leader fails at once (seen in CI, 2026-11-30)."""
+    def complete() -> bool:
+        with FireClient(cluster.gateway, deadline_seconds=10) as client:
+            return bool(client.count()[1].complete)
+
+    wait_for(complete, 60, "the gateway to count every row")
+    return cluster
+
+
 @pytest.fixture(scope="module")
 def limits_cluster(tmp_path_factory, data_root, cache_dir):
     running = start_cluster(tmp_path_factory.mktemp("limits"), data_root, cache_dir)  # the shipped limits
-    yield running
-    running.stop()
+    try:
+        yield _answering(running)
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
 def reaper_cluster(tmp_path_factory, data_root, cache_dir):
     running = start_cluster(tmp_path_factory.mktemp("reaper"), data_root, cache_dir, edit=_edit_reaper)
-    yield running
-    running.stop()
+    try:
+        yield _answering(running)
+    finally:
+        running.stop()
 
 
 def _address(cluster: Cluster, program: str) -> str:
