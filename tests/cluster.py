@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import xmlrpc.client
@@ -28,6 +27,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from daemons.deploy.cli import venv_tool
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ class Cluster:
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
     def ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run([_tool("supervisorctl"), "-c", str(self.conf), *args], capture_output=True, text=True,
+        return subprocess.run([venv_tool("supervisorctl"), "-c", str(self.conf), *args], capture_output=True, text=True,
                               check=check, timeout=60)
 
     def pid(self, program: str) -> int:
@@ -180,10 +180,6 @@ def epoch_of(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
-def _tool(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 def write_configs(home: Path, ports: dict[str, int], cache_dir: Path, edit: Callable[[str, dict], None] | None = None):
     """The shipped configs with ports renumbered; `edit(program, document)` may change more."""
     default_port = {json.loads((ETC / f"{p}.json").read_text())["listen"].rsplit(":", 1)[1]: p for p in PROGRAMS}
@@ -197,6 +193,27 @@ def write_configs(home: Path, ports: dict[str, int], cache_dir: Path, edit: Call
         if edit:
             edit(program, document)
         (home / "etc" / f"{program}.json").write_text(json.dumps(document, indent=2))
+
+
+def prepare_layout(home: Path, layout: str, places: dict[str, list[str]], addresses: dict[str, str],
+                   ports: dict[str, int], cache_dir: Path) -> None:
+    """A deployment's etc/ in `home`: the shipped configs at `ports`, supervisord.conf, and the layout
+    `layout` running `places` (host -> programs) at `addresses`; and each host's state folder with
+    `cache_dir` (the session's parsed data) as its cache, so no host parses the CSVs again."""
+    (home / "etc" / "layouts").mkdir(parents=True)
+    write_configs(home, ports, cache_dir)
+    shutil.copy(ETC / "supervisord.conf", home / "etc")
+    hosts = {host: {"address": addresses[host], "programs": programs} for host, programs in places.items()}
+    (home / "etc" / "layouts" / f"{layout}.json").write_text(json.dumps({"hosts": hosts}))
+    for host in places:
+        (home / "state" / layout / host).mkdir(parents=True)
+        (home / "state" / layout / host / "cache").symlink_to(cache_dir)
+
+
+def host_command(command: str, layout: str, host: str, home: Path) -> list[str]:
+    """bin/start or bin/stop for one host of a deployment that prepare_layout made in `home`."""
+    configs = ["--etc", str(home / "etc")] if command == "start" else []
+    return [str(REPO / "bin" / command), "--layout", layout, "--host", host, *configs, "--state", str(home / "state")]
 
 
 def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = True,
@@ -221,7 +238,7 @@ def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = 
     (home / "etc" / "supervisord.conf").write_text(conf)
     environment = {**os.environ, "FIRE_DATA_DIR": str(data_root)}
     cluster = Cluster(home, socket_dir, ports, environment)
-    subprocess.run([_tool("supervisord"), "-c", str(cluster.conf)], env=environment, check=True, timeout=60)
+    subprocess.run([venv_tool("supervisord"), "-c", str(cluster.conf)], env=environment, check=True, timeout=60)
     if wait:
         try:
             cluster.wait_serving(timeout=120)

@@ -36,7 +36,8 @@ layout_option = click.option("--layout", required=True, help="A layout in ETC/la
 host_option = click.option("--host", "host", required=True, help="This machine's host in the layout, e.g. h1.")
 
 
-def _tool(name: str) -> str:
+def venv_tool(name: str) -> str:
+    """A command installed beside this interpreter (supervisord, supervisorctl)."""
     return str(Path(sys.executable).parent / name)
 
 
@@ -73,11 +74,11 @@ def start(layout: str, host: str, etc: Path, state: Path) -> None:
     deployment = _render(etc, layout, host, state)
     conf = str(deployment.supervisord_conf)
     running = (deployment.state / "run" / "supervisord.pid").exists() and subprocess.run(
-        [_tool("supervisorctl"), "-c", conf, "pid"], capture_output=True, text=True, check=False).stdout.strip().isdigit()
+        [venv_tool("supervisorctl"), "-c", conf, "pid"], capture_output=True, text=True, check=False).stdout.strip().isdigit()
     if running:
-        subprocess.run([_tool("supervisorctl"), "-c", conf, "start", "all"], capture_output=True, check=False)
+        subprocess.run([venv_tool("supervisorctl"), "-c", conf, "start", "all"], capture_output=True, check=False)
     else:
-        subprocess.run([_tool("supervisord"), "-c", conf], check=True)
+        subprocess.run([venv_tool("supervisord"), "-c", conf], check=True)
     deadline = time.monotonic() + READY_SECONDS
     waiting = list(deployment.programs)
     while waiting and time.monotonic() < deadline:
@@ -121,4 +122,4 @@ def stop(layout: str, host: str, state: Path) -> None:
     if not conf.exists():
         click.echo(f"stop: nothing was started for {layout} host {host} ({conf} does not exist)", err=True)
         sys.exit(2)
-    sys.exit(subprocess.run([_tool("supervisorctl"), "-c", str(conf), "shutdown"], check=False).returncode)
+    sys.exit(subprocess.run([venv_tool("supervisorctl"), "-c", str(conf), "shutdown"], check=False).returncode)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemons.config import ConfigError, load_config, read_document
+from daemons.config import Address, ConfigError, load_config, read_document
 from daemons.deploy.layout import Layout, load_layout
 from daemons.planning.placement import REAL_DATA_ROWS, Overlay, PlacementError, place, routes_for
 from daemons.quoting import quoted
@@ -58,14 +58,6 @@ def program_names(etc: Path) -> tuple[str, ...]:
     """The programs supervisord runs, in its config's order: those the layout must place."""
     text = (etc / SUPERVISORD_CONF).read_text(encoding="utf-8")
     return tuple(re.findall(r"^\[program:([^\]]+)\]", text, flags=re.MULTILINE))
-
-
-def _port(address: str) -> str:
-    return address.rsplit(":", 1)[1]
-
-
-def _address(host_address: str, port: str) -> str:
-    return f"[{host_address}]:{port}" if ":" in host_address else f"{host_address}:{port}"
 
 
 def _absolute(document: dict[str, Any], key: str, base: Path) -> None:
@@ -103,7 +95,7 @@ def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path) -
     except (PlacementError, KeyError) as error:
         raise ConfigError(layout.source, "hosts", f"no safe placement of the partitions: {error}") from None
     routes = routes_for(copies, {p: REAL_DATA_ROWS[p] for p in copies}, overlay)
-    addresses = {program: _address(layout.host_of(program).address, _port(base[program]["listen"]))
+    addresses = {program: str(Address(layout.host_of(program).address, int(base[program]["listen"].rsplit(":", 1)[1])))
                  for program in programs}
     state = state_root / layout.name / host.name
     for folder in ("etc", "logs", "run", "cache"):

@@ -169,11 +169,6 @@ class MonitorProcess:
         # the kernel sends DEATH_SIGNAL when the thread that started the process ends.
         self._thread = threading.Thread(target=self._run, name="monitor-process", daemon=True)
 
-    @property
-    def pid(self) -> int | None:
-        with self._lock:
-            return None if self._process is None else self._process.pid
-
     def start(self) -> None:
         """Call from the thread that lives as long as the daemon (its main thread): the kernel
         tells the monitor process when the thread that started it ends."""

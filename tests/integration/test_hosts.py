@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,26 +19,25 @@ import psutil
 import pytest
 
 from daemons.client import FireClient
-from tests.cluster import ETC, PROGRAMS, REPO, free_ports, read_events, write_configs
+from daemons.deploy.cli import venv_tool
+from tests.cluster import PROGRAMS, free_ports, host_command, prepare_layout, read_events
 from tests.waiting import wait_for
 
 HOSTS = {"h1": "127.0.0.1", "h2": "127.0.0.2"}
-LAYOUT = {"hosts": {"h1": {"address": HOSTS["h1"], "programs": ["gateway_a", "leader_b", "worker_d"]},
-                    "h2": {"address": HOSTS["h2"], "programs": ["worker_c", "leader_e", "worker_f"]}}}
+PLACES = {"h1": ["gateway_a", "leader_b", "worker_d"], "h2": ["worker_c", "leader_e", "worker_f"]}
 
 
 class Hosts:
     def __init__(self, home: Path, data_root: Path):
+        self.home = home
         self.etc = home / "etc"
         self.state = home / "state"
         self.environment = {**os.environ, "FIRE_DATA_DIR": str(data_root)}
 
     def run(self, command: str, host: str) -> subprocess.CompletedProcess[str]:
         """bin/start or bin/stop for `host`, on this module's configs and state folder."""
-        configs = ["--etc", str(self.etc)] if command == "start" else []
-        return subprocess.run([str(REPO / "bin" / command), "--layout", "two-hosts", "--host", host, *configs,
-                               "--state", str(self.state)], capture_output=True, text=True, timeout=300,
-                              env=self.environment)
+        return subprocess.run(host_command(command, "two-hosts", host, self.home), capture_output=True, text=True,
+                              timeout=300, env=self.environment)
 
     def folder(self, host: str) -> Path:
         return self.state / "two-hosts" / host
@@ -63,14 +60,8 @@ class Hosts:
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory, data_root, cache_dir) -> Iterator[Hosts]:
     home = tmp_path_factory.mktemp("hosts")
-    (home / "etc" / "layouts").mkdir(parents=True)
-    write_configs(home, dict(zip(PROGRAMS, free_ports(len(PROGRAMS)))), cache_dir)
-    shutil.copy(ETC / "supervisord.conf", home / "etc")
-    (home / "etc" / "layouts" / "two-hosts.json").write_text(json.dumps(LAYOUT))
+    prepare_layout(home, "two-hosts", PLACES, HOSTS, dict(zip(PROGRAMS, free_ports(len(PROGRAMS)))), cache_dir)
     running = Hosts(home, data_root)
-    for host in HOSTS:  # the parsed data of the other tests, as each host's own cache
-        running.folder(host).mkdir(parents=True)
-        (running.folder(host) / "cache").symlink_to(cache_dir)
     try:
         started = running.run("start", "h2")  # no gateway: ready when its own programs serve
         assert started.returncode == 0, started.stderr
@@ -93,7 +84,7 @@ def _count(gateway: str) -> tuple[int, bool, list[str]]:
 def test_each_host_runs_its_own_programs_apart(hosts):
     for host, programs in (("h1", {"gateway_a", "leader_b", "worker_d"}), ("h2", {"worker_c", "leader_e", "worker_f"})):
         conf = hosts.folder(host) / "etc" / "supervisord.conf"
-        status = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-c", str(conf), "status"],
+        status = subprocess.run([venv_tool("supervisorctl"), "-c", str(conf), "status"],
                                 capture_output=True, text=True, timeout=60)
         assert {line.split()[0] for line in status.stdout.splitlines()} == programs
         assert all(" RUNNING " in line for line in status.stdout.splitlines())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from daemons.client import FireClient
 from tests import netns
-from tests.cluster import ETC, PROGRAMS, REPO, epoch_of, read_events, write_configs
+from tests.cluster import ETC, PROGRAMS, epoch_of, host_command, prepare_layout, read_events
 from tests.oracle import full_scan
 from tests.waiting import wait_for
 
@@ -53,9 +52,7 @@ class Deployment:
         return [(o, n) for o, n in WATCHES if {self.host_of[o], self.host_of[n]} == {a, b}]
 
     def bin(self, command: str, host: str) -> None:
-        extra = ["--etc", str(self.home / "etc")] if command == "start" else []
-        done = self.network.run(host, [str(REPO / "bin" / command), "--layout", self.layout, "--host", host, *extra,
-                                       "--state", str(self.home / "state")],
+        done = self.network.run(host, host_command(command, self.layout, host, self.home),
                                 capture_output=True, timeout=300, env=self.environment)
         assert done.returncode == 0, done.stderr
 
@@ -72,17 +69,8 @@ class Deployment:
 def deployment(request, tmp_path_factory, data_root, cache_dir) -> Iterator[Deployment]:
     layout_name = request.param
     home = tmp_path_factory.mktemp(layout_name)
-    (home / "etc" / "layouts").mkdir(parents=True)
-    write_configs(home, SHIPPED_PORTS, cache_dir)
-    shutil.copy(ETC / "supervisord.conf", home / "etc")
-    places = LAYOUTS[layout_name]
-    network = netns.Network(list(places))
-    layout = {"hosts": {host: {"address": network.addresses[host], "programs": programs}
-                        for host, programs in places.items()}}
-    (home / "etc" / "layouts" / f"{layout_name}.json").write_text(json.dumps(layout))
-    for host in places:  # the session's parsed data as each host's cache
-        (home / "state" / layout_name / host).mkdir(parents=True)
-        (home / "state" / layout_name / host / "cache").symlink_to(cache_dir)
+    network = netns.Network(list(LAYOUTS[layout_name]))
+    prepare_layout(home, layout_name, LAYOUTS[layout_name], network.addresses, SHIPPED_PORTS, cache_dir)
     try:
         network.create()
         running = Deployment(layout_name, home, network, data_root)
