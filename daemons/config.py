@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,6 +152,9 @@ class DaemonConfig:
     # gateway only: the host layout it was deployed with (daemons/deploy writes it), for the
     # placement check: layout name, and host -> the programs it runs. None: all on one host.
     layout: tuple[str, tuple[tuple[str, tuple[str, ...]], ...]] | None = None
+    # gateway only: every daemon below it, each at the address its parent reaches it at (from the
+    # configs in its folder), for the merged event logs (AirQuality.Events)
+    members: tuple[Link, ...] = ()
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -554,6 +557,18 @@ class _Overlay:
                     seen.add(link.name)
                     pending.append(child)
 
+    def members(self) -> tuple[Link, ...]:
+        """Every daemon below the gateway, once each, as its first parent reaches it."""
+        seen, pending, found = {self.gateway.name}, [self.gateway], []
+        while pending:
+            parent = pending.pop(0)
+            for link in parent.children:
+                if link.name not in seen:
+                    seen.add(link.name)
+                    found.append(link)
+                    pending.append(self.config(link.name, "children"))
+        return tuple(found)
+
     def check_all_routed(self) -> None:
         """Every partition a daemon below the gateway holds is routed: the gateway knows partitions only
         from its routes, so an unrouted one would be missing from every answer while answers say complete."""
@@ -572,17 +587,18 @@ class _Overlay:
                 pending.append(child)
 
 
-def _check_routes(gateway: DaemonConfig, environ: Mapping[str, str]) -> None:
+def _check_overlay(gateway: DaemonConfig, environ: Mapping[str, str]) -> DaemonConfig:
     """Checks a gateway's routes against the overlay that the configs in its folder describe: every path
     follows child links hop by hop (control links too: a route may name one) to a daemon holding the
     partition, every partition held below the gateway is routed, and every level admits what the
-    level above forwards."""
+    level above forwards. Returns the gateway's config with the daemons below it."""
     overlay = _Overlay(gateway, environ)
     for partition, paths in gateway.routes.items():
         for index, path in enumerate(paths):
             overlay.check_path(partition, path, f"routes.{partition}[{index}]")
     overlay.check_all_routed()
     overlay.check_admission()
+    return replace(gateway, members=overlay.members())
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
@@ -590,5 +606,5 @@ def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Da
     source = Path(path)
     config = parse_config(read_document(source), source.resolve(), environ)
     if config.role == "gateway":
-        _check_routes(config, environ)
+        config = _check_overlay(config, environ)
     return config

@@ -40,6 +40,7 @@ from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
 from daemons.servicers.housekeeping import Housekeeper
+from daemons.servicers.logstream import MAX_EVENT_STREAMS, ClusterEvents, LogStreams
 from daemons.servicers.node import NodeServicer
 from daemons.servicers.replicas import ReplicaDirectory
 from daemons.servicers.requests import RequestRegistry
@@ -114,7 +115,11 @@ class Daemon:
                                         max_internal=limits.max_internal_requests,
                                         idle_timeout_seconds=limits.client_idle_timeout_seconds,
                                         work_slots=WorkSlots(WORK_SLOTS))
-        self.housekeeper = Housekeeper(self.requests, self.log)
+        # Event log streams (logstream.py) are admitted apart from query work, never taking its slots.
+        self.event_requests = RequestRegistry(config.name, self.lifecycle.serving, MAX_EVENT_STREAMS, self.log,
+                                              max_internal=0, idle_timeout_seconds=limits.client_idle_timeout_seconds)
+        self.log_streams = LogStreams(config.name, config.log_file, self.event_requests)
+        self.housekeeper = Housekeeper(self.requests, self.log, also_swept=[self.event_requests])
         self.housekeeper.start()
         endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children,
                                     gasp_to=self.monitor_process.gasp_to)
@@ -127,10 +132,11 @@ class Daemon:
         # answer (health checks, GetStatus, GetHealthStatus, Cancel) and for refusing the calls beyond
         # the limits. Past the pool, gRPC refuses calls itself ("Concurrent RPC limit exceeded").
         threads = (limits.max_concurrent_requests if config.role == "gateway" else 0) + limits.max_internal_requests
-        threads += RESERVED_THREADS
+        threads += MAX_EVENT_STREAMS + RESERVED_THREADS
         self.server = grpc.server(started_thread_pool(threads),
                                   options=[*SERVER_OPTIONS, *LIVENESS_PING_OPTIONS], maximum_concurrent_rpcs=threads)
-        node_streams = SimpleNamespace(Scan=self.requests.watch_reader(self.node.Scan, "scan"))
+        node_streams = SimpleNamespace(Scan=self.requests.watch_reader(self.node.Scan, "scan"),
+                                       Events=self.event_requests.watch_reader(self.log_streams.Events, "events"))
         self.server.add_generic_rpc_handlers([service_handler("Node", node_streams, self.node, endpoints,
                                                               log=self.log)])
         if config.role == "gateway":
@@ -140,7 +146,10 @@ class Daemon:
             self.replicas = ReplicaDirectory(config.routes, leaders, self.log)
             self.gateway = GatewayServicer(config, self.fanout, self.requests, view, self.log,
                                            ResumeTokens(load_or_create_key(config.resume_key_file)), self.replicas)
-            query_streams = SimpleNamespace(Query=self.requests.watch_reader(self.gateway.Query, "query"))
+            self.cluster_events = ClusterEvents(self.log_streams, config.members, self.event_requests)
+            query_streams = SimpleNamespace(
+                Query=self.requests.watch_reader(self.gateway.Query, "query"),
+                Events=self.event_requests.watch_reader(self.cluster_events.Events, "events"))
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", query_streams, self.gateway,
                                                                   log=self.log)])
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
@@ -270,6 +279,9 @@ class Daemon:
         began = time.monotonic()
         events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.active)
         self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
+        self.log_streams.stop()  # their readers ask again, from where they were, of the next process
+        if self.config.role == "gateway":
+            self.cluster_events.stop()
         # Stopping the server sends GOAWAY at once, so every parent's channel notices now (before the
         # monitor process is ended, which takes tens of milliseconds); in-flight calls get the grace
         # period, and whatever is still open after it is cancelled.

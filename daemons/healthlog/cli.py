@@ -4,9 +4,12 @@
     healthlog --follow        every daemon's log at once, one readable line per event
     healthlog --json [-f]     the selected event lines exactly as written (NDJSON)
     healthlog status          the gateway's live view of every daemon
+    healthlog --gateway H:P   any of the above modes from every daemon's log, through the gateway
+                              (AirQuality.Events), for daemons on several hosts
 
 Exit codes: 0 done (status: every daemon healthy), 1 (status) a daemon not healthy or an observer
-not reachable, 2 bad arguments or (status) the gateway not reachable.
+not reachable, 2 bad arguments or the gateway not reachable, 3 (--gateway, summary) some daemons
+could not be heard, so their events are missing from it (named on stderr).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +27,10 @@ import grpc
 
 import daemons
 from daemons import events
+from daemons.channels import CHANNEL_OPTIONS
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET
+from daemons.errors import describe_error
 from daemons.healthlog.follow import LogFollower
 from daemons.healthlog.summary import (
     CONSECUTIVE_FAILURES,
@@ -56,7 +61,12 @@ from daemons.rpc import airquality_pb2_grpc as pb_grpc
 # The event types --follow and --json show; showing one more is adding it here.
 DISPLAYED_EVENTS = (events.HEALTH_TRANSITION, events.PARTITION_FAILOVER)
 POLL_INTERVAL_SECONDS = 0.1
-EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3
+# A following reader asks the gateway again this long after losing it (it was being restarted).
+GATEWAY_RETRY_SECONDS = 1.0
+# The gateway's stream says something every second; a connection whose HTTP/2 PINGs go unanswered
+# this long is behind a cut link, which sends no error of its own.
+GATEWAY_KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 3000)]
 STATUS_COLOURS = {UNKNOWN: None, HEALTHY: "green", DEGRADED: "yellow", UNAVAILABLE: "red"}
 SUMMARY_HEADER = ("observer", "neighbor", "status", "transitions", "unavailable", "detect", "recover",
                   "last failure")
@@ -153,11 +163,14 @@ def _follow(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> 
 
 
 def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) -> int:
+    return _print_once([line for _, line in follower.poll()], event_filter, as_json)
+
+
+def _print_once(lines: list[str], event_filter: EventFilter, as_json: bool) -> int:
     """Prints the summary table, or with --json the selected lines; returns the lines skipped.
 
     The summary is computed from every transition of a link, so that --to picks the links whose
     current status it names instead of distorting their history."""
-    lines = [line for _, line in follower.poll()]
     if as_json:
         selected, skipped = select_events(lines, event_filter)
         _show(selected, as_json)
@@ -170,10 +183,94 @@ def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) 
     return skipped
 
 
+class GatewayEvents:
+    """Every daemon's log lines through the gateway (AirQuality.Events), with which daemons it
+    cannot hear. Following, a lost gateway is asked again from where each log was read up to, so
+    that nothing is missed or shown twice."""
+
+    def __init__(self, target: str, follow: bool, event_names: Iterable[str]):
+        self.target = target
+        self.follow = follow
+        self.event_names = list(event_names)
+        self.positions: dict[str, pb.LogPosition] = {}
+        self.unheard: list[str] = []
+
+    def batches(self) -> Iterator[list[str]]:
+        """Lists of lines as they arrive; ends when caught up (not following) or on Ctrl-C."""
+        connected = False
+        while True:
+            try:
+                with grpc.insecure_channel(self.target, options=[*CHANNEL_OPTIONS, *GATEWAY_KEEPALIVE_OPTIONS]) as channel:
+                    events_call = channel.unary_stream(
+                        "/airquality.v1.AirQuality/Events", request_serializer=pb.EventsRequest.SerializeToString,
+                        response_deserializer=pb.EventsResponse.FromString)
+                    request = pb.EventsRequest(follow=self.follow, event_names=self.event_names,
+                                               resume=list(self.positions.values()))
+                    for response in events_call(request):
+                        if not connected and self.follow and self.positions:
+                            click.echo(f"{_clock_now()} reading through the gateway at {self.target} again", err=True)
+                        connected = True
+                        if response.HasField("hearing"):
+                            self._hearing(response.hearing)
+                        if response.daemon:
+                            self.positions[response.daemon] = response.position
+                            if response.lines:
+                                yield list(response.lines)
+                if not self.follow:
+                    return
+                reason = "it ended the stream (stopping)"
+            except grpc.RpcError as error:
+                if not self.follow or not self.positions:
+                    click.echo(f"error: the gateway at {self.target} did not answer: {describe_error(error)}", err=True)
+                    sys.exit(EXIT_UNREACHABLE)
+                reason = describe_error(error)
+            if connected:
+                click.echo(f"{_clock_now()} lost the gateway at {self.target}: {reason}; asking again", err=True)
+            connected = False
+            time.sleep(GATEWAY_RETRY_SECONDS)
+
+    def _hearing(self, hearing: pb.Hearing) -> None:
+        self.unheard = list(hearing.unheard)
+        if not self.follow:
+            return
+        if hearing.unheard:
+            click.echo(f"{_clock_now()} cannot hear from {len(hearing.unheard)}: " + "; ".join(hearing.unheard), err=True)
+        else:
+            click.echo(f"{_clock_now()} hearing all {len(hearing.heard)} daemons: {', '.join(hearing.heard)}", err=True)
+
+
+def _clock_now() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_json: bool) -> int:
+    """--gateway: as the modes over a log folder, from the gateway's merged stream; returns the
+    lines skipped. Exits 3 after a summary that misses daemons it could not hear."""
+    reader = GatewayEvents(target, follow, event_filter.event_names)
+    if follow:
+        skipped = 0
+        try:
+            for lines in reader.batches():
+                selected, unreadable = select_events(lines, event_filter)
+                skipped += unreadable
+                _show(selected, as_json)
+        except KeyboardInterrupt:
+            pass
+        return skipped
+    skipped = _print_once([line for lines in reader.batches() for line in lines], event_filter, as_json)
+    if reader.unheard:
+        click.echo("warning: these daemons could not be heard, so their events are missing: "
+                   + "; ".join(reader.unheard), err=True)
+        sys.exit(EXIT_PARTIAL)
+    return skipped
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"],
                                                             "max_content_width": 100})
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the <program>.log files (default: ./logs if present, else the checkout's logs).")
+@click.option("--gateway", metavar="HOST:PORT",
+              help="Read every daemon's log through the gateway, wherever the daemons run, instead of a log folder.")
 @click.option("--follow", "-f", is_flag=True, help="Keep reading, like tail -F; Ctrl-C stops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the selected event lines as written (NDJSON).")
 @click.option("--since", callback=_since, metavar="AGE|WHEN",
@@ -183,20 +280,25 @@ def _read_once(follower: LogFollower, event_filter: EventFilter, as_json: bool) 
 @click.option("--to", "to_statuses", multiple=True, type=click.Choice(events.HEALTH_STATUSES),
               help="Status transitioned to (in the summary: the links now in it); repeatable.")
 @click.pass_context
-def main(ctx: click.Context, log_dir: Path | None, follow: bool, as_json: bool, since: datetime | None,
+def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, follow: bool, as_json: bool, since: datetime | None,
          observers: tuple[str, ...], neighbors: tuple[str, ...], to_statuses: tuple[str, ...]) -> None:
     """The health history in the daemons' event logs: a summary per observer and neighbour, or with
     --follow each event as it is written. Filters apply to every mode."""
     if ctx.invoked_subcommand is not None:
         return
+    if gateway is not None and log_dir is not None:
+        raise click.UsageError("--gateway and --log-dir are two sources: give one")
     log_dir = log_dir or default_log_dir()
-    if not follow and not log_dir.is_dir():
+    if gateway is None and not follow and not log_dir.is_dir():
         raise click.UsageError(f"no log folder at {log_dir}")
     event_filter = EventFilter(tuple(kind.name for kind in DISPLAYED_EVENTS), since, observers, neighbors,
                                to_statuses)
     try:
-        with LogFollower(log_dir) as follower:
-            skipped = (_follow if follow else _read_once)(follower, event_filter, as_json)
+        if gateway is not None:
+            skipped = _through_gateway(gateway, follow, event_filter, as_json)
+        else:
+            with LogFollower(log_dir) as follower:
+                skipped = (_follow if follow else _read_once)(follower, event_filter, as_json)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)

@@ -15,6 +15,7 @@ bytes with those it read, and every event line starts with its own timestamp.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,11 +55,19 @@ class _OpenLog:
         self.offset = 0
         self.pending = b""
         self.head = b""  # the file's first bytes as read: a rewritten file starts differently
+        self.more = False  # the last read stopped at its limit, not at the end of the file
 
-    def read_lines(self) -> list[tuple[str, str]]:
-        """The lines completed since the last read; an unterminated tail waits for its newline."""
+    @property
+    def position(self) -> tuple[int, int]:
+        """(the file's inode, the bytes of the whole lines read from it)."""
+        return self.identity[1], self.offset - len(self.pending)
+
+    def read_lines(self, max_bytes: int | None = None) -> list[tuple[str, str]]:
+        """The lines completed since the last read, from at most `max_bytes` more of the file (None:
+        all of it); an unterminated tail waits for its newline."""
         self.handle.seek(self.offset)
-        data = self.handle.read()
+        data = self.handle.read(-1 if max_bytes is None else max_bytes)
+        self.more = max_bytes is not None and len(data) == max_bytes
         self.offset += len(data)
         if len(self.head) < HEAD_BYTES:
             self.head = os.pread(self.handle.fileno(), HEAD_BYTES, 0)
@@ -91,8 +100,15 @@ class LogFollower:
     previous poll as (program, line) pairs, without their newline, oldest first per file. The first
     poll returns every line already there, so one poll is also a one-shot read of all the logs."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, programs: Collection[str] | None = None, max_read_bytes: int | None = None):
         self.log_dir = Path(log_dir)
+        self.programs = None if programs is None else frozenset(programs)  # None: every program's log
+        # A poll reads at most this much of each file (None: all there is), so that a reader that
+        # serves others (Node.Events) holds a bounded slice of a long log; `behind` then says
+        # whether there is more.
+        self.max_read_bytes = max_read_bytes
+        self.behind = False
+        self._resume: dict[str, tuple[int, int]] = {}
         self._open: dict[Path, _OpenLog] = {}
         # Files renamed away: a line may still land in one just after the rename, so each is read
         # again on the next poll and closed only once a poll finds nothing new in it.
@@ -110,17 +126,27 @@ class LogFollower:
         self._rotated.clear()
         self._open.clear()
 
+    def resume(self, program: str, file_id: int, offset: int) -> None:
+        """Starts `program`'s log, when first opened, after `offset` bytes if it is still the file
+        `file_id` (an inode, see `position`) and that long; else from its start (rotated since)."""
+        self._resume[program] = (file_id, offset)
+
+    def position(self, program: str) -> tuple[int, int] | None:
+        """Where `program`'s current log is read up to: (its inode, bytes of whole lines read)."""
+        return next((log.position for log in self._open.values() if log.program == program), None)
+
     def poll(self) -> list[tuple[str, str]]:
         lines = self._drain_rotated()
         for path in sorted({*self._open, *self._event_logs()}):
             lines += self._poll_path(path)
+        self.behind = any(log.more for log in [*self._rotated, *self._open.values()])
         return lines
 
     def _drain_rotated(self) -> list[tuple[str, str]]:
         lines: list[tuple[str, str]] = []
         still_open = []
         for log in self._rotated:
-            new = log.read_lines()
+            new = log.read_lines(self.max_read_bytes)
             if new:
                 lines += new
                 still_open.append(log)
@@ -131,7 +157,8 @@ class LogFollower:
 
     def _event_logs(self) -> list[Path]:
         try:
-            return [path for path in self.log_dir.iterdir() if program_of(path) is not None]
+            return [path for path in self.log_dir.iterdir() if program_of(path) is not None
+                    and (self.programs is None or program_of(path) in self.programs)]
         except FileNotFoundError:  # not created yet: the daemons make it when they start
             return []
 
@@ -148,7 +175,7 @@ class LogFollower:
         elif log.was_truncated():
             log.restart()
         if log is not None:
-            lines += log.read_lines()
+            lines += log.read_lines(self.max_read_bytes)
         return lines
 
     def _open_log(self, path: Path) -> _OpenLog | None:
@@ -160,4 +187,9 @@ class LogFollower:
         except FileNotFoundError:  # renamed away and not yet recreated: a later poll opens it
             return None
         log = self._open[path] = _OpenLog(program, handle)
+        resume = self._resume.pop(program, None)
+        if resume is not None:
+            file_id, offset = resume
+            if log.identity[1] == file_id and os.fstat(handle.fileno()).st_size >= offset:
+                log.offset = offset
         return log

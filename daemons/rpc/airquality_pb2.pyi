@@ -274,6 +274,46 @@ class CancelResponse(_message.Message):
     cancelled: bool
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
 
+class LogPosition(_message.Message):
+    __slots__ = ("daemon", "file_id", "offset")
+    DAEMON_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    daemon: str
+    file_id: int
+    offset: int
+    def __init__(self, daemon: _Optional[str] = ..., file_id: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class EventsRequest(_message.Message):
+    __slots__ = ("follow", "event_names", "resume")
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    EVENT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    follow: bool
+    event_names: _containers.RepeatedScalarFieldContainer[str]
+    resume: _containers.RepeatedCompositeFieldContainer[LogPosition]
+    def __init__(self, follow: _Optional[bool] = ..., event_names: _Optional[_Iterable[str]] = ..., resume: _Optional[_Iterable[_Union[LogPosition, _Mapping]]] = ...) -> None: ...
+
+class Hearing(_message.Message):
+    __slots__ = ("heard", "unheard")
+    HEARD_FIELD_NUMBER: _ClassVar[int]
+    UNHEARD_FIELD_NUMBER: _ClassVar[int]
+    heard: _containers.RepeatedScalarFieldContainer[str]
+    unheard: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, heard: _Optional[_Iterable[str]] = ..., unheard: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EventsResponse(_message.Message):
+    __slots__ = ("daemon", "lines", "position", "hearing")
+    DAEMON_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    HEARING_FIELD_NUMBER: _ClassVar[int]
+    daemon: str
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    position: LogPosition
+    hearing: Hearing
+    def __init__(self, daemon: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., position: _Optional[_Union[LogPosition, _Mapping]] = ..., hearing: _Optional[_Union[Hearing, _Mapping]] = ...) -> None: ...
+
 class PartitionRoute(_message.Message):
     __slots__ = ("partition", "path", "skip_rows", "fingerprint")
     PARTITION_FIELD_NUMBER: _ClassVar[int]

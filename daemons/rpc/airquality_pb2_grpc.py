@@ -49,6 +49,11 @@ class AirQualityStub:
                 request_serializer=daemons_dot_rpc_dot_airquality__pb2.CancelRequest.SerializeToString,
                 response_deserializer=daemons_dot_rpc_dot_airquality__pb2.CancelResponse.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/airquality.v1.AirQuality/Events',
+                request_serializer=daemons_dot_rpc_dot_airquality__pb2.EventsRequest.SerializeToString,
+                response_deserializer=daemons_dot_rpc_dot_airquality__pb2.EventsResponse.FromString,
+                _registered_method=True)
 
 
 class AirQualityServicer:
@@ -72,6 +77,14 @@ class AirQualityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """Every daemon's event log, merged by the gateway: lines as each daemon writes them, and
+        which daemons it cannot hear from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AirQualityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +102,11 @@ def add_AirQualityServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=daemons_dot_rpc_dot_airquality__pb2.CancelRequest.FromString,
                     response_serializer=daemons_dot_rpc_dot_airquality__pb2.CancelResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=daemons_dot_rpc_dot_airquality__pb2.EventsRequest.FromString,
+                    response_serializer=daemons_dot_rpc_dot_airquality__pb2.EventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +200,33 @@ class AirQuality:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/airquality.v1.AirQuality/Events',
+            daemons_dot_rpc_dot_airquality__pb2.EventsRequest.SerializeToString,
+            daemons_dot_rpc_dot_airquality__pb2.EventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class NodeStub:
     """Missing associated documentation comment in .proto file."""
@@ -216,6 +261,11 @@ class NodeStub:
                 '/airquality.v1.Node/GetHealthStatus',
                 request_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.SerializeToString,
                 response_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.FromString,
+                _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/airquality.v1.Node/Events',
+                request_serializer=daemons_dot_rpc_dot_airquality__pb2.EventsRequest.SerializeToString,
+                response_deserializer=daemons_dot_rpc_dot_airquality__pb2.EventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -252,6 +302,13 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """this daemon's own event log
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -279,6 +336,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.GetHealthStatus,
                     request_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.FromString,
                     response_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=daemons_dot_rpc_dot_airquality__pb2.EventsRequest.FromString,
+                    response_serializer=daemons_dot_rpc_dot_airquality__pb2.EventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -416,6 +478,33 @@ class Node:
             '/airquality.v1.Node/GetHealthStatus',
             daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.SerializeToString,
             daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/airquality.v1.Node/Events',
+            daemons_dot_rpc_dot_airquality__pb2.EventsRequest.SerializeToString,
+            daemons_dot_rpc_dot_airquality__pb2.EventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ import ctypes
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from daemons import events
 from daemons.errors import describe_error
@@ -61,8 +61,9 @@ class Housekeeper:
     """One thread per daemon: cuts off streamed answers whose reader stopped reading (the request
     registry's sweep), and hands the memory of ended requests back to the operating system."""
 
-    def __init__(self, requests: RequestRegistry, log: events.EventLog):
+    def __init__(self, requests: RequestRegistry, log: events.EventLog, also_swept: Sequence[RequestRegistry] = ()):
         self.requests = requests
+        self.also_swept = also_swept  # registries of other streams (event logs), whose ends need no trim
         self.log = log
         self.interval_seconds = min(MAX_SWEEP_INTERVAL_SECONDS, requests.idle_timeout_seconds / 10)
         self.trims = TrimSchedule(TRIM_INTERVAL_SECONDS)
@@ -79,7 +80,8 @@ class Housekeeper:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
             try:
-                self.requests.sweep()
+                for registry in [self.requests, *self.also_swept]:
+                    registry.sweep()
                 if self._trim is not None and self.trims.due(self.requests.ended):
                     self._trim(0)
             except Exception as error:  # logged, and the next round runs: one bad request must not end the sweeps
