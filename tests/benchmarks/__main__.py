@@ -1,5 +1,5 @@
-"""bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios), `health` (detection times) or
-`failover` (the cost of one failure)."""
+"""bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios), `health` (detection times),
+`failover` (the cost of one failure) or `hosts` (host faults on network namespaces)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from tests.benchmarks import failover_bench, health_bench, query_bench
+from tests.benchmarks import failover_bench, health_bench, hosts_bench, query_bench
+from tests.hosts import LAYOUTS
 
 data_option = click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
                            help="AirNow data root (default: ../shared/fire-data beside the checkout, else var/fire-data).")
@@ -40,6 +41,19 @@ def health(data_root: Path | None, faults: int) -> None:
 def failover(data_root: Path | None, runs: int) -> None:
     """Query time with one daemon down against all healthy, and the cost of a mid-stream failover."""
     failover_bench.run(data_root, runs)
+
+
+@main.command()
+@data_option
+@click.option("--faults", default=10, show_default=True,
+              help="Faults of each kind (host loss, isolation and its heal) per layout, spread over the hosts "
+                   "other than the gateway's.")
+@click.option("--runs", default=3, show_default=True, help="Full scans per figure (the median is shown).")
+@click.option("--layout", "layouts", multiple=True, type=click.Choice(list(LAYOUTS)),
+              help="Repeatable (default: every layout of more than one host).")
+def hosts(data_root: Path | None, faults: int, runs: int, layouts: tuple[str, ...]) -> None:
+    """Host loss, isolation and heal times, and full scans with a host down, on network namespaces (needs root)."""
+    hosts_bench.run(data_root, faults, runs, layouts or tuple(LAYOUTS))
 
 
 main(prog_name="benchmark")

@@ -1,84 +1,30 @@
-"""Two and three hosts in real network namespaces (tests/netns.py), each started with `bin/start
---layout ... --host ...`: a full scan, every host but the gateway's cut off and killed, and, with
-three hosts, one cut link between two hosts.
-
-The daemons keep the shipped ports: each host's namespace has ports of its own. Every address is
-in a subnet made by this module, and every namespace is torn down afterwards, also on failure.
+"""Two and three hosts in real network namespaces (tests/hosts.py, tests/netns.py), each started
+with `bin/start --layout ... --host ...`: a full scan, every host but the gateway's cut off and
+killed, and, with three hosts, one cut link between two hosts.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from daemons.client import FireClient
 from tests import netns
-from tests.cluster import ETC, PROGRAMS, epoch_of, host_command, prepare_layout, read_events
+from tests.cluster import epoch_of
+from tests.hosts import LAYOUTS, Deployment, deployed
 from tests.oracle import full_scan
 from tests.waiting import wait_for
 
 WHY_NOT = netns.unavailable()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
-LAYOUTS = {
-    "two-hosts": {"h1": ["gateway_a", "leader_b", "worker_d"], "h2": ["worker_c", "leader_e", "worker_f"]},
-    "three-hosts": {"h1": ["gateway_a", "worker_c"], "h2": ["leader_b", "worker_d"], "h3": ["leader_e", "worker_f"]},
-}
-WATCHES = [("gateway_a", "leader_b"), ("gateway_a", "leader_e"), ("leader_b", "worker_c"), ("leader_e", "worker_f"),
-           ("leader_e", "worker_d")]  # (observer, neighbour)
-SHIPPED_PORTS = {p: int(json.loads((ETC / f"{p}.json").read_text())["listen"].rsplit(":", 1)[1]) for p in PROGRAMS}
-
-
-class Deployment:
-    def __init__(self, layout: str, home: Path, network: netns.Network, data_root: Path):
-        self.layout = layout
-        self.home = home
-        self.network = network
-        self.environment = {**os.environ, "FIRE_DATA_DIR": str(data_root)}
-        self.host_of = {program: host for host, programs in LAYOUTS[layout].items() for program in programs}
-        self.gateway = f"{network.addresses[self.host_of['gateway_a']]}:{SHIPPED_PORTS['gateway_a']}"
-        self.others = [host for host in LAYOUTS[layout] if host != self.host_of["gateway_a"]]
-
-    def across(self, *hosts: str) -> list[tuple[str, str]]:
-        """The watches that cross from or into `hosts`."""
-        return [(o, n) for o, n in WATCHES if (self.host_of[o] in hosts) != (self.host_of[n] in hosts)]
-
-    def between(self, a: str, b: str) -> list[tuple[str, str]]:
-        return [(o, n) for o, n in WATCHES if {self.host_of[o], self.host_of[n]} == {a, b}]
-
-    def bin(self, command: str, host: str) -> None:
-        done = self.network.run(host, host_command(command, self.layout, host, self.home),
-                                capture_output=True, timeout=300, env=self.environment)
-        assert done.returncode == 0, done.stderr
-
-    def transitions(self, observer: str, neighbor: str, since: float) -> list[dict]:
-        log = self.home / "state" / self.layout / self.host_of[observer] / "logs" / f"{observer}.log"
-        return [e for e in read_events(log) if e.get("event") == "health_transition" and e["neighbor"] == neighbor
-                and epoch_of(e) >= since]
-
-    def path(self, observer: str, neighbor: str, since: float) -> list[str]:
-        return [e["to"] for e in self.transitions(observer, neighbor, since)]
-
 
 @pytest.fixture(scope="module", params=sorted(LAYOUTS))
 def deployment(request, tmp_path_factory, data_root, cache_dir) -> Iterator[Deployment]:
-    layout_name = request.param
-    home = tmp_path_factory.mktemp(layout_name)
-    network = netns.Network(list(LAYOUTS[layout_name]))
-    prepare_layout(home, layout_name, LAYOUTS[layout_name], network.addresses, SHIPPED_PORTS, cache_dir)
-    try:
-        network.create()
-        running = Deployment(layout_name, home, network, data_root)
-        for host in [*running.others, "h1"]:  # the gateway's host last: it waits for every partition
-            running.bin("start", host)
+    with deployed(request.param, tmp_path_factory.mktemp(request.param), data_root, cache_dir) as running:
         yield running
-    finally:
-        network.destroy()
 
 
 def test_a_full_scan_across_hosts_is_exact(deployment, expected):
