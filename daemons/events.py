@@ -87,6 +87,13 @@ MONITORING_STARTED = EventType("monitoring_started", ("neighbors", "pid", "inter
 DYING_GASP_SENT = EventType("dying_gasp_sent", ("pid", "recipients"), "warning")
 MONITOR_PROCESS_EXITED = EventType("monitor_process_exited", ("pid", "returncode", "restart_in_seconds"), "error")
 NEIGHBOR_RESTARTED = EventType("neighbor_restarted", ("neighbor", "old_pid", "new_pid"))
+# The other side of a cut (health/watchers.py): a parent's monitor that probed this daemon steadily
+# fell silent, or came back; and, once every such watcher is lost, what this daemon is cut off
+# from: the watchers, the neighbours it watches that are unavailable, the partitions nobody can read
+# from it now (their other copies serve them, or answers name them missing).
+WATCHER_LOST = EventType("watcher_lost", ("watcher", "silent_seconds"), "warning")
+WATCHER_BACK = EventType("watcher_back", ("watcher", "silent_seconds"))
+CUT_OFF = EventType("cut_off", ("lost_watchers", "unavailable_neighbors", "partitions"), "warning")
 
 
 class EventRecorder:

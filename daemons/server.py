@@ -119,10 +119,11 @@ class Daemon:
         self.event_requests = RequestRegistry(config.name, self.lifecycle.serving, MAX_EVENT_STREAMS, self.log,
                                               max_internal=0, idle_timeout_seconds=limits.client_idle_timeout_seconds)
         self.log_streams = LogStreams(config.name, config.log_file, self.event_requests)
-        self.housekeeper = Housekeeper(self.requests, self.log, also_swept=[self.event_requests])
-        self.housekeeper.start()
-        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children,
+        endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children, self.log,
                                     gasp_to=self.monitor_process.gasp_to)
+        self.housekeeper = Housekeeper(self.requests, self.log,
+                                       chores=[self.event_requests.sweep, endpoints.check_watchers])
+        self.housekeeper.start()
         self.datagrams = DatagramResponder(config.listen, endpoints.answer)
         self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
                                  endpoints.probes_received)

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import xmlrpc.client
@@ -246,3 +247,39 @@ def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = 
             cluster.stop()
             raise
     return cluster
+
+
+def healthlog_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "daemons.healthlog", *args]
+
+
+class HealthlogFollower:
+    """`bin/healthlog --follow --json --gateway ...` running, its output collected as it comes."""
+
+    def __init__(self, gateway: str):
+        self.process = subprocess.Popen(healthlog_command("--follow", "--json", "--gateway", gateway), cwd=REPO,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.notes: list[str] = []
+        self._readers = [threading.Thread(target=self._collect, args=(stream, into), daemon=True)
+                         for stream, into in ((self.process.stdout, self.lines), (self.process.stderr, self.notes))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    def saw(self, program: str, event: str, since: float, **fields) -> bool:
+        return any(e["daemon"] == program and e["event"] == event and epoch_of(e) >= since
+                   and all(e.get(k) == v for k, v in fields.items()) for e in map(json.loads, list(self.lines)))
+
+    def last_note(self) -> str:
+        return self.notes[-1] if self.notes else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        for reader in self._readers:
+            reader.join(5)

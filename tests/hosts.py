@@ -60,10 +60,13 @@ class Deployment:
                 self.network.run(host, host_command("stop", self.layout, host, self.home),
                                  capture_output=True, timeout=STOP_SECONDS, env=self.environment)
 
+    def events(self, program: str, event: str, since: float) -> list[dict[str, Any]]:
+        """`program`'s events named `event` since `since`, from its host's log folder."""
+        log = self.home / "state" / self.layout / self.host_of[program] / "logs" / f"{program}.log"
+        return [e for e in read_events(log) if e.get("event") == event and epoch_of(e) >= since]
+
     def transitions(self, observer: str, neighbor: str, since: float) -> list[dict[str, Any]]:
-        log = self.home / "state" / self.layout / self.host_of[observer] / "logs" / f"{observer}.log"
-        return [e for e in read_events(log) if e.get("event") == "health_transition" and e["neighbor"] == neighbor
-                and epoch_of(e) >= since]
+        return [e for e in self.events(observer, "health_transition", since) if e["neighbor"] == neighbor]
 
     def path(self, observer: str, neighbor: str, since: float) -> list[str]:
         return [e["to"] for e in self.transitions(observer, neighbor, since)]

@@ -41,6 +41,11 @@ class Recipient:
     token: bytes
 
 
+def wants_gasps(request: pb.HealthRequest) -> bool:
+    """Whether a datagram probe says where its sender hears gasps: a watcher's, as our monitors send."""
+    return bool(request.gasp_port and request.gasp_token) and len(request.gasp_token) <= MAX_TOKEN_BYTES
+
+
 class GaspRecipients:
     """The watchers to gasp to: the latest port and token of each requester, at most `limit`
     requesters. A newcomer beyond the limit takes the place of the one with the fewest probes (the
@@ -53,7 +58,7 @@ class GaspRecipients:
 
     def note(self, requester: str, host: str, request: pb.HealthRequest) -> bool:
         """Records a datagram probe from `host`; True when the recipients changed."""
-        if not request.gasp_port or not request.gasp_token or len(request.gasp_token) > MAX_TOKEN_BYTES:
+        if not wants_gasps(request):
             return False
         recipient = Recipient(requester, host, request.gasp_port, request.gasp_token)
         known, probes = self._by_requester.pop(requester, (None, 0))
@@ -62,6 +67,9 @@ class GaspRecipients:
             del self._by_requester[fewest]
         self._by_requester[requester] = (recipient, probes + 1)
         return known != recipient
+
+    def requesters(self) -> set[str]:
+        return set(self._by_requester)
 
     def snapshot(self) -> tuple[Recipient, ...]:
         return tuple(recipient for recipient, _probes in self._by_requester.values())

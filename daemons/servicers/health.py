@@ -19,12 +19,15 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
+from daemons import events
 from daemons.config import DaemonConfig
 from daemons.deadline import Deadline
+from daemons.events import EventLog
 from daemons.fanout.children import Child, UnaryCall, answers
-from daemons.health.gasp import GaspRecipients, Recipient
+from daemons.health.gasp import GaspRecipients, Recipient, wants_gasps
 from daemons.health.process import RemoteMonitor
 from daemons.health.status import Status
+from daemons.health.watchers import Watchers
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.requests import CallContext
 
@@ -98,16 +101,18 @@ class HealthEndpoints:
     datagram responder's threads and the RPC threads both count)."""
 
     def __init__(self, config: DaemonConfig, lifecycle: Lifecycle, monitors: Sequence[RemoteMonitor],
-                 children: Mapping[str, Child],
+                 children: Mapping[str, Child], log: EventLog,
                  gasp_to: Callable[[tuple[Recipient, ...]], bool] = lambda recipients: True,
                  clock: Callable[[], float] = time.monotonic):
         self.config = config
+        self.log = log
         self.lifecycle = lifecycle
         self.monitors = monitors
         self.children = children
         self._gasp_to = gasp_to  # hands the watchers to the monitor process; False if it had no room
         self._probes_received = ProbeCounts()
         self._gasp_recipients = GaspRecipients()
+        self._watchers = Watchers()
         self._recipients_version = 0  # changes to the recipients so far
         self._recipients_handed = 0  # the latest version the monitor process has
         self._next_handover = -math.inf
@@ -123,11 +128,14 @@ class HealthEndpoints:
         """The reply to a health probe, whether it came over gRPC or as a UDP datagram (from
         `sender_host`, where the prober hears this daemon's dying gasp)."""
         recipients = None
+        back = None
         with self._lock:
-            self._probes_received.add(request.requester_id)
-            if sender_host is not None and self._gasp_recipients.note(request.requester_id, sender_host, request):
-                self._recipients_version += 1
             now = self._clock()
+            self._probes_received.add(request.requester_id)
+            if sender_host is not None and wants_gasps(request):
+                if self._gasp_recipients.note(request.requester_id, sender_host, request):
+                    self._recipients_version += 1
+                back = self._watchers.heard(request.requester_id, now)
             # At most one handover per interval: a flood of made-up requesters changes them with
             # every datagram; a monitor's next probe, 0.4 s later, hands over what is pending.
             if self._recipients_handed < self._recipients_version and now >= self._next_handover:
@@ -136,10 +144,25 @@ class HealthEndpoints:
         if recipients is not None and self._gasp_to(recipients):
             with self._lock:
                 self._recipients_handed = max(self._recipients_handed, version)
+        if back is not None:
+            events.WATCHER_BACK.emit(self.log, watcher=request.requester_id, silent_seconds=round(back, 3))
         status = self.lifecycle.status  # read once: healthy and status must agree
         return pb.HealthResponse(healthy=status == "SERVING", status=status, timestamp=int(time.time() * 1e6),
                                  process_id=os.getpid(), role=self.config.role, daemon=self.config.name,
                                  request_timestamp=request.timestamp)
+
+    def check_watchers(self) -> None:
+        """Logs the watchers that fell silent since the last check and, once every one is, what this
+        daemon is cut off from (health/watchers.py). Called every second or so (the housekeeper)."""
+        with self._lock:
+            lost = self._watchers.newly_lost(self._clock(), self._gasp_recipients.requesters())
+            cut_off, all_lost = self._watchers.all_lost, self._watchers.lost
+        for watcher, silent in lost:
+            events.WATCHER_LOST.emit(self.log, watcher=watcher, silent_seconds=round(silent, 3))
+        if lost and cut_off:
+            held = [spec.name for spec in self.config.data.partitions] if self.config.data else []
+            events.CUT_OFF.emit(self.log, lost_watchers=all_lost, partitions=held, unavailable_neighbors=[
+                monitor.neighbor for monitor in self.monitors if monitor.status() is Status.UNAVAILABLE])
 
     def HealthCheck(self, request: pb.HealthRequest, context: CallContext) -> pb.HealthResponse:
         return self.answer(request)

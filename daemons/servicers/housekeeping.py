@@ -1,6 +1,6 @@
 """Housekeeping: one thread per daemon that cuts off streamed answers whose reader stopped
-reading (the request registry's sweep) and hands the memory of ended requests back to the
-operating system."""
+reading (the request registry's sweep), hands the memory of ended requests back to the operating
+system, and runs the daemon's other chores of the same rhythm."""
 
 from __future__ import annotations
 
@@ -59,11 +59,12 @@ class TrimSchedule:
 
 class Housekeeper:
     """One thread per daemon: cuts off streamed answers whose reader stopped reading (the request
-    registry's sweep), and hands the memory of ended requests back to the operating system."""
+    registry's sweep), hands the memory of ended requests back to the operating system, and runs
+    `chores`, every second at most."""
 
-    def __init__(self, requests: RequestRegistry, log: events.EventLog, also_swept: Sequence[RequestRegistry] = ()):
+    def __init__(self, requests: RequestRegistry, log: events.EventLog, chores: Sequence[Callable[[], object]] = ()):
         self.requests = requests
-        self.also_swept = also_swept  # registries of other streams (event logs), whose ends need no trim
+        self.chores = chores  # more to do every round: other registries' sweeps, the watchers' check
         self.log = log
         self.interval_seconds = min(MAX_SWEEP_INTERVAL_SECONDS, requests.idle_timeout_seconds / 10)
         self.trims = TrimSchedule(TRIM_INTERVAL_SECONDS)
@@ -80,8 +81,9 @@ class Housekeeper:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
             try:
-                for registry in [self.requests, *self.also_swept]:
-                    registry.sweep()
+                self.requests.sweep()
+                for chore in self.chores:
+                    chore()
                 if self._trim is not None and self.trims.due(self.requests.ended):
                     self._trim(0)
             except Exception as error:  # logged, and the next round runs: one bad request must not end the sweeps

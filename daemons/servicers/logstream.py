@@ -167,7 +167,9 @@ class Hearing:
             self._changed = True
 
     def lost(self, daemon: str, why: str) -> None:
-        if self._unheard.get(daemon) != why:
+        """Not heard, for `why`: the first reason stands until it is heard again, so that a daemon
+        behind a cut, whose every new attempt fails a little differently, is reported once."""
+        if daemon not in self._unheard:
             self._unheard[daemon] = why
             self._changed = True
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ import pytest
 
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.logstream import MAX_EVENT_STREAMS
-from tests.cluster import PROGRAMS, REPO, Cluster, epoch_of, start_cluster
+from tests.cluster import PROGRAMS, REPO, Cluster, HealthlogFollower, epoch_of, healthlog_command, start_cluster
 from tests.waiting import wait_for
 
 SHOWN = ("health_transition", "partition_failover")  # what healthlog shows (its DISPLAYED_EVENTS)
@@ -34,42 +32,6 @@ def events_cluster(tmp_path_factory, data_root, cache_dir) -> Iterator[Cluster]:
         running.stop()
 
 
-def _healthlog(*args: str) -> list[str]:
-    return [sys.executable, "-m", "daemons.healthlog", *args]
-
-
-class Follower:
-    """`bin/healthlog --follow --json --gateway ...` running, its output collected as it comes."""
-
-    def __init__(self, gateway: str):
-        self.process = subprocess.Popen(_healthlog("--follow", "--json", "--gateway", gateway), cwd=REPO,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.notes: list[str] = []
-        self._readers = [threading.Thread(target=self._collect, args=(stream, into), daemon=True)
-                         for stream, into in ((self.process.stdout, self.lines), (self.process.stderr, self.notes))]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _collect(stream, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-
-    def saw(self, program: str, event: str, since: float, **fields) -> bool:
-        return any(e["daemon"] == program and e["event"] == event and epoch_of(e) >= since
-                   and all(e.get(k) == v for k, v in fields.items()) for e in map(json.loads, list(self.lines)))
-
-    def last_note(self) -> str:
-        return self.notes[-1] if self.notes else ""
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        for reader in self._readers:
-            reader.join(5)
-
-
 def _shown_lines(cluster: Cluster, since: float) -> Counter[str]:
     """The lines of every log that healthlog shows, written since `since`, as the daemons wrote them."""
     lines: Counter[str] = Counter()
@@ -81,7 +43,7 @@ def _shown_lines(cluster: Cluster, since: float) -> Counter[str]:
     return lines
 
 
-def _lose_and_get_back(cluster: Cluster, follower: Follower, lost: str, observer: str) -> None:
+def _lose_and_get_back(cluster: Cluster, follower: HealthlogFollower, lost: str, observer: str) -> None:
     stopped_at = time.time()
     cluster.ctl("stop", lost, check=True)
     wait_for(lambda: follower.saw(observer, "health_transition", stopped_at, neighbor=lost, to="unavailable"),
@@ -96,7 +58,7 @@ def _lose_and_get_back(cluster: Cluster, follower: Follower, lost: str, observer
 
 def test_follow_through_the_gateway_hears_every_daemon_through_a_loss_and_return(events_cluster):
     cluster = events_cluster
-    follower = Follower(cluster.gateway)
+    follower = HealthlogFollower(cluster.gateway)
     try:
         wait_for(lambda: "hearing all 6 daemons" in follower.last_note(), 30, "healthlog to hear all six")
         began = time.time()
@@ -111,9 +73,9 @@ def test_follow_through_the_gateway_hears_every_daemon_through_a_loss_and_return
 
 def test_summary_through_the_gateway_is_the_summary_of_the_log_files(events_cluster):
     cluster = events_cluster
-    local = subprocess.run(_healthlog("--log-dir", str(cluster.home / "logs")), cwd=REPO, capture_output=True,
+    local = subprocess.run(healthlog_command("--log-dir", str(cluster.home / "logs")), cwd=REPO, capture_output=True,
                            text=True, timeout=60)
-    remote = subprocess.run(_healthlog("--gateway", cluster.gateway), cwd=REPO, capture_output=True, text=True,
+    remote = subprocess.run(healthlog_command("--gateway", cluster.gateway), cwd=REPO, capture_output=True, text=True,
                             timeout=60)
     assert remote.returncode == 0, remote.stderr
     assert remote.stdout == local.stdout
@@ -123,7 +85,7 @@ def test_summary_names_the_daemons_it_could_not_hear(events_cluster):
     cluster = events_cluster
     cluster.ctl("stop", "worker_f", check=True)
     try:
-        remote = subprocess.run(_healthlog("--gateway", cluster.gateway), cwd=REPO, capture_output=True, text=True,
+        remote = subprocess.run(healthlog_command("--gateway", cluster.gateway), cwd=REPO, capture_output=True, text=True,
                                 timeout=60)
     finally:
         cluster.ctl("start", "worker_f", check=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemons.config import load_config
+from daemons.events import CUT_OFF, WATCHER_BACK, WATCHER_LOST, EventRecorder
 from daemons.health.gasp import STATUS_ENDED, GaspRecipients, Recipient, believed, gasp
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.health import RECIPIENTS_HANDOVER_SECONDS, HealthEndpoints, Lifecycle
@@ -58,7 +59,8 @@ class Handovers:
         self.room = True
         self.handed: list[tuple[Recipient, ...]] = []
         config = load_config(ETC / "worker_f.json", environ={})
-        self.endpoints = HealthEndpoints(config, Lifecycle(["airquality.v1.Node"]), [], {}, gasp_to=self.take,
+        self.log = EventRecorder()
+        self.endpoints = HealthEndpoints(config, Lifecycle(["airquality.v1.Node"]), [], {}, self.log, gasp_to=self.take,
                                          clock=lambda: self.now)
 
     def take(self, recipients: tuple[Recipient, ...]) -> bool:
@@ -93,3 +95,24 @@ def test_a_grpc_health_check_registers_no_recipient() -> None:
     daemon = Handovers()
     daemon.endpoints.answer(probe("leader_e"))  # over gRPC: no datagram sender to gasp to
     assert daemon.handed == []
+
+
+def test_a_daemon_whose_watchers_fall_silent_logs_what_it_is_cut_off_from() -> None:
+    daemon = Handovers()
+    for _ in range(5):
+        daemon.endpoints.answer(probe("leader_e"), "10.0.0.2")
+        daemon.endpoints.answer(pb.HealthRequest(requester_id="grpc_health_probe"), "10.0.0.9")  # a tool: no watcher
+        daemon.now += 0.4
+    daemon.endpoints.check_watchers()
+    assert not daemon.log.events
+    daemon.now += 3.0
+    daemon.endpoints.check_watchers()
+    daemon.endpoints.check_watchers()  # once each
+    (lost,) = daemon.log.of(WATCHER_LOST)
+    assert lost["watcher"] == "leader_e" and lost["silent_seconds"] >= 3.0
+    (cut_off,) = daemon.log.of(CUT_OFF)
+    assert cut_off["lost_watchers"] == ["leader_e"] and cut_off["unavailable_neighbors"] == []
+    assert cut_off["partitions"], "a worker's own partitions are what nobody reads from it now"
+    daemon.endpoints.answer(probe("leader_e"), "10.0.0.2")
+    (back,) = daemon.log.of(WATCHER_BACK)
+    assert back["watcher"] == "leader_e" and back["silent_seconds"] >= 3.0

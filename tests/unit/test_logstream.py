@@ -119,7 +119,7 @@ def test_hearing_reports_each_change_once():
     assert list(hearing.change().heard) == ["gateway_a", "worker_c"]
     assert hearing.change() is None
     hearing.lost("worker_c", "UNAVAILABLE: refused")
-    hearing.lost("worker_c", "UNAVAILABLE: refused")
+    hearing.lost("worker_c", "UNAVAILABLE: no route to host")  # the next attempt, failing its own way
     change = hearing.change()
     assert list(change.heard) == ["gateway_a"] and list(change.unheard) == ["worker_c: UNAVAILABLE: refused"]
     assert hearing.change() is None
