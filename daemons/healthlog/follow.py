@@ -34,6 +34,14 @@ def program_of(path: Path) -> str | None:
     return path.stem
 
 
+def _line_starts_at(handle: BinaryIO, offset: int) -> bool:
+    """Whether a line of the file starts `offset` bytes in: a position a reader was given, not one
+    made up to land in the middle of a line or past the end."""
+    if offset == 0:
+        return True
+    return 0 < offset <= os.fstat(handle.fileno()).st_size and os.pread(handle.fileno(), 1, offset - 1) == b"\n"
+
+
 def _identity(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
@@ -128,7 +136,8 @@ class LogFollower:
 
     def resume(self, program: str, file_id: int, offset: int) -> None:
         """Starts `program`'s log, when first opened, after `offset` bytes if it is still the file
-        `file_id` (an inode, see `position`) and that long; else from its start (rotated since)."""
+        `file_id` (an inode, see `position`) and a line starts there; else from its start (the log
+        was rotated since, or the position is not one a reader was given)."""
         self._resume[program] = (file_id, offset)
 
     def position(self, program: str) -> tuple[int, int] | None:
@@ -190,6 +199,6 @@ class LogFollower:
         resume = self._resume.pop(program, None)
         if resume is not None:
             file_id, offset = resume
-            if log.identity[1] == file_id and os.fstat(handle.fileno()).st_size >= offset:
+            if log.identity[1] == file_id and _line_starts_at(handle, offset):
                 log.offset = offset
         return log

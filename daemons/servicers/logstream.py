@@ -43,7 +43,9 @@ MAX_READ_BYTES = 256 * 1024  # of a log per message: a long history goes in slic
 # Event streams served at once by one daemon. Each holds a server thread (the gateway's also one
 # thread per daemon it merges), and a bin/healthlog --follow holds one at every daemon.
 MAX_EVENT_STREAMS = 8
-QUEUED_MESSAGES = 64  # per merged stream: daemons' messages waiting for a slow reader
+# Per merged stream: daemons' messages waiting for a slow reader, each at most MAX_READ_BYTES of
+# lines, so at most 4 MB per stream and 32 MB for all at the gateway.
+QUEUED_MESSAGES = 16
 
 Messages = Iterator[pb.EventsResponse]
 Opener = Callable[[pb.EventsRequest, threading.Event], tuple[Messages, Callable[[], None]]]

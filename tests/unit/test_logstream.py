@@ -48,6 +48,9 @@ def test_the_follower_resumes_at_a_position_in_the_same_file_and_from_the_start_
     with LogFollower(tmp_path, ["worker_c"]) as follower:
         follower.resume("worker_c", *position)
         assert [json.loads(line)["n"] for _, line in follower.poll()] == [3]
+    with LogFollower(tmp_path, ["worker_c"]) as follower:
+        follower.resume("worker_c", position[0], position[1] - 5)  # in the middle of a line: not a position
+        assert [json.loads(line)["n"] for _, line in follower.poll()] == [1, 2, 3]
     os.rename(log, tmp_path / "worker_c.log.1")  # rotated: the position names the old file
     _write(log, _line("d", 4))
     with LogFollower(tmp_path, ["worker_c"]) as follower:
