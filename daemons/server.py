@@ -116,8 +116,11 @@ class Daemon:
                                         idle_timeout_seconds=limits.client_idle_timeout_seconds,
                                         work_slots=WorkSlots(WORK_SLOTS))
         # Event log streams (logstream.py) are admitted apart from query work, never taking its slots.
-        self.event_requests = RequestRegistry(config.name, self.lifecycle.serving, MAX_EVENT_STREAMS, self.log,
-                                              max_internal=0, idle_timeout_seconds=limits.client_idle_timeout_seconds)
+        self.event_requests = RequestRegistry(config.name, self.lifecycle.serving, 0, self.log,
+                                              max_internal=MAX_EVENT_STREAMS,
+                                              idle_timeout_seconds=limits.client_idle_timeout_seconds,
+                                              internal_calls="event streams",
+                                              internal_limit=f"{MAX_EVENT_STREAMS}, fixed")
         self.log_streams = LogStreams(config.name, config.log_file, self.event_requests)
         endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children, self.log,
                                     gasp_to=self.monitor_process.gasp_to)
@@ -280,9 +283,7 @@ class Daemon:
         began = time.monotonic()
         events.DAEMON_STOPPING.emit(self.log, signal=signal_name, active_requests=self.requests.active)
         self.lifecycle.mark_stopping()  # watchers learn first; new requests are refused from here on
-        self.log_streams.stop()  # their readers ask again, from where they were, of the next process
-        if self.config.role == "gateway":
-            self.cluster_events.stop()
+        self.event_requests.end_all()  # their readers ask again, from where they were, of the next process
         # Stopping the server sends GOAWAY at once, so every parent's channel notices now (before the
         # monitor process is ended, which takes tens of milliseconds); in-flight calls get the grace
         # period, and whatever is still open after it is cancelled.

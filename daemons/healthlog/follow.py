@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,14 +35,6 @@ def program_of(path: Path) -> str | None:
     return path.stem
 
 
-def _line_starts_at(handle: BinaryIO, offset: int) -> bool:
-    """Whether a line of the file starts `offset` bytes in: a position a reader was given, not one
-    made up to land in the middle of a line or past the end."""
-    if offset == 0:
-        return True
-    return 0 < offset <= os.fstat(handle.fileno()).st_size and os.pread(handle.fileno(), 1, offset - 1) == b"\n"
-
-
 def _identity(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
@@ -51,6 +44,26 @@ def _identity_at(path: Path) -> tuple[int, int] | None:
         return _identity(path.stat())
     except FileNotFoundError:
         return None
+
+
+@dataclass(frozen=True)
+class FilePosition:
+    """How far a log has been read: the file (its inode, and its first bytes, since an inode is
+    reused once a rotated file is deleted) and the bytes of the whole lines read from it."""
+
+    file_id: int
+    offset: int
+    head: bytes
+
+    def names(self, handle: BinaryIO) -> bool:
+        """Whether this is a position in the open file: the same file, and a line starts at the
+        offset (not a made-up position in the middle of a line or past the end)."""
+        descriptor = handle.fileno()
+        stat = os.fstat(descriptor)
+        if stat.st_ino != self.file_id or os.pread(descriptor, len(self.head), 0) != self.head:
+            return False
+        return self.offset == 0 or (0 < self.offset <= stat.st_size
+                                    and os.pread(descriptor, 1, self.offset - 1) == b"\n")
 
 
 class _OpenLog:
@@ -66,9 +79,8 @@ class _OpenLog:
         self.more = False  # the last read stopped at its limit, not at the end of the file
 
     @property
-    def position(self) -> tuple[int, int]:
-        """(the file's inode, the bytes of the whole lines read from it)."""
-        return self.identity[1], self.offset - len(self.pending)
+    def position(self) -> FilePosition:
+        return FilePosition(self.identity[1], self.offset - len(self.pending), self.head)
 
     def read_lines(self, max_bytes: int | None = None) -> list[tuple[str, str]]:
         """The lines completed since the last read, from at most `max_bytes` more of the file (None:
@@ -116,7 +128,7 @@ class LogFollower:
         # whether there is more.
         self.max_read_bytes = max_read_bytes
         self.behind = False
-        self._resume: dict[str, tuple[int, int]] = {}
+        self._resume: dict[str, FilePosition] = {}
         self._open: dict[Path, _OpenLog] = {}
         # Files renamed away: a line may still land in one just after the rename, so each is read
         # again on the next poll and closed only once a poll finds nothing new in it.
@@ -134,20 +146,22 @@ class LogFollower:
         self._rotated.clear()
         self._open.clear()
 
-    def resume(self, program: str, file_id: int, offset: int) -> None:
-        """Starts `program`'s log, when first opened, after `offset` bytes if it is still the file
-        `file_id` (an inode, see `position`) and a line starts there; else from its start (the log
-        was rotated since, or the position is not one a reader was given)."""
-        self._resume[program] = (file_id, offset)
+    def resume(self, program: str, position: FilePosition) -> None:
+        """Starts `program`'s log, when first opened, at `position` if it names that file; else from
+        its start (the log was rotated since, or the position is not one a reader was given)."""
+        self._resume[program] = position
 
-    def position(self, program: str) -> tuple[int, int] | None:
-        """Where `program`'s current log is read up to: (its inode, bytes of whole lines read)."""
-        return next((log.position for log in self._open.values() if log.program == program), None)
+    def position(self, program: str) -> FilePosition | None:
+        """Where `program`'s log is read up to: the current file's position, or while a renamed one
+        is still being read, that one's."""
+        return next((log.position for log in [*self._open.values(), *self._rotated] if log.program == program), None)
 
     def poll(self) -> list[tuple[str, str]]:
         lines = self._drain_rotated()
+        draining = {log.program for log in self._rotated if log.more}
         for path in sorted({*self._open, *self._event_logs()}):
-            lines += self._poll_path(path)
+            if program_of(path) not in draining:  # the renamed file to its end before the new one
+                lines += self._poll_path(path)
         self.behind = any(log.more for log in [*self._rotated, *self._open.values()])
         return lines
 
@@ -156,7 +170,7 @@ class LogFollower:
         still_open = []
         for log in self._rotated:
             new = log.read_lines(self.max_read_bytes)
-            if new:
+            if new or log.more:
                 lines += new
                 still_open.append(log)
             else:
@@ -176,8 +190,10 @@ class LogFollower:
         log = self._open.get(path)
         if log is not None and log.identity != _identity_at(path):  # renamed away, maybe replaced
             del self._open[path]
-            lines += log.read_lines()  # the old file to its end before the new one
+            lines += log.read_lines(self.max_read_bytes)  # the old file to its end before the new one
             self._rotated.append(log)
+            if log.more:
+                return lines
             log = None
         if log is None:
             log = self._open_log(path)
@@ -197,8 +213,6 @@ class LogFollower:
             return None
         log = self._open[path] = _OpenLog(program, handle)
         resume = self._resume.pop(program, None)
-        if resume is not None:
-            file_id, offset = resume
-            if log.identity[1] == file_id and _line_starts_at(handle, offset):
-                log.offset = offset
+        if resume is not None and resume.names(handle):
+            log.offset = resume.offset
         return log

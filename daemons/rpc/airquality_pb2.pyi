@@ -275,14 +275,16 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
 
 class LogPosition(_message.Message):
-    __slots__ = ("daemon", "file_id", "offset")
+    __slots__ = ("daemon", "file_id", "offset", "head")
     DAEMON_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     daemon: str
     file_id: int
     offset: int
-    def __init__(self, daemon: _Optional[str] = ..., file_id: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    head: bytes
+    def __init__(self, daemon: _Optional[str] = ..., file_id: _Optional[int] = ..., offset: _Optional[int] = ..., head: _Optional[bytes] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
     __slots__ = ("follow", "event_names", "resume")

@@ -80,13 +80,15 @@ class Housekeeper:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
-            try:
-                self.requests.sweep()
-                for chore in self.chores:
+            for chore in [self._sweep_and_trim, *self.chores]:
+                try:
                     chore()
-                if self._trim is not None and self.trims.due(self.requests.ended):
-                    self._trim(0)
-            except Exception as error:  # logged, and the next round runs: one bad request must not end the sweeps
-                events.REQUEST_FAILED.emit(self.log, method="Housekeeper.sweep", request_id="",
-                                           error=describe_error(error),
-                                           traceback="".join(traceback.format_exception(error)))
+                except Exception as error:  # logged, and the rest runs: one bad request must not end the sweeps
+                    events.REQUEST_FAILED.emit(self.log, method=f"Housekeeper.{getattr(chore, '__name__', 'chore')}",
+                                               request_id="", error=describe_error(error),
+                                               traceback="".join(traceback.format_exception(error)))
+
+    def _sweep_and_trim(self) -> None:
+        self.requests.sweep()
+        if self._trim is not None and self.trims.due(self.requests.ended):
+            self._trim(0)

@@ -174,8 +174,12 @@ class RequestRegistry:
 
     def __init__(self, daemon: str, serving: threading.Event, max_concurrent: int, log: EventLog, *,
                  max_internal: int = 128, idle_timeout_seconds: float = 30.0, clock: Clock = time.monotonic,
-                 work_slots: WorkSlots | None = None):
+                 work_slots: WorkSlots | None = None, internal_calls: str = "calls from parents",
+                 internal_limit: str = "query.max_internal_requests"):
         self.daemon = daemon
+        # What the calls admitted against max_internal are, and what sets their limit, as the
+        # refusals name them (another registry admits event streams the same way: logstream.py).
+        self.internal_calls, self.internal_limit = internal_calls, internal_limit
         self.work_slots = work_slots  # watched streams produce in these
         self.serving = serving
         self.max_concurrent = max_concurrent
@@ -216,13 +220,13 @@ class RequestRegistry:
             if not limited:
                 if len(self._internal) >= self.max_internal:
                     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"{self.daemon} is serving {len(self._internal)} calls from parents, its limit "
-                                  f"(query.max_internal_requests); retry shortly")
+                                  f"{self.daemon} is serving {len(self._internal)} {self.internal_calls}, its limit "
+                                  f"({self.internal_limit}); retry shortly")
                 if self._internal_per_peer[request.peer] >= max(1, self.max_internal // 2):
                     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"{self.daemon} is serving {self._internal_per_peer[request.peer]} calls from this "
-                                  f"connection, half its limit for calls from parents (query.max_internal_requests); "
-                                  f"retry shortly")
+                                  f"{self.daemon} is serving {self._internal_per_peer[request.peer]} "
+                                  f"{self.internal_calls} from this connection, half its limit for them "
+                                  f"({self.internal_limit}); retry shortly")
                 self._internal.add(request)
                 self._internal_per_peer[request.peer] += 1
             elif request_id in self._clients:
@@ -257,6 +261,13 @@ class RequestRegistry:
                                                       cancelled=True):
             self._cut_off(request)
         return True
+
+    def end_all(self) -> None:
+        """Ends every admitted call now, from this side (the daemon is stopping)."""
+        with self._lock:
+            running = [request for request in [*self._clients.values(), *self._internal] if not request.cut_off]
+        for request in running:
+            self._cut_off(request)
 
     def idle_limit_seconds(self, request: Request) -> float:
         """How long a request's reader may take nothing before the request is cut off."""

@@ -96,20 +96,26 @@ def test_summary_names_the_daemons_it_could_not_hear(events_cluster):
 
 def test_event_streams_are_limited_apart_from_queries(events_cluster):
     cluster = events_cluster
-    with grpc.insecure_channel(f"127.0.0.1:{cluster.ports['worker_c']}") as channel:
-        events = channel.unary_stream("/airquality.v1.Node/Events", request_serializer=pb.EventsRequest.SerializeToString,
-                                      response_deserializer=pb.EventsResponse.FromString)
-        following = [events(pb.EventsRequest(follow=True)) for _ in range(MAX_EVENT_STREAMS)]
-        try:
-            for call in following:
-                next(call)  # admitted: its first message came
-            refused = events(pb.EventsRequest(follow=True))
-            with pytest.raises(grpc.RpcError) as error:
-                next(refused)
-            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            count = subprocess.run([str(REPO / "bin" / "query"), "--host", cluster.gateway, "--count"],
-                                   capture_output=True, text=True, timeout=120)
-            assert count.returncode == 0, count.stderr  # queries still run
-        finally:
-            for call in following:
-                call.cancel()
+    address = f"127.0.0.1:{cluster.ports['worker_c']}"
+    channels = [grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(3)]
+    calls = [channel.unary_stream("/airquality.v1.Node/Events", request_serializer=pb.EventsRequest.SerializeToString,
+                                  response_deserializer=pb.EventsResponse.FromString) for channel in channels]
+    following = []
+    try:
+        for events in calls[:2]:  # a connection of its own each: half the limit on each
+            for _ in range(MAX_EVENT_STREAMS // 2):
+                following.append(events(pb.EventsRequest(follow=True)))
+                next(following[-1])  # admitted: its first message came
+        refused = calls[2](pb.EventsRequest(follow=True))
+        with pytest.raises(grpc.RpcError) as error:
+            next(refused)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"serving {MAX_EVENT_STREAMS} event streams" in error.value.details()
+        count = subprocess.run([str(REPO / "bin" / "query"), "--host", cluster.gateway, "--count"],
+                               capture_output=True, text=True, timeout=120)
+        assert count.returncode == 0, count.stderr  # queries still run
+    finally:
+        for call in following:
+            call.cancel()
+        for channel in channels:
+            channel.close()

@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -33,8 +34,8 @@ def _write(path: Path, *lines: str) -> None:
 
 def test_wanted_lines_keeps_the_named_events_and_everything_when_none_is_named():
     lines = [_line("health_transition", 1), _line("query_finished", 2), "not json"]
-    assert wanted_lines(lines, ["health_transition"]) == lines[:1]
-    assert wanted_lines(lines, []) == lines
+    assert wanted_lines(lines, frozenset(["health_transition"])) == lines[:1]
+    assert wanted_lines(lines, frozenset()) == lines
 
 
 def test_the_follower_resumes_at_a_position_in_the_same_file_and_from_the_start_of_another(tmp_path):
@@ -43,18 +44,21 @@ def test_the_follower_resumes_at_a_position_in_the_same_file_and_from_the_start_
     with LogFollower(tmp_path, ["worker_c"]) as follower:
         assert len(follower.poll()) == 2
         position = follower.position("worker_c")
-    assert position is not None and position[1] == log.stat().st_size
+    assert position is not None and position.offset == log.stat().st_size
     _write(log, _line("c", 3))
     with LogFollower(tmp_path, ["worker_c"]) as follower:
-        follower.resume("worker_c", *position)
+        follower.resume("worker_c", position)
         assert [json.loads(line)["n"] for _, line in follower.poll()] == [3]
-    with LogFollower(tmp_path, ["worker_c"]) as follower:
-        follower.resume("worker_c", position[0], position[1] - 5)  # in the middle of a line: not a position
-        assert [json.loads(line)["n"] for _, line in follower.poll()] == [1, 2, 3]
+    for made_up in (replace(position, offset=position.offset - 5),  # in the middle of a line
+                    replace(position, offset=10**9),  # past the end
+                    replace(position, head=b"{another file")):  # the inode reused by another file
+        with LogFollower(tmp_path, ["worker_c"]) as follower:
+            follower.resume("worker_c", made_up)
+            assert [json.loads(line)["n"] for _, line in follower.poll()] == [1, 2, 3]
     os.rename(log, tmp_path / "worker_c.log.1")  # rotated: the position names the old file
     _write(log, _line("d", 4))
     with LogFollower(tmp_path, ["worker_c"]) as follower:
-        follower.resume("worker_c", *position)
+        follower.resume("worker_c", position)
         assert [json.loads(line)["n"] for _, line in follower.poll()] == [4]
 
 
@@ -94,31 +98,52 @@ def test_a_missing_log_is_an_empty_one(tmp_path):
 
 def test_a_following_stream_sends_new_lines_and_ends_when_the_daemon_stops(tmp_path):
     log = tmp_path / "worker_c.log"
-    registry = RequestRegistry("worker_c", _serving(), 2, log=_NoLog())
+    registry = _registry(2)
     streams = LogStreams("worker_c", log, registry)
     context = FakeContext()
     messages = streams.Events(pb.EventsRequest(follow=True), context)
     assert not next(messages).lines  # at once, so the reader knows it is heard
     _write(log, _line("a", 1))
     assert next(m for m in messages if m.lines).lines == [_line("a", 1)]
-    streams.stop()
+    registry.end_all()  # the daemon is stopping
     assert all(not m.lines for m in messages)  # it ends: at most a last heartbeat
-    context.end()
 
 
 def test_event_streams_beyond_the_limit_are_refused(tmp_path):
-    registry = RequestRegistry("worker_c", _serving(), 1, log=_NoLog())
+    registry = _registry(4)
     streams = LogStreams("worker_c", tmp_path / "worker_c.log", registry)
-    first = streams.Events(pb.EventsRequest(follow=True), FakeContext())
-    next(first)
-    with pytest.raises(FakeRpcError) as refused:
-        next(streams.Events(pb.EventsRequest(follow=True), FakeContext()))
-    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-    streams.stop()
+    admitted = [streams.Events(pb.EventsRequest(follow=True), FakeContext(peer=peer))
+                for peer in ("ipv4:10.0.0.1:1", "ipv4:10.0.0.1:1", "ipv4:10.0.0.2:1", "ipv4:10.0.0.3:1")]
+    for stream in admitted:
+        next(stream)
+    with pytest.raises(FakeRpcError) as refused:  # a fifth
+        next(streams.Events(pb.EventsRequest(follow=True), FakeContext(peer="ipv4:10.0.0.4:1")))
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "4 event streams" in refused.value.details()
+    registry.end_all()
+    more = _registry(4)
+    streams = LogStreams("worker_c", tmp_path / "worker_c.log", more)
+    admitted = [streams.Events(pb.EventsRequest(follow=True), FakeContext(peer="ipv4:10.0.0.1:1")) for _ in range(2)]
+    for stream in admitted:
+        next(stream)
+    with pytest.raises(FakeRpcError) as refused:  # a third from one connection
+        next(streams.Events(pb.EventsRequest(follow=True), FakeContext(peer="ipv4:10.0.0.1:1")))
+    assert "from this connection" in refused.value.details()
+    more.end_all()
+
+
+def test_a_request_naming_too_many_event_types_is_refused(tmp_path):
+    streams = LogStreams("worker_c", tmp_path / "worker_c.log", _registry(4))
+    for names in ([f"event_{n}" for n in range(logstream.MAX_EVENT_NAMES + 1)], ["x" * 65]):
+        with pytest.raises(FakeRpcError) as refused:
+            next(streams.Events(pb.EventsRequest(event_names=names), FakeContext()))
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_hearing_reports_each_change_once():
     hearing = Hearing(["gateway_a", "worker_c"])
+    hearing.heard("gateway_a")
+    assert hearing.change() is None  # worker_c has not spoken yet
+    hearing.heard("worker_c")
     assert list(hearing.change().heard) == ["gateway_a", "worker_c"]
     assert hearing.change() is None
     hearing.lost("worker_c", "UNAVAILABLE: refused")
@@ -131,6 +156,10 @@ def test_hearing_reports_each_change_once():
 
 
 # -- the merge ----------------------------------------------------------------------------------------
+
+
+def _registry(limit: int) -> RequestRegistry:
+    return RequestRegistry("worker_c", _serving(), 0, log=_NoLog(), max_internal=limit, internal_calls="event streams")
 
 
 def _serving() -> threading.Event:
@@ -151,7 +180,7 @@ def _batch(daemon: str, *lines: str, offset: int = 0) -> pb.EventsResponse:
 
 
 def _merged(openers: dict, request: pb.EventsRequest, clock=None) -> tuple[Iterator[pb.EventsResponse], FakeContext]:
-    registry = RequestRegistry("gateway_a", _serving(), 4, log=_NoLog())
+    registry = _registry(4)
     own = LogStreams("gateway_a", Path("/nonexistent/gateway_a.log"), registry)
     merged = ClusterEvents(own, [], registry, openers=openers, **({"clock": clock} if clock else {}))
     context = FakeContext()
@@ -206,3 +235,57 @@ def test_a_silent_daemon_is_unheard_its_call_cancelled_and_asked_again_from_its_
     assert [m.hearing for m in received if m.HasField("hearing")][-1].unheard == []
     context.end()
     reader.join(5)
+
+
+def test_a_reader_that_pauses_gets_every_line_and_no_daemon_taken_for_silent():
+    time_now = [0.0]
+
+    produced = [0]
+
+    def many(request, stopped):
+        def batches() -> Iterator[pb.EventsResponse]:
+            for n in range(200):
+                produced[0] += 1
+                yield _batch("leader_b", _line("a", n % 60), offset=n)
+        return batches(), lambda: None
+
+    messages, context = _merged({"leader_b": many, "worker_c": many}, pb.EventsRequest(), clock=lambda: time_now[0])
+    received = [next(messages)]
+    # Both sources wait on the full queue (one message each in hand), for a reader that paused:
+    wait_for(lambda: produced[0] >= logstream.QUEUED_MESSAGES + 2, 5, "the queue to fill")
+    time_now[0] += logstream.SILENCE_LIMIT_SECONDS * 3  # which is not the daemons' silence
+    received += list(messages)
+    assert sum(len(m.lines) for m in received) == 400
+    assert [m.hearing for m in received if m.HasField("hearing")][-1].unheard == []
+    context.end()
+
+
+def test_a_source_failing_for_any_reason_is_named_and_the_summary_still_ends():
+    def broken(request, stopped):
+        raise OSError(24, "Too many open files")
+
+    def answers(request, stopped):
+        return iter([_batch("leader_b", _line("a", 1))]), lambda: None
+
+    messages, context = _merged({"gateway_a": broken, "leader_b": answers}, pb.EventsRequest())
+    received = list(messages)
+    assert [m.hearing for m in received if m.HasField("hearing")][-1].unheard == [
+        "gateway_a: OSError: [Errno 24] Too many open files"]
+    context.end()
+
+
+def test_a_renamed_log_is_read_to_its_end_in_bounded_slices_before_the_new_one(tmp_path):
+    log = tmp_path / "worker_c.log"
+    _write(log, *(_line("old", n % 60) for n in range(40)))
+    read: list[str] = []
+    with LogFollower(tmp_path, ["worker_c"], max_read_bytes=1000) as follower:
+        read += [line for _, line in follower.poll()]
+        os.rename(log, tmp_path / "worker_c.log.1")
+        _write(log, _line("new", 1))
+        while True:
+            lines = [line for _, line in follower.poll()]
+            assert sum(len(line) + 1 for line in lines) <= 1000 + len(_line("old", 1))
+            read += lines
+            if not lines and not follower.behind:
+                break
+    assert [json.loads(line)["event"] for line in read] == ["old"] * 40 + ["new"]
