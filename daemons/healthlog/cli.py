@@ -201,12 +201,9 @@ class GatewayEvents:
         while True:
             try:
                 with grpc.insecure_channel(self.target, options=[*CHANNEL_OPTIONS, *GATEWAY_KEEPALIVE_OPTIONS]) as channel:
-                    events_call = channel.unary_stream(
-                        "/airquality.v1.AirQuality/Events", request_serializer=pb.EventsRequest.SerializeToString,
-                        response_deserializer=pb.EventsResponse.FromString)
                     request = pb.EventsRequest(follow=self.follow, event_names=self.event_names,
                                                resume=list(self.positions.values()))
-                    for response in events_call(request):
+                    for response in pb_grpc.AirQualityStub(channel).Events(request):
                         if not connected and self.follow and self.positions:
                             click.echo(f"{_clock_now()} reading through the gateway at {self.target} again", err=True)
                         connected = True
