@@ -13,6 +13,7 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   and clock seams (`transport`, `clock`), health datagrams (`datagram`) and HTTP/2 PINGs
   (`h2ping`), busy or hung (`liveness`, pure, applied by `pings`), the prober's own slowness
   (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`),
+  watchers falling silent (`watchers`, pure),
   its event loop (`loop`) and the process that runs it beside the daemon (`process`), the
   gateway's cluster view (`view`).
 - `planning/`: choosing copies (`paths`), which copies agree (`replicas`), one request's
@@ -20,7 +21,7 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
   (`requests`), idle readers cut off and memory returned (`housekeeping`), method handlers
   (`handlers`), the gateway's replica catalog kept current
-  (`replicas`), signed resume tokens (`tokens`).
+  (`replicas`), signed resume tokens (`tokens`), the event logs over gRPC (`logstream`).
 - `server`: one daemon process, wiring the above from its config; `config`: configs validated into
   typed objects; `events`/`eventlog`: every event defined once, written as JSON lines.
 - Shared small concepts: `deadline` (one deadline), `cancel` (one cancellation), `errors` (one
@@ -28,5 +29,6 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   values shown cut short in errors), `wakeup` (the main thread hears every signal).
 - Tools: `client` (the Python client), `cli/` (`bin/query`), `healthlog/` (`bin/healthlog`),
   `deploy/` (`bin/start|stop --layout --host`: layouts, and each host's derived configs),
+  `security/` (`bin/gen-certs`: the cluster's certificates),
   `datagen/` (the embedded data set's generator), `rpc/` (generated from proto/).
 """
