@@ -53,6 +53,8 @@ class Servicer:
     def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResponse:
         return pb.CancelResponse(cancelled=True)
 
+    Events = Cancel  # the service's last method, never called here
+
 
 class NodeStatus:
     """GetStatus fails; the Node service's other methods are never called here."""
@@ -60,7 +62,7 @@ class NodeStatus:
     def GetStatus(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
         raise RuntimeError("status is broken")
 
-    Scan = ScanAggregate = HealthCheck = GetHealthStatus = Servicer.Cancel
+    Scan = ScanAggregate = HealthCheck = GetHealthStatus = Events = Servicer.Cancel
 
 
 def behavior(service: str, method: str, *servicers: Any) -> tuple[Any, EventRecorder]:
