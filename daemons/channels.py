@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
+
+from daemons.config import TlsConfig
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # What a receiver lets a sender run ahead on one stream: about one full chunk (8192 rows are
 # 500 KB on the wire). With gRPC's default BDP probing the window grows with the measured
@@ -39,3 +45,35 @@ HEALTH_CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_reconnect_backoff_ms", 100),
 ]
 NODE_SERVICE = "airquality.v1.Node"
+
+
+def channel_credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(tls.ca_pem, tls.key_pem, tls.cert_pem)
+
+
+def _secured(options: list[tuple[str, Any]], peer: str) -> list[tuple[str, Any]]:
+    # The certificate checked is the peer's program's, whatever address it is reached at: each
+    # daemon's certificate names its program (daemons/security/certs.py).
+    return [*options, ("grpc.ssl_target_name_override", peer)]
+
+
+def daemon_channel(address: str, peer: str, tls: TlsConfig | None,
+                   options: list[tuple[str, Any]] = CHANNEL_OPTIONS) -> grpc.Channel:
+    """A channel to the daemon `peer` at `address`: mutual TLS when `tls` is set, else plaintext."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, channel_credentials(tls), options=_secured(options, peer))
+
+
+def daemon_aio_channel(address: str, peer: str, tls: TlsConfig | None,
+                       options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+    """daemon_channel for an asyncio event loop (the monitors')."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, channel_credentials(tls), options=_secured(options, peer))
+
+
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    """Every caller must present a certificate the cluster CA signed."""
+    return grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)], root_certificates=tls.ca_pem,
+                                       require_client_auth=True)

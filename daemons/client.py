@@ -9,11 +9,13 @@ delivered twice or skipped.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -105,14 +107,41 @@ class QueryStream:
                 self._call.cancel()
 
 
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+
+
+def client_channel(target: str, tls_dir: Path | str | None = None,
+                   options: list[tuple[str, Any]] = CHANNEL_OPTIONS) -> grpc.Channel:
+    """A channel to the gateway: mutual TLS with the CA, certificate and key in `tls_dir` (else in
+    $FIRE_TLS_DIR when set: bin/gen-certs's DIR/client), plaintext without either. A file
+    missing or unreadable raises TlsFilesError naming it."""
+    folder = tls_dir if tls_dir is not None else os.environ.get("FIRE_TLS_DIR") or None
+    if folder is None:
+        return grpc.insecure_channel(target, options=options)
+    ca, cert, key = (_read_tls_file(Path(folder) / name) for name in TLS_FILES)
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert), options=options)
+
+
+class TlsFilesError(Exception):
+    pass
+
+
+def _read_tls_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise TlsFilesError(f"cannot read {path}: {error.strerror or error} (a TLS folder holds "
+                            f"{', '.join(TLS_FILES)}: bin/gen-certs DIR makes DIR/client)") from None
+
+
 class FireClient:
     def __init__(self, target: str = DEFAULT_TARGET, *, deadline_seconds: float = 300.0,
-                 backoff_initial: float = 0.05, backoff_max: float = 1.0):
+                 backoff_initial: float = 0.05, backoff_max: float = 1.0, tls_dir: Path | str | None = None):
         self.target = target
         self.deadline_seconds = deadline_seconds
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = client_channel(target, tls_dir)
         self.stub = pb_grpc.AirQualityStub(self.channel)
 
     def __enter__(self) -> FireClient:

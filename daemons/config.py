@@ -18,6 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
 from daemons.health.state import MAX_SECONDS_OR_COUNT, InvalidThreshold, Thresholds
 from daemons.quoting import SHOWN_CHARACTERS, quoted
 
@@ -135,6 +139,18 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """Mutual TLS: the cluster CA every peer's certificate must chain to, and this daemon's own
+    certificate and key (bin/gen-certs makes them), read and checked once, at start."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    cert_file: Path  # where they were read from, for TLS stacks that read files (Python's ssl)
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     source: Path
     name: str
@@ -155,6 +171,7 @@ class DaemonConfig:
     # gateway only: every daemon below it, each at the address its parent reaches it at (from the
     # configs in its folder), for the merged event logs (AirQuality.Events)
     members: tuple[Link, ...] = ()
+    tls: TlsConfig | None = None  # None: plaintext
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -392,11 +409,46 @@ def _layout(reader: FieldReader, raw: Any) -> tuple[str, tuple[tuple[str, tuple[
                   for host, programs in hosts.items()))
 
 
+def _pem_file(reader: FieldReader, raw: Any, field: str, load: Callable[[bytes], Any]) -> tuple[bytes, Any]:
+    path = reader.path(raw, field)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise reader.fail(field, f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        return data, load(data)
+    except ValueError as error:
+        raise reader.fail(field, f"{path} is not a PEM file of the kind expected: {error}") from None
+
+
+def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
+    """Reads the CA, the certificate and the key, and checks that they make a usable identity now:
+    a certificate the CA signed, in its validity period, matching the key."""
+    section = reader.object(raw, "tls", {"ca", "cert", "key"}, {"ca", "cert", "key"})
+    ca_pem, ca = _pem_file(reader, section["ca"], "tls.ca", x509.load_pem_x509_certificate)
+    cert_pem, cert = _pem_file(reader, section["cert"], "tls.cert", x509.load_pem_x509_certificate)
+    key_pem, key = _pem_file(reader, section["key"], "tls.key",
+                             lambda data: serialization.load_pem_private_key(data, password=None))
+    now = dt.datetime.now(dt.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise reader.fail("tls.cert", f"valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+                                      f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not now (bin/gen-certs --rotate)")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise reader.fail("tls.cert", "not signed by the CA of tls.ca") from None
+    if cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise reader.fail("tls.key", "not the key of the certificate of tls.cert")
+    return TlsConfig(ca_pem, cert_pem, key_pem, reader.path(section["cert"], "tls.cert"),
+                     reader.path(section["key"], "tls.key"))
+
+
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
     reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
-                                       "health_monitoring", "resume_key_file", "layout"},
+                                       "health_monitoring", "resume_key_file", "layout", "tls"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -439,6 +491,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         query=_query(reader, top.get("query", {}), role),
         layout=_layout(reader, top["layout"]) if "layout" in top else None,
         health=_health(reader, top.get("health_monitoring", {})),
+        tls=_tls(reader, top["tls"]) if "tls" in top else None,
     )
 
 

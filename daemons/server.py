@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from daemons import eventlog, events
-from daemons.channels import SERVER_OPTIONS
+from daemons.channels import SERVER_OPTIONS, server_credentials
 from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
 from daemons.fanout.children import GrpcChild
 from daemons.fanout.engine import Fanout
@@ -36,6 +36,7 @@ from daemons.health.status import Status
 from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
+from daemons.security.authorization import Authorization
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
@@ -100,10 +101,10 @@ class Daemon:
         services = [f"{pb.DESCRIPTOR.package}.Node"] + ([f"{pb.DESCRIPTOR.package}.AirQuality"]
                                                          if config.role == "gateway" else [])
         self.lifecycle = Lifecycle(services)
-        self.children = {link.name: GrpcChild(link.name, link.address) for link in config.children}
+        self.children = {link.name: GrpcChild(link.name, link.address, config.tls) for link in config.children}
         self.monitor_process = MonitorProcess(
             Setup(config.name, config.role, config.health,
-                  tuple((link.name, link.address) for link in config.watched), config.log_file),
+                  tuple((link.name, link.address) for link in config.watched), config.log_file, config.tls),
             self.log, on_unavailable=self.cancel_calls_to)
         self.monitors = self.monitor_process.monitors
         watched = {m.neighbor: m for m in self.monitors}
@@ -138,7 +139,8 @@ class Daemon:
         threads = (limits.max_concurrent_requests if config.role == "gateway" else 0) + limits.max_internal_requests
         threads += MAX_EVENT_STREAMS + RESERVED_THREADS
         self.server = grpc.server(started_thread_pool(threads),
-                                  options=[*SERVER_OPTIONS, *LIVENESS_PING_OPTIONS], maximum_concurrent_rpcs=threads)
+                                  options=[*SERVER_OPTIONS, *LIVENESS_PING_OPTIONS], maximum_concurrent_rpcs=threads,
+                                  interceptors=[Authorization()] if config.tls is not None else [])
         node_streams = SimpleNamespace(Scan=self.requests.watch_reader(self.node.Scan, "scan"),
                                        Events=self.event_requests.watch_reader(self.log_streams.Events, "events"))
         self.server.add_generic_rpc_handlers([service_handler("Node", node_streams, self.node, endpoints,
@@ -150,7 +152,7 @@ class Daemon:
             self.replicas = ReplicaDirectory(config.routes, leaders, self.log)
             self.gateway = GatewayServicer(config, self.fanout, self.requests, view, self.log,
                                            ResumeTokens(load_or_create_key(config.resume_key_file)), self.replicas)
-            self.cluster_events = ClusterEvents(self.log_streams, config.members, self.event_requests)
+            self.cluster_events = ClusterEvents(self.log_streams, config.members, self.event_requests, config.tls)
             query_streams = SimpleNamespace(
                 Query=self.requests.watch_reader(self.gateway.Query, "query"),
                 Events=self.event_requests.watch_reader(self.cluster_events.Events, "events"))
@@ -182,7 +184,10 @@ class Daemon:
             signal.signal(number, on_signal)
         address = str(self.config.listen)
         try:
-            bound = self.server.add_insecure_port(address)
+            if self.config.tls is None:
+                bound = self.server.add_insecure_port(address)
+            else:
+                bound = self.server.add_secure_port(address, server_credentials(self.config.tls))
         except RuntimeError as error:
             bound = 0
             reason = str(error)

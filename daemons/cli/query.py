@@ -10,12 +10,13 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import click
 import grpc
 
 from daemons.cli.output import RowWriter
-from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
+from daemons.client import DEFAULT_TARGET, Completeness, FireClient, TlsFilesError, make_filter
 from daemons.query.filter import GROUP_KEYS
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import FIELDS
@@ -77,6 +78,9 @@ def _stream_rows(client: FireClient, query_filter: pb.QueryFilter, chunk_size: i
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
+@click.option("--tls", "tls_dir", envvar="FIRE_TLS_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Mutual TLS with DIR's ca.pem, cert.pem and key.pem (bin/gen-certs's DIR/client); "
+                   "default $FIRE_TLS_DIR, else plaintext.")
 @click.option("--parameter", "parameters", multiple=True, help="PM2.5, PM10, OZONE, NO2, SO2 or CO; repeatable.")
 @click.option("--site", "sites", multiple=True, help="Site name, exact, any case; repeatable.")
 @click.option("--agency", "agencies", multiple=True, help="Agency name, exact, any case; repeatable.")
@@ -102,7 +106,8 @@ def main(host: str, parameters: tuple[str, ...], sites: tuple[str, ...], agencie
          aqs_codes: tuple[str, ...], bbox: tuple[float, float, float, float] | None, datetime_from: str | None,
          datetime_to: str | None, min_aqi: float | None, max_aqi: float | None, min_concentration: float | None,
          max_concentration: float | None, chunk_size: int | None, count: bool, group_by: tuple[str, ...],
-         aggregates: tuple[str, ...], output_format: str, deadline: float, request_id: str | None) -> None:
+         aggregates: tuple[str, ...], output_format: str, deadline: float, request_id: str | None,
+         tls_dir: Path | None) -> None:
     """Query the wildfire air-quality service through its gateway."""
     query_filter = make_filter(parameters=parameters, sites=sites, agencies=agencies, aqs_codes=aqs_codes, bbox=bbox,
                                datetime_from=datetime_from, datetime_to=datetime_to, min_aqi=min_aqi, max_aqi=max_aqi,
@@ -110,7 +115,7 @@ def main(host: str, parameters: tuple[str, ...], sites: tuple[str, ...], agencie
     if count and (group_by or aggregates):
         raise click.UsageError("--count cannot be combined with --group-by or --agg")
     try:
-        with FireClient(host, deadline_seconds=deadline) as client:
+        with FireClient(host, deadline_seconds=deadline, tls_dir=tls_dir) as client:
             if count:
                 total, answer = client.count(query_filter)
                 click.echo(total)
@@ -125,6 +130,9 @@ def main(host: str, parameters: tuple[str, ...], sites: tuple[str, ...], agencie
                                               list(answer.partitions)))
             else:
                 status = _stream_rows(client, query_filter, chunk_size, request_id, RowWriter(output_format, FIELDS))
+    except TlsFilesError as error:
+        click.echo(f"error: --tls: {error}", err=True)
+        status = EXIT_USAGE
     except grpc.RpcError as error:
         click.echo(f"error: {error.code().name}: {error.details()}", err=True)
         status = EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE

@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-import grpc
-
-from daemons.channels import CHANNEL_OPTIONS, NODE_SERVICE
-from daemons.config import Address
+from daemons.channels import NODE_SERVICE, daemon_channel
+from daemons.config import Address, TlsConfig
 from daemons.errors import RpcStatus, describe_error
 from daemons.rpc import airquality_pb2 as pb
 
@@ -64,9 +62,9 @@ class Child(Protocol):
 class GrpcChild:
     """A child over gRPC; Scan responses stay serialized so they can be forwarded untouched."""
 
-    def __init__(self, name: str, address: Address):
+    def __init__(self, name: str, address: Address, tls: TlsConfig | None = None):
         self.name = name
-        self._channel = grpc.insecure_channel(str(address), options=CHANNEL_OPTIONS)
+        self._channel = daemon_channel(str(address), name, tls)
         self._scan = self._channel.unary_stream(f"/{NODE_SERVICE}/Scan",
                                                 request_serializer=pb.ScanRequest.SerializeToString)
         self._aggregate = self._channel.unary_unary(f"/{NODE_SERVICE}/ScanAggregate",

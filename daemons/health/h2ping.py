@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from daemons.config import Address
+from daemons.config import Address, TlsConfig
 
 # For the daemons' gRPC servers: accept PINGs on idle connections however often they come (0: no
 # limit on "ping strikes"). Without it the liveness connection is closed after three PINGs.
@@ -100,13 +102,31 @@ class PingProtocol(asyncio.Protocol):
             self._transport.close()
 
 
+@dataclass(frozen=True)
+class LivenessTls:
+    """How the PING connection speaks mutual TLS to the daemon `peer`: as gRPC's channels do, HTTP/2
+    (by ALPN) inside TLS, checking the peer's certificate names its program."""
+
+    context: ssl.SSLContext
+    peer: str
+
+
+def liveness_tls(tls: TlsConfig, peer: str) -> LivenessTls:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=tls.ca_pem.decode("ascii"))
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    context.set_alpn_protocols(["h2"])
+    return LivenessTls(context, peer)
+
+
 class PingConnection:
     """Keeps one PingProtocol connected to `address`, reconnecting after every loss; runs on the
     monitor's event loop. The first refused attempts after a loss go to `on_refused`; `lost()`
     waits for a loss."""
 
-    def __init__(self, address: Address, on_answer: Callable[[int], None], on_refused: Callable[[str], None]):
+    def __init__(self, address: Address, on_answer: Callable[[int], None], on_refused: Callable[[str], None],
+                 tls: LivenessTls | None = None):
         self.address = address
+        self.tls = tls
         self._on_answer = on_answer
         self._on_refused = on_refused
         self._protocol: PingProtocol | None = None
@@ -131,8 +151,10 @@ class PingConnection:
         to_report = 0  # refusals still to report: none before a first connection
         while True:
             try:
-                _, protocol = await loop.create_connection(lambda: PingProtocol(self._on_answer),
-                                                           self.address.host, self.address.port)
+                _, protocol = await loop.create_connection(
+                    lambda: PingProtocol(self._on_answer), self.address.host, self.address.port,
+                    ssl=None if self.tls is None else self.tls.context,
+                    server_hostname=None if self.tls is None else self.tls.peer)
             except OSError as error:
                 if isinstance(error, ConnectionRefusedError) and to_report:
                     to_report -= 1

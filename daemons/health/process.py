@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from daemons import eventlog, events
-from daemons.config import Address, HealthConfig
+from daemons.config import Address, HealthConfig, TlsConfig
 from daemons.events import EventLog
 from daemons.health.clock import LoopClock
 from daemons.health.gasp import Recipient, gasp
@@ -77,6 +77,7 @@ class Setup:
     settings: HealthConfig
     neighbors: tuple[tuple[str, Address], ...]  # those it watches; none for a worker
     log_file: Path
+    tls: TlsConfig | None = None  # the daemon's, for its health channels; None: plaintext
 
 
 def encode_message(message: tuple[Any, ...]) -> bytes:
@@ -379,7 +380,7 @@ class Gasper:
 
 
 def monitor_process(sock: socket.socket, gasper: Gasper,
-                    make_transport: Callable[[Address], Any] = GrpcProbeTransport) -> int:
+                    make_transport: Callable[[str, Address, TlsConfig | None], Any] = GrpcProbeTransport) -> int:
     """The monitor process's life: read the setup, run the monitors, take the daemon's hints and
     its watchers, and end when the daemon's end closes."""
     kind, setup = decode_message(sock.recv(MESSAGE_BYTES))
@@ -391,7 +392,7 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
     reporter = Reporter(sock)
     clock = LoopClock()
     monitors: Sequence[NeighborMonitor] = [
-        NeighborMonitor(setup.observer, name, setup.settings, make_transport(address), clock, log,
+        NeighborMonitor(setup.observer, name, setup.settings, make_transport(name, address, setup.tls), clock, log,
                         on_unavailable=reporter.unavailable, on_change=reporter.changed)
         for name, address in setup.neighbors]
     by_name = {monitor.neighbor: monitor for monitor in monitors}

@@ -16,11 +16,11 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from daemons.channels import HEALTH_CHANNEL_OPTIONS, NODE_SERVICE
-from daemons.config import Address
+from daemons.channels import HEALTH_CHANNEL_OPTIONS, NODE_SERVICE, daemon_aio_channel
+from daemons.config import Address, TlsConfig
 from daemons.errors import describe_error
 from daemons.health.datagram import DatagramProber
-from daemons.health.h2ping import PingConnection
+from daemons.health.h2ping import PingConnection, liveness_tls
 from daemons.rpc import airquality_pb2 as pb
 
 
@@ -76,8 +76,10 @@ class ProbeTransport(Protocol):
 
 
 class GrpcProbeTransport:
-    def __init__(self, address: Address):
+    def __init__(self, neighbor: str, address: Address, tls: TlsConfig | None = None):
+        self.neighbor = neighbor
         self.address = address
+        self.tls = tls  # mutual TLS on the health channel and the PING connection; None: plaintext
         self._channel: grpc.aio.Channel | None = None
         self._datagrams: DatagramProber | None = None
         self._gasps: DatagramProber | None = None
@@ -88,7 +90,7 @@ class GrpcProbeTransport:
                     on_ping_refused: Callable[[str], None],
                     on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
         # Created here, on the monitor's event loop, which an aio channel is bound to.
-        self._channel = grpc.aio.insecure_channel(str(self.address), options=HEALTH_CHANNEL_OPTIONS)
+        self._channel = daemon_aio_channel(str(self.address), self.neighbor, self.tls, HEALTH_CHANNEL_OPTIONS)
         self._check = self._channel.unary_unary(f"/{NODE_SERVICE}/HealthCheck",
                                                 request_serializer=pb.HealthRequest.SerializeToString,
                                                 response_deserializer=pb.HealthResponse.FromString)
@@ -98,7 +100,8 @@ class GrpcProbeTransport:
         # A dying gasp comes from the neighbour's monitor process, not from the port probed.
         self._gasps, self._gasp_port = await DatagramProber.listen(self._datagrams.family, on_ping_reply)
         # A refused connection says what a refused datagram says: nothing listens on that port.
-        self._liveness = PingConnection(self.address, on_liveness_answer, on_ping_refused)
+        self._liveness = PingConnection(self.address, on_liveness_answer, on_ping_refused,
+                                        None if self.tls is None else liveness_tls(self.tls, self.neighbor))
         self._liveness.start()
 
     def ping(self, request: pb.HealthRequest) -> None:

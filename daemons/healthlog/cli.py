@@ -29,7 +29,7 @@ import daemons
 from daemons import events
 from daemons.channels import CHANNEL_OPTIONS
 from daemons.cli.output import RowWriter
-from daemons.client import DEFAULT_TARGET
+from daemons.client import DEFAULT_TARGET, client_channel
 from daemons.errors import describe_error
 from daemons.healthlog.follow import LogFollower
 from daemons.healthlog.summary import (
@@ -188,8 +188,9 @@ class GatewayEvents:
     cannot hear. Following, a lost gateway is asked again from where each log was read up to, so
     that nothing is missed or shown twice."""
 
-    def __init__(self, target: str, follow: bool, event_names: Iterable[str]):
+    def __init__(self, target: str, follow: bool, event_names: Iterable[str], tls_dir: Path | None = None):
         self.target = target
+        self.tls_dir = tls_dir
         self.follow = follow
         self.event_names = list(event_names)
         self.positions: dict[str, pb.LogPosition] = {}
@@ -200,7 +201,7 @@ class GatewayEvents:
         connected = False
         while True:
             try:
-                with grpc.insecure_channel(self.target, options=[*CHANNEL_OPTIONS, *GATEWAY_KEEPALIVE_OPTIONS]) as channel:
+                with client_channel(self.target, self.tls_dir, [*CHANNEL_OPTIONS, *GATEWAY_KEEPALIVE_OPTIONS]) as channel:
                     request = pb.EventsRequest(follow=self.follow, event_names=self.event_names,
                                                resume=list(self.positions.values()))
                     for response in pb_grpc.AirQualityStub(channel).Events(request):
@@ -240,10 +241,11 @@ def _clock_now() -> str:
     return datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_json: bool) -> int:
+def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_json: bool,
+                     tls_dir: Path | None) -> int:
     """--gateway: as the modes over a log folder, from the gateway's merged stream; returns the
     lines skipped. Exits 3 after a summary that misses daemons it could not hear."""
-    reader = GatewayEvents(target, follow, event_filter.event_names)
+    reader = GatewayEvents(target, follow, event_filter.event_names, tls_dir)
     if follow:
         skipped = 0
         try:
@@ -268,6 +270,8 @@ def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_js
               help="Folder of the <program>.log files (default: ./logs if present, else the checkout's logs).")
 @click.option("--gateway", metavar="HOST:PORT",
               help="Read every daemon's log through the gateway, wherever the daemons run, instead of a log folder.")
+@click.option("--tls", "tls_dir", envvar="FIRE_TLS_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="With --gateway: mutual TLS with DIR's ca.pem, cert.pem and key.pem; default $FIRE_TLS_DIR.")
 @click.option("--follow", "-f", is_flag=True, help="Keep reading, like tail -F; Ctrl-C stops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the selected event lines as written (NDJSON).")
 @click.option("--since", callback=_since, metavar="AGE|WHEN",
@@ -277,8 +281,9 @@ def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_js
 @click.option("--to", "to_statuses", multiple=True, type=click.Choice(events.HEALTH_STATUSES),
               help="Status transitioned to (in the summary: the links now in it); repeatable.")
 @click.pass_context
-def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, follow: bool, as_json: bool, since: datetime | None,
-         observers: tuple[str, ...], neighbors: tuple[str, ...], to_statuses: tuple[str, ...]) -> None:
+def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, tls_dir: Path | None, follow: bool,
+         as_json: bool, since: datetime | None, observers: tuple[str, ...], neighbors: tuple[str, ...],
+         to_statuses: tuple[str, ...]) -> None:
     """The health history in the daemons' event logs: a summary per observer and neighbour, or with
     --follow each event as it is written. Filters apply to every mode."""
     if ctx.invoked_subcommand is not None:
@@ -292,7 +297,7 @@ def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, follow: 
                                to_statuses)
     try:
         if gateway is not None:
-            skipped = _through_gateway(gateway, follow, event_filter, as_json)
+            skipped = _through_gateway(gateway, follow, event_filter, as_json, tls_dir)
         else:
             with LogFollower(log_dir) as follower:
                 skipped = (_follow if follow else _read_once)(follower, event_filter, as_json)

@@ -33,8 +33,9 @@ from daemons.query.aggregate import AggregateTable
 from daemons.query.filter import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
 from daemons.query.wire import decode_rows
 from daemons.rpc import airquality_pb2 as pb
+from daemons.security.identity import caller_of
 from daemons.servicers.node import abort_invalid
-from daemons.servicers.requests import CallContext, RequestRegistry
+from daemons.servicers.requests import CallContext, NotOwner, RequestRegistry
 from daemons.servicers.tokens import ResumeTokens
 
 
@@ -178,4 +179,8 @@ class GatewayServicer:
                                     partitions=plan.progress.all_statuses(), missing_partitions=missing)
 
     def Cancel(self, request: pb.CancelRequest, context: CallContext) -> pb.CancelResponse:
-        return pb.CancelResponse(cancelled=self.requests.cancel(request.request_id))
+        try:
+            return pb.CancelResponse(cancelled=self.requests.cancel(request.request_id,
+                                                                    caller_of(context.auth_context())))
+        except NotOwner as refused:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(refused))

@@ -31,8 +31,8 @@ from typing import Any
 
 import grpc
 
-from daemons.channels import CHANNEL_OPTIONS, NODE_SERVICE
-from daemons.config import Link
+from daemons.channels import NODE_SERVICE, daemon_channel
+from daemons.config import Link, TlsConfig
 from daemons.errors import describe_error
 from daemons.healthlog.follow import FilePosition, LogFollower, program_of
 from daemons.healthlog.summary import EVENT
@@ -280,12 +280,12 @@ class _Source:
         return resume, cancelled_for or why, cancelled_for is not None
 
 
-def remote_opener(address: str) -> Opener:
-    """Opens a daemon's Node.Events on a connection of its own each time, so that asking again
+def remote_opener(daemon: str, address: str, tls: TlsConfig | None) -> Opener:
+    """Opens `daemon`'s Node.Events on a connection of its own each time, so that asking again
     after a silence does not wait on a connection attempt stuck behind a cut link."""
 
     def open_stream(request: pb.EventsRequest, stopped: threading.Event) -> tuple[Messages, Cancel]:
-        channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        channel = daemon_channel(address, daemon, tls)
         events = channel.unary_stream(f"/{NODE_SERVICE}/Events", request_serializer=pb.EventsRequest.SerializeToString,
                                       response_deserializer=pb.EventsResponse.FromString)
         call = events(request)
@@ -309,11 +309,12 @@ class ClusterEvents:
     """AirQuality.Events: the gateway's own log and every daemon's below it, merged."""
 
     def __init__(self, own: LogStreams, members: Sequence[Link], registry: RequestRegistry,
-                 openers: dict[str, Opener] | None = None, clock: Callable[[], float] = time.monotonic):
+                 tls: TlsConfig | None = None, openers: dict[str, Opener] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.registry = registry
         self.clock = clock
         self.openers: dict[str, Opener] = openers if openers is not None else {
-            own.daemon: own.open, **{link.name: remote_opener(str(link.address)) for link in members}}
+            own.daemon: own.open, **{link.name: remote_opener(link.name, str(link.address), tls) for link in members}}
 
     def Events(self, request: pb.EventsRequest, context: CallContext) -> Messages:
         stopped = _admitted(self.registry, request, context)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -26,6 +26,8 @@ from daemons.deadline import Deadline
 from daemons.events import EventLog
 from daemons.fanout.routes import Progress
 from daemons.fanout.slots import WorkSlots
+from daemons.quoting import quoted
+from daemons.security.identity import Caller, caller_of, may_cancel
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -40,6 +42,14 @@ PARENT_IDLE_FACTOR = 10
 _ENDED: Any = object()  # a stream's messages are exhausted
 
 
+class NotOwner(Exception):
+    """A Cancel for a request another identity started."""
+
+    def __init__(self, request_id: str, owner: Caller | None):
+        super().__init__(f"request_id {quoted(request_id)} was started by another identity ({owner}); "
+                         f"only it may cancel it")
+
+
 class CallContext(Protocol):
     """The part of grpc.ServicerContext a request uses (a fake in tests)."""
 
@@ -52,6 +62,8 @@ class CallContext(Protocol):
     def cancel(self) -> None: ...
 
     def peer(self) -> str: ...
+
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]: ...
 
 
 class StreamReader:
@@ -125,6 +137,9 @@ class _ReadContext:
     def peer(self) -> str:
         return self._context.peer()
 
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
+        return self._context.auth_context()
+
     def __getattr__(self, name: str) -> Any:  # the rest of grpc.ServicerContext
         return getattr(self._context, name)
 
@@ -146,6 +161,7 @@ class Request:
     context: CallContext
     limited: bool = False  # a client request (by id, against max_concurrent); else a parent's call
     peer: str = ""  # the connection it came on (gRPC's peer: address and port)
+    owner: Caller | None = None  # who started a client request, by its certificate; None without TLS
     reader: StreamReader | None = None  # a streamed answer's reader, when the method is watched
     cancellation: Cancellation = field(default_factory=Cancellation)
     started: float = field(default_factory=time.perf_counter)
@@ -215,7 +231,8 @@ class RequestRegistry:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.daemon} is not serving (starting or stopping)")
         reader = context.reader if isinstance(context, _ReadContext) else None
         peer = "" if limited else context.peer()
-        request = Request(request_id, kind, Deadline.of_call(context), context, limited, peer, reader)
+        owner = caller_of(context.auth_context()) if limited else None
+        request = Request(request_id, kind, Deadline.of_call(context), context, limited, peer, owner, reader)
         with self._lock:
             if not limited:
                 if len(self._internal) >= self.max_internal:
@@ -246,12 +263,15 @@ class RequestRegistry:
             reader.admitted()
         return request
 
-    def cancel(self, request_id: str) -> bool:
+    def cancel(self, request_id: str, caller: Caller | None = None) -> bool:
         """Cancels a running client request by its id; False when none runs with that id. Its slot
-        is free at once, and a streamed answer waiting for its reader ends now."""
+        is free at once, and a streamed answer waiting for its reader ends now. Raises NotOwner
+        when `caller` is not the identity that started it."""
         with self._lock:
             request = self._clients.get(request_id)
             if request is not None:
+                if not may_cancel(request.owner, caller):
+                    raise NotOwner(request_id, request.owner)
                 request.cancel_requested = True
         if request is None:
             return False

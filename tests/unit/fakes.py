@@ -271,6 +271,11 @@ class FakeContext:
     def peer(self) -> str:
         return self._peer
 
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self.identity  # gRPC's, without TLS: nothing
+
+    identity: dict[str, list[bytes]] = {}  # noqa: RUF012  # replaced whole by a test, never mutated
+
     @property
     def ended(self) -> bool:
         return self._terminated.cancelled

@@ -135,7 +135,7 @@ def test_the_monitor_process_reports_views_and_ends_with_its_daemon(tmp_path):
     gasper = Gasper(daemon_pid=os.getpid())
     outcome: list[int] = []
     runner = threading.Thread(target=lambda: outcome.append(monitor_process(monitor_end, gasper,
-                                                                            lambda _address: neighbor)))
+                                                                            lambda _name, _address, _tls: neighbor)))
     runner.start()
     try:
         daemon_end.settimeout(10)
