@@ -18,6 +18,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   gateway's cluster view (`view`).
 - `planning/`: choosing copies (`paths`), which copies agree (`replicas`), one request's
   failover plan (`failover`) and where copies live for a host layout (`placement`), pure.
+- `security/`: the cluster's certificates (`certs`; `gencerts` is `bin/gen-certs`), who may call
+  what (`identity`, pure) and the interceptor applying it to every call (`authorization`).
 - `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
   (`requests`), idle readers cut off and memory returned (`housekeeping`), method handlers
   (`handlers`), the gateway's replica catalog kept current
@@ -29,6 +31,5 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   values shown cut short in errors), `wakeup` (the main thread hears every signal).
 - Tools: `client` (the Python client), `cli/` (`bin/query`), `healthlog/` (`bin/healthlog`),
   `deploy/` (`bin/start|stop --layout --host`: layouts, and each host's derived configs),
-  `security/` (`bin/gen-certs`: the cluster's certificates),
   `datagen/` (the embedded data set's generator), `rpc/` (generated from proto/).
 """
