@@ -45,9 +45,9 @@ _ENDED: Any = object()  # a stream's messages are exhausted
 class NotOwner(Exception):
     """A Cancel for a request another identity started."""
 
-    def __init__(self, request_id: str, owner: Caller | None):
-        super().__init__(f"request_id {quoted(request_id)} was started by another identity ({owner}); "
-                         f"only it may cancel it")
+    def __init__(self, request_id: str):
+        # Whose it is stays unsaid: one client learns nothing of another.
+        super().__init__(f"request_id {quoted(request_id)} was started by another identity; only it may cancel it")
 
 
 class CallContext(Protocol):
@@ -271,7 +271,7 @@ class RequestRegistry:
             request = self._clients.get(request_id)
             if request is not None:
                 if not may_cancel(request.owner, caller):
-                    raise NotOwner(request_id, request.owner)
+                    raise NotOwner(request_id)
                 request.cancel_requested = True
         if request is None:
             return False
