@@ -122,6 +122,9 @@ class QueryConfig:
     client_idle_timeout_seconds: float = 30.0
     # An aggregate with more groups than this is refused with INVALID_ARGUMENT.
     max_aggregate_groups: int = 100_000
+    # Client requests one identity (its certificate, with TLS) may have running at once, so that no
+    # client starves the others; beyond it RESOURCE_EXHAUSTED. Without TLS clients are not told apart.
+    max_requests_per_client: int = 16
 
 
 @dataclass(frozen=True)
@@ -366,6 +369,8 @@ def _query(reader: FieldReader, raw: Any, role: str) -> QueryConfig:
             "query.client_idle_timeout_seconds", float, _positive),
         max_aggregate_groups=reader.typed(section.get("max_aggregate_groups", defaults.max_aggregate_groups),
                                           "query.max_aggregate_groups", int, _positive),
+        max_requests_per_client=reader.typed(section.get("max_requests_per_client", defaults.max_requests_per_client),
+                                             "query.max_requests_per_client", int, _positive),
     )
 
 

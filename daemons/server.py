@@ -114,6 +114,7 @@ class Daemon:
         limits = config.query
         self.requests = RequestRegistry(config.name, self.lifecycle.serving, limits.max_concurrent_requests, self.log,
                                         max_internal=limits.max_internal_requests,
+                                        max_per_client=limits.max_requests_per_client,
                                         idle_timeout_seconds=limits.client_idle_timeout_seconds,
                                         work_slots=WorkSlots(WORK_SLOTS))
         # Event log streams (logstream.py) are admitted apart from query work, never taking its slots.

@@ -191,8 +191,9 @@ class RequestRegistry:
     def __init__(self, daemon: str, serving: threading.Event, max_concurrent: int, log: EventLog, *,
                  max_internal: int = 128, idle_timeout_seconds: float = 30.0, clock: Clock = time.monotonic,
                  work_slots: WorkSlots | None = None, internal_calls: str = "calls from parents",
-                 internal_limit: str = "query.max_internal_requests"):
+                 internal_limit: str = "query.max_internal_requests", max_per_client: int | None = None):
         self.daemon = daemon
+        self.max_per_client = max_per_client  # client requests of one identity at once; None: no limit
         # What the calls admitted against max_internal are, and what sets their limit, as the
         # refusals name them (another registry admits event streams the same way: logstream.py).
         self.internal_calls, self.internal_limit = internal_calls, internal_limit
@@ -207,6 +208,7 @@ class RequestRegistry:
         self._clients: dict[str, Request] = {}  # admitted client requests, by id
         self._internal: set[Request] = set()  # admitted calls from parents
         self._internal_per_peer: Counter[str] = Counter()
+        self._per_client: Counter[Caller] = Counter()  # running client requests by owner, with TLS
         self._streams: set[Request] = set()  # watched streamed answers, until their call ends
         self.ended = 0  # requests whose slot was released so far: the memory trim's cue
 
@@ -252,8 +254,15 @@ class RequestRegistry:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"{self.daemon} is serving {len(self._clients)} requests, its limit "
                               f"(query.max_concurrent_requests); retry shortly")
+            elif owner is not None and self.max_per_client is not None and \
+                    self._per_client[owner] >= self.max_per_client:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"the {owner} has {self._per_client[owner]} requests running at {self.daemon}, "
+                              f"its limit (query.max_requests_per_client); retry when one ends")
             else:
                 self._clients[request_id] = request
+                if owner is not None:
+                    self._per_client[owner] += 1
             if reader is not None:
                 self._streams.add(request)
         if not context.add_callback(lambda: self._finish(request)):
@@ -332,8 +341,13 @@ class RequestRegistry:
                 self._internal_per_peer[request.peer] -= 1
                 if not self._internal_per_peer[request.peer]:
                     del self._internal_per_peer[request.peer]
-            elif self._clients.get(request.request_id) is request:  # the id may be running anew
-                del self._clients[request.request_id]
+            else:
+                if self._clients.get(request.request_id) is request:  # the id may be running anew
+                    del self._clients[request.request_id]
+                if request.owner is not None:
+                    self._per_client[request.owner] -= 1
+                    if not self._per_client[request.owner]:
+                        del self._per_client[request.owner]
 
     def _finish(self, request: Request) -> None:
         """The call ended (gRPC's termination callback)."""

@@ -22,6 +22,7 @@ from tests.waiting import wait_for
 
 WATCHES = [("gateway_a", "leader_b"), ("gateway_a", "leader_e"), ("leader_b", "worker_c"), ("leader_e", "worker_f"),
            ("leader_e", "worker_d")]
+PER_CLIENT = 4
 NODE_METHODS = {"Scan": (pb.ScanRequest, True), "ScanAggregate": (pb.ScanRequest, False),
                 "GetStatus": (pb.StatusRequest, False), "HealthCheck": (pb.HealthRequest, False),
                 "GetHealthStatus": (pb.HealthStatusRequest, False), "Events": (pb.EventsRequest, True)}
@@ -39,6 +40,8 @@ def tls_cluster(tmp_path_factory, data_root, cache_dir, certs) -> Iterator[Clust
     def secure(program: str, document: dict) -> None:
         document["tls"] = {"ca": str(certs / "ca.pem"), "cert": str(certs / program / "cert.pem"),
                            "key": str(certs / program / "key.pem")}
+        if program == "gateway_a":
+            document.setdefault("query", {})["max_requests_per_client"] = PER_CLIENT
 
     running = start_cluster(tmp_path_factory.mktemp("tls-cluster"), data_root, cache_dir, edit=secure)
     try:
@@ -146,3 +149,24 @@ def test_health_monitoring_and_failover_work_over_tls(tls_cluster, certs, expect
     assert checksum == expected and completeness.complete
     wait_for(lambda: _path(tls_cluster, "leader_e", "worker_f", killed)[-1:] == ["healthy"], 30,
              "leader_e to see worker_f back (supervisord restarts it)")
+
+
+def test_one_client_identity_cannot_take_every_request_slot(tls_cluster, certs, tmp_path):
+    greedy = FireClient(tls_cluster.gateway, tls_dir=certs / "client", deadline_seconds=60)
+    other = FireClient(tls_cluster.gateway, tls_dir=_tls_folder(certs, "worker_c", tmp_path), deadline_seconds=60)
+    held = [greedy.query(chunk_size=100, request_id=f"held-{n}") for n in range(PER_CLIENT)]
+    reading = [iter(stream) for stream in held]
+    try:
+        for batches in reading:
+            next(batches)  # admitted, and then never read
+        with pytest.raises(grpc.RpcError) as refused:
+            greedy.stub.Aggregate(pb.AggregateRequest(request_id="one-more"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_requests_per_client" in refused.value.details()
+        rows, answer = other.count()  # another identity still gets its answer
+        assert answer.complete and rows > 0
+    finally:
+        for stream in held:
+            stream.cancel()
+        greedy.close()
+        other.close()

@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 from pathlib import Path
 
+import grpc
 import pytest
 
 from daemons.config import ConfigError, parse_config
@@ -14,7 +15,7 @@ from daemons.events import EventRecorder
 from daemons.security.certs import cert_pem, daemon_leaf, issue, key_pem, make_ca, write_cluster
 from daemons.security.identity import Caller, caller_of, may_cancel, refusal
 from daemons.servicers.requests import NotOwner, RequestRegistry
-from tests.unit.fakes import FakeContext
+from tests.unit.fakes import FakeContext, FakeRpcError
 
 DAEMON = {"peer_spiffe_id": [b"spiffe://fire.cluster/daemon/leader_e"]}
 CLIENT = {"peer_spiffe_id": [b"spiffe://fire.cluster/client/client"]}
@@ -108,3 +109,28 @@ def test_an_expired_certificate_is_refused_at_start(tmp_path):
         (tmp_path / name).write_bytes(data)
     field, problem = _problem(_worker(_section(tmp_path)), tmp_path)
     assert field == "tls.cert" and "not now" in problem and "--rotate" in problem
+
+
+def test_one_client_identity_holds_at_most_its_limit_of_requests():
+    serving = threading.Event()
+    serving.set()
+    registry = RequestRegistry("gateway_a", serving, 8, EventRecorder(), max_per_client=2)
+
+    def admit(identity: dict, request_id: str) -> FakeContext:
+        context = FakeContext()
+        context.identity = identity
+        registry.admit(context, request_id, kind="query", limited=True)
+        return context
+
+    first = admit(CLIENT, "c1")
+    admit(CLIENT, "c2")
+    with pytest.raises(FakeRpcError) as refused:
+        admit(CLIENT, "c3")
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "query.max_requests_per_client" in refused.value.details()
+    admit(DAEMON, "d1")  # another identity is not held back
+    first.end()
+    admit(CLIENT, "c3")  # one ended: room again
+    registry_without_tls = RequestRegistry("gateway_a", serving, 8, EventRecorder(), max_per_client=1)
+    for request_id in ("p1", "p2"):  # plaintext clients are not told apart: only the overall limit
+        registry_without_tls.admit(FakeContext(), request_id, kind="query", limited=True)
