@@ -158,7 +158,7 @@ class Daemon:
                 Query=self.requests.watch_reader(self.gateway.Query, "query"),
                 Events=self.event_requests.watch_reader(self.cluster_events.Events, "events"))
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", query_streams, self.gateway,
-                                                                  log=self.log)])
+                                                                  endpoints, log=self.log)])
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
         reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
 

@@ -311,12 +311,14 @@ def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, tls_dir:
 @main.command()
 @click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the answer.")
-def status(host: str, timeout: float) -> None:
+@click.option("--tls", "tls_dir", envvar="FIRE_TLS_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Mutual TLS with DIR's ca.pem, cert.pem and key.pem; default $FIRE_TLS_DIR.")
+def status(host: str, timeout: float, tls_dir: Path | None) -> None:
     """Every daemon's health now, as the gateway reports it."""
     try:
-        with grpc.insecure_channel(host) as channel:
-            response = pb_grpc.NodeStub(channel).GetHealthStatus(pb.HealthStatusRequest(cluster=True),
-                                                                  timeout=timeout)
+        with client_channel(host, tls_dir) as channel:
+            response = pb_grpc.AirQualityStub(channel).GetHealthStatus(pb.HealthStatusRequest(cluster=True),
+                                                                        timeout=timeout)
     except grpc.RpcError as error:
         click.echo(f"error: the gateway at {host} did not answer: {error.code().name}: {error.details()}", err=True)
         sys.exit(EXIT_UNREACHABLE)

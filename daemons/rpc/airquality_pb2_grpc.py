@@ -54,6 +54,11 @@ class AirQualityStub:
                 request_serializer=daemons_dot_rpc_dot_airquality__pb2.EventsRequest.SerializeToString,
                 response_deserializer=daemons_dot_rpc_dot_airquality__pb2.EventsResponse.FromString,
                 _registered_method=True)
+        self.GetHealthStatus = channel.unary_unary(
+                '/airquality.v1.AirQuality/GetHealthStatus',
+                request_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.SerializeToString,
+                response_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AirQualityServicer:
@@ -85,6 +90,13 @@ class AirQualityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHealthStatus(self, request, context):
+        """The cluster's health as Node.GetHealthStatus gives it, for clients (who may not call Node).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AirQualityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +119,11 @@ def add_AirQualityServicer_to_server(servicer, server):
                     servicer.Events,
                     request_deserializer=daemons_dot_rpc_dot_airquality__pb2.EventsRequest.FromString,
                     response_serializer=daemons_dot_rpc_dot_airquality__pb2.EventsResponse.SerializeToString,
+            ),
+            'GetHealthStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHealthStatus,
+                    request_deserializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.FromString,
+                    response_serializer=daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +234,33 @@ class AirQuality:
             '/airquality.v1.AirQuality/Events',
             daemons_dot_rpc_dot_airquality__pb2.EventsRequest.SerializeToString,
             daemons_dot_rpc_dot_airquality__pb2.EventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHealthStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airquality.v1.AirQuality/GetHealthStatus',
+            daemons_dot_rpc_dot_airquality__pb2.HealthStatusRequest.SerializeToString,
+            daemons_dot_rpc_dot_airquality__pb2.HealthStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

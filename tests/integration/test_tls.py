@@ -5,6 +5,8 @@ cancelled only by its owner, and the health monitoring and failover work as with
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 from daemons.client import FireClient, client_channel
 from daemons.rpc import airquality_pb2 as pb
 from daemons.security.certs import write_cluster
-from tests.cluster import PROGRAMS, Cluster, epoch_of, start_cluster
+from tests.cluster import PROGRAMS, REPO, Cluster, epoch_of, healthlog_command, start_cluster
 from tests.oracle import full_scan
 from tests.waiting import wait_for
 
@@ -170,3 +172,14 @@ def test_one_client_identity_cannot_take_every_request_slot(tls_cluster, certs, 
             stream.cancel()
         greedy.close()
         other.close()
+
+
+def test_healthlog_status_and_follow_work_with_the_client_certificate(tls_cluster, certs):
+    status = subprocess.run([str(REPO / "bin" / "healthlog"), "status", "--host", tls_cluster.gateway,
+                             "--tls", str(certs / "client")], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "daemons healthy" in status.stdout and "leader_e" in status.stdout
+    summary = subprocess.run(healthlog_command("--gateway", tls_cluster.gateway), cwd=REPO, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "FIRE_TLS_DIR": str(certs / "client")})
+    assert summary.returncode == 0, summary.stderr
+    assert "worker_f" in summary.stdout

@@ -53,7 +53,7 @@ class Servicer:
     def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResponse:
         return pb.CancelResponse(cancelled=True)
 
-    Events = Cancel  # the service's last method, never called here
+    Events = GetHealthStatus = Cancel  # the service's other methods, never called here
 
 
 class NodeStatus:
