@@ -1,5 +1,6 @@
 """bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios), `health` (detection times),
-`failover` (the cost of one failure) or `hosts` (host faults on network namespaces)."""
+`failover` (the cost of one failure), `hosts` (host faults on network namespaces) or `tls` (what
+mutual TLS costs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tests.benchmarks import failover_bench, health_bench, hosts_bench, query_bench
+from tests.benchmarks import failover_bench, health_bench, hosts_bench, query_bench, tls_bench
 from tests.hosts import LAYOUTS
 
 data_option = click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
@@ -54,6 +55,15 @@ def failover(data_root: Path | None, runs: int) -> None:
 def hosts(data_root: Path | None, faults: int, runs: int, layouts: tuple[str, ...]) -> None:
     """Host loss, isolation and heal times, and full scans with a host down, on network namespaces (needs root)."""
     hosts_bench.run(data_root, faults, runs, layouts or tuple(LAYOUTS))
+
+
+@main.command()
+@data_option
+@click.option("--runs", default=5, show_default=True, help="Full scans per cluster (the median is shown).")
+@click.option("--faults", default=10, show_default=True, help="Faults of each kind (kill -9, SIGSTOP) per cluster.")
+def tls(data_root: Path | None, runs: int, faults: int) -> None:
+    """Mutual TLS against plaintext in one run: full scan, idle CPU, detection times."""
+    tls_bench.run(data_root, runs, faults)
 
 
 main(prog_name="benchmark")
