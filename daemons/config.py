@@ -10,6 +10,7 @@ against the overlay that the other daemons' configs in the same folder describe.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import re
@@ -174,7 +175,8 @@ class DaemonConfig:
     # gateway only: every daemon below it, each at the address its parent reaches it at (from the
     # configs in its folder), for the merged event logs (AirQuality.Events)
     members: tuple[Link, ...] = ()
-    tls: TlsConfig | None = None  # None: plaintext
+    tls: TlsConfig | None = None  # None: plaintext, on loopback only unless `insecure`
+    insecure: bool = False  # plaintext on a non-loopback address, said explicitly
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -414,6 +416,15 @@ def _layout(reader: FieldReader, raw: Any) -> tuple[str, tuple[tuple[str, tuple[
                   for host, programs in hosts.items()))
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _pem_file(reader: FieldReader, raw: Any, field: str, load: Callable[[bytes], Any]) -> tuple[bytes, Any]:
     path = reader.path(raw, field)
     try:
@@ -453,7 +464,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
     reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
-                                       "health_monitoring", "resume_key_file", "layout", "tls"},
+                                       "health_monitoring", "resume_key_file", "layout", "tls", "insecure"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -482,11 +493,18 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
     if role == "leader" and not children:
         raise reader.fail("children", "a leader needs at least one child")
 
+    listen = reader.address(top["listen"], "listen")
+    insecure = reader.typed(top.get("insecure", False), "insecure", bool)
+    if "tls" not in top and not insecure and not _loopback(listen.host):
+        raise reader.fail("listen", f"{quoted(str(listen))} is reachable from other machines, and without a tls section "
+                                    f"anyone there could call this daemon: add tls (bin/gen-certs), or "
+                                    f'"insecure": true for a network you trust')
     return DaemonConfig(
         source=source,
         name=name,
         role=role,
-        listen=reader.address(top["listen"], "listen"),
+        listen=listen,
+        insecure=insecure,
         log_file=reader.path(top["log_file"], "log_file"),
         data=data,
         children=children,

@@ -29,6 +29,8 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from daemons.deploy.cli import venv_tool
+from daemons.security.certs import write_cluster
+from daemons.security.gencerts import places as certificate_places
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,11 +211,13 @@ def prepare_layout(home: Path, layout: str, places: dict[str, list[str]], addres
     for host in places:
         (home / "state" / layout / host).mkdir(parents=True)
         (home / "state" / layout / host / "cache").symlink_to(cache_dir)
+    write_cluster(home / "tls", certificate_places(home / "etc"))  # what every host is given a copy of
 
 
 def host_command(command: str, layout: str, host: str, home: Path) -> list[str]:
-    """bin/start or bin/stop for one host of a deployment that prepare_layout made in `home`."""
-    configs = ["--etc", str(home / "etc")] if command == "start" else []
+    """bin/start or bin/stop for one host of a deployment that prepare_layout made in `home`, with the
+    deployment's certificates (mutual TLS, the layouts' default)."""
+    configs = ["--etc", str(home / "etc"), "--tls", str(home / "tls")] if command == "start" else []
     return [str(REPO / "bin" / command), "--layout", layout, "--host", host, *configs, "--state", str(home / "state")]
 
 
@@ -256,8 +260,9 @@ def healthlog_command(*args: str) -> list[str]:
 class HealthlogFollower:
     """`bin/healthlog --follow --json --gateway ...` running, its output collected as it comes."""
 
-    def __init__(self, gateway: str):
-        self.process = subprocess.Popen(healthlog_command("--follow", "--json", "--gateway", gateway), cwd=REPO,
+    def __init__(self, gateway: str, tls_dir: Path | None = None):
+        tls = [] if tls_dir is None else ["--tls", str(tls_dir)]
+        self.process = subprocess.Popen(healthlog_command("--follow", "--json", "--gateway", gateway, *tls), cwd=REPO,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.notes: list[str] = []

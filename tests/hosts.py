@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from daemons.client import FireClient
 from tests import netns
 from tests.cluster import ETC, PROGRAMS, epoch_of, host_command, prepare_layout, read_events
+from tests.waiting import wait_for
 
 LAYOUTS = {
     "two-hosts": {"h1": ["gateway_a", "leader_b", "worker_d"], "h2": ["worker_c", "leader_e", "worker_f"]},
@@ -39,6 +41,7 @@ class Deployment:
         self.host_of = {program: host for host, programs in LAYOUTS[layout].items() for program in programs}
         self.gateway = f"{network.addresses[self.host_of['gateway_a']]}:{SHIPPED_PORTS['gateway_a']}"
         self.others = [host for host in LAYOUTS[layout] if host != self.host_of["gateway_a"]]
+        self.routed_at_start: dict[str, str] = {}
 
     def across(self, *hosts: str) -> list[tuple[str, str]]:
         """The watches that cross from or into `hosts`."""
@@ -46,6 +49,26 @@ class Deployment:
 
     def between(self, a: str, b: str) -> list[tuple[str, str]]:
         return [(o, n) for o, n in WATCHES if {self.host_of[o], self.host_of[n]} == {a, b}]
+
+    @property
+    def client_tls(self) -> Path:
+        """The client's certificates (the deployment runs mutual TLS, as layouts do by default)."""
+        return self.home / "tls" / "client"
+
+    def client(self, deadline_seconds: float) -> FireClient:
+        return FireClient(self.gateway, deadline_seconds=deadline_seconds, tls_dir=self.client_tls)
+
+    def served_by(self) -> dict[str, str]:
+        """partition -> the daemon that served it, as the gateway routes a query now."""
+        with self.client(60) as client:
+            return {status.partition: status.served_by for status in client.aggregate().partitions}
+
+    def wait_routed_as_at_start(self) -> None:
+        """Waits until the gateway routes every partition to the copy it used with all hosts up: the
+        restarted daemons are then reached on their query channels too, not only by their monitors
+        (a channel still waiting out its reconnect backoff fails a call at once, and with a second
+        fault right after, a partition has no copy left)."""
+        wait_for(lambda: self.served_by() == self.routed_at_start, 60, "the gateway to route as with all hosts up")
 
     def bin(self, command: str, host: str) -> None:
         done = self.network.run(host, host_command(command, self.layout, host, self.home),
@@ -84,6 +107,7 @@ def deployed(layout: str, home: Path, data_root: Path, cache_dir: Path) -> Itera
         network.create()
         for host in [*running.others, running.host_of["gateway_a"]]:  # the gateway's host last: it waits for every partition
             running.bin("start", host)
+        running.routed_at_start = running.served_by()
         yield running
     finally:
         try:

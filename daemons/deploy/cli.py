@@ -19,7 +19,7 @@ import click
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from daemons.client import FireClient
+from daemons.client import FireClient, client_channel
 from daemons.config import ConfigError
 from daemons.deploy.render import CHECKOUT, HostDeployment, render_host
 
@@ -41,16 +41,31 @@ def venv_tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _render(etc: Path, layout: str, host: str, state: Path) -> HostDeployment:
+def _render(etc: Path, layout: str, host: str, state: Path, tls: Path | None) -> HostDeployment:
     try:
-        return render_host(etc, layout, host, state)
+        return render_host(etc, layout, host, state, tls)
     except ConfigError as error:
         click.echo(f"start: {error}", err=True)
         sys.exit(2)
 
 
-def _serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
+def _certificates(tls: Path) -> Path:
+    """The TLS folder, when it holds the cluster's certificates; else exit 2 saying how to make them."""
+    wanted = [tls / "ca.pem", tls / "client" / "cert.pem"]
+    if not all(path.is_file() for path in wanted):
+        click.echo(f"start: --tls: no cluster certificates in {tls} (no {tls / 'ca.pem'}): make them once, on one "
+                   f"machine, with bin/gen-certs {tls}, and copy the folder to every host (or run plaintext with "
+                   f"--insecure)", err=True)
+        sys.exit(2)
+    return tls.resolve()
+
+
+def _serving(address: str, program: str, tls: Path | None) -> bool:
+    """Whether `program` at `address` says it serves (the standard health service, which any cluster
+    certificate may ask: the client's, checking the daemon's certificate names the program)."""
+    channel = grpc.insecure_channel(address) if tls is None else client_channel(
+        address, tls / "client", [("grpc.ssl_target_name_override", program)])
+    with channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
                                                                 timeout=CHECK_TIMEOUT_SECONDS)
@@ -69,9 +84,13 @@ def main() -> None:
 @host_option
 @etc_option
 @state_option
-def start(layout: str, host: str, etc: Path, state: Path) -> None:
+@click.option("--tls", "tls", type=click.Path(file_okay=False, path_type=Path), default=CHECKOUT / "var" / "tls",
+              show_default=True, help="The cluster's certificates (bin/gen-certs), the same folder on every host.")
+@click.option("--insecure", is_flag=True, help="Plaintext instead of mutual TLS: for a network you trust only.")
+def start(layout: str, host: str, etc: Path, state: Path, tls: Path, insecure: bool) -> None:
     """Start this host's programs under a supervisord of its own; wait until they serve."""
-    deployment = _render(etc, layout, host, state)
+    certificates = None if insecure else _certificates(tls)
+    deployment = _render(etc, layout, host, state, certificates)
     conf = str(deployment.supervisord_conf)
     running = (deployment.state / "run" / "supervisord.pid").exists() and subprocess.run(
         [venv_tool("supervisorctl"), "-c", conf, "pid"], capture_output=True, text=True, check=False).stdout.strip().isdigit()
@@ -82,7 +101,8 @@ def start(layout: str, host: str, etc: Path, state: Path) -> None:
     deadline = time.monotonic() + READY_SECONDS
     waiting = list(deployment.programs)
     while waiting and time.monotonic() < deadline:
-        waiting = [program for program in waiting if not _serving(deployment.addresses[program])]
+        waiting = [program for program in waiting
+                   if not _serving(deployment.addresses[program], program, deployment.tls)]
         if waiting:
             time.sleep(POLL_SECONDS)
     if waiting:
@@ -96,7 +116,8 @@ def start(layout: str, host: str, etc: Path, state: Path) -> None:
     missing = "no answer yet"
     while time.monotonic() < deadline:
         try:
-            with FireClient(deployment.gateway, deadline_seconds=30) as client:
+            with FireClient(deployment.gateway, deadline_seconds=30,
+                            tls_dir=None if deployment.tls is None else deployment.tls / "client") as client:
                 rows, answer = client.count()
         except grpc.RpcError as error:
             missing = f"the gateway: {error.code().name}"

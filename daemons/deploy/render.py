@@ -43,6 +43,7 @@ class HostDeployment:
     programs: tuple[str, ...]  # what this host runs
     addresses: Mapping[str, str]  # every program's "address:port"
     copies: Mapping[str, tuple[str, ...]]  # partition -> the daemons holding it, serving copy first
+    tls: Path | None  # bin/gen-certs's folder when the daemons speak mutual TLS; None: plaintext
 
     @property
     def supervisord_conf(self) -> Path:
@@ -65,9 +66,11 @@ def _absolute(document: dict[str, Any], key: str, base: Path) -> None:
         document[key] = str((base / Path(document[key]).expanduser()).resolve())
 
 
-def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path) -> HostDeployment:
+def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path, tls: Path | None) -> HostDeployment:
     """Writes the state folder of host `host_name` of layout `layout_name` (etc/layouts/<name>.json);
-    raises ConfigError (a file, a field, a problem) for a layout or config that cannot work."""
+    raises ConfigError (a file, a field, a problem) for a layout or config that cannot work. With
+    `tls`, bin/gen-certs's folder, every daemon serves and calls with mutual TLS; without, plaintext,
+    which its config then says explicitly ("insecure": true)."""
     etc = etc.resolve()
     programs = program_names(etc)
     layouts = etc / "layouts"
@@ -115,11 +118,16 @@ def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path) -
             document["routes"] = {partition: [list(path) for path in paths] for partition, paths in routes.items()}
             document["layout"] = {"name": layout.name, "hosts": {h.name: list(h.programs) for h in layout.hosts}}
             _absolute(document, "resume_key_file", etc)
+        if tls is None:
+            document["insecure"] = True
+        else:
+            document["tls"] = {"ca": str(tls / "ca.pem"), "cert": str(tls / program / "cert.pem"),
+                               "key": str(tls / program / "key.pem")}
         (state / "etc" / f"{program}.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     for program in programs:
         load_config(state / "etc" / f"{program}.json")  # as the daemon will: the gateway's checks its routes too
     (state / "etc" / SUPERVISORD_CONF).write_text(_supervisord_conf(etc, state, host.programs), encoding="utf-8")
-    return HostDeployment(layout, host.name, state, host.programs, addresses, copies)
+    return HostDeployment(layout, host.name, state, host.programs, addresses, copies, tls)
 
 
 def _supervisord_conf(etc: Path, state: Path, programs: tuple[str, ...]) -> str:

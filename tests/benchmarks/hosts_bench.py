@@ -65,7 +65,7 @@ def settle(deployment: Deployment, host: str, since: float) -> None:
         if host in (deployment.host_of[observer], deployment.host_of[neighbor]):
             wait_for(lambda o=observer, n=neighbor: deployment.path(o, n, since)[-1:] == ["healthy"], SETTLE_SECONDS,
                      f"{observer} to see {neighbor} healthy again")
-    with FireClient(deployment.gateway, deadline_seconds=60) as client:
+    with deployment.client(60) as client:
         wait_for(lambda: client.count()[1].complete, SETTLE_SECONDS, "the gateway to count every row")
 
 
@@ -127,7 +127,7 @@ class Scans:
         return seconds
 
     def median_seconds(self, condition: str) -> float:
-        with FireClient(self.deployment.gateway, deadline_seconds=300) as client:
+        with self.deployment.client(300) as client:
             return statistics.median(self._one(client, condition) for _ in range(self.runs))
 
     def with_host_down(self, host: str) -> float:
@@ -135,7 +135,7 @@ class Scans:
         host is started again afterwards."""
         programs = set(LAYOUTS[self.deployment.layout][host])
         self.deployment.network.kill(host)
-        with FireClient(self.deployment.gateway, deadline_seconds=60) as client:
+        with self.deployment.client(60) as client:
             wait_for(lambda: not programs & {s.served_by for s in client.aggregate().partitions}, SETTLE_SECONDS,
                      f"the gateway to route around {host}")
         seconds = self.median_seconds(f"{host} down")

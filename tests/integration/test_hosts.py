@@ -75,8 +75,8 @@ def hosts(tmp_path_factory, data_root, cache_dir) -> Iterator[Hosts]:
                 process.kill()
 
 
-def _count(gateway: str) -> tuple[int, bool, list[str]]:
-    with FireClient(gateway, deadline_seconds=120) as client:
+def _count(hosts: Hosts, gateway: str) -> tuple[int, bool, list[str]]:
+    with FireClient(gateway, deadline_seconds=120, tls_dir=hosts.home / "tls" / "client") as client:
         rows, answer = client.count()
     return rows, answer.complete, list(answer.missing_partitions)
 
@@ -111,10 +111,10 @@ def test_the_gateway_checks_its_placement_against_the_layout(hosts):
 
 def test_a_lost_host_leaves_the_answers_complete(hosts):
     gateway = f"{HOSTS['h1']}:{json.loads((hosts.etc / 'gateway_a.json').read_text())['listen'].rsplit(':', 1)[1]}"
-    rows, complete, _ = _count(gateway)
+    rows, complete, _ = _count(hosts, gateway)
     assert complete
     for process in hosts.processes("h2"):  # the whole host at once: its supervisord and all it runs
         process.send_signal(signal.SIGKILL)
     wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in hosts.processes("h2")),
              10, "h2's processes to end")
-    assert _count(gateway) == (rows, True, [])
+    assert _count(hosts, gateway) == (rows, True, [])

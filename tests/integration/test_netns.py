@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from daemons.client import FireClient
 from daemons.health.watchers import STEADY_PROBES
 from tests import netns
 from tests.cluster import HealthlogFollower, epoch_of
@@ -29,7 +28,7 @@ def deployment(request, tmp_path_factory, data_root, cache_dir) -> Iterator[Depl
 
 
 def test_a_full_scan_across_hosts_is_exact(deployment, expected):
-    with FireClient(deployment.gateway, deadline_seconds=300) as client:
+    with deployment.client(300) as client:
         checksum, completeness = full_scan(client)
     assert checksum == expected and completeness.complete
 
@@ -98,7 +97,7 @@ def _shown_events(deployment: Deployment, programs: list[str], since: float) -> 
 def test_a_cut_off_host_is_seen_within_the_targets_and_its_heal_within_a_second(deployment, expected):
     """And on both sides the daemons that lost their watchers say so; bin/healthlog --gateway names
     the daemons it cannot hear, and shows what they logged while cut off once they are back."""
-    follower = HealthlogFollower(deployment.gateway)
+    follower = HealthlogFollower(deployment.gateway, deployment.client_tls)
     try:
         wait_for(lambda: "hearing all 6 daemons" in follower.last_note(), 30, "healthlog to hear all six")
         _watched_steadily(deployment)
@@ -108,7 +107,7 @@ def test_a_cut_off_host_is_seen_within_the_targets_and_its_heal_within_a_second(
             deployment.network.isolate(host)
             try:
                 _outage_seen(deployment, deployment.across(host), since)
-                with FireClient(deployment.gateway, deadline_seconds=120) as client:  # planned around the lost host
+                with deployment.client(120) as client:  # planned around the lost host
                     checksum, completeness = full_scan(client)
                 assert checksum == expected and completeness.complete, (host, completeness)
                 _cut_off_logged(deployment, host, since)
@@ -137,7 +136,7 @@ def test_one_cut_link_between_two_hosts_gives_exact_or_explicitly_partial_answer
     deployment.network.cut(a, b)
     try:
         _outage_seen(deployment, deployment.between(a, b), since)
-        with FireClient(deployment.gateway, deadline_seconds=300) as client:
+        with deployment.client(300) as client:
             (rows, checksum), completeness = full_scan(client)
         if completeness.complete:
             assert (rows, checksum) == expected
@@ -171,19 +170,20 @@ def test_a_host_lost_before_or_in_the_middle_of_a_full_scan_costs_nothing(deploy
             try:
                 if before:
                     kill.fault()  # the scan is planned before any monitor has seen the loss
-                with FireClient(deployment.gateway, deadline_seconds=300) as client:
+                with deployment.client(300) as client:
                     checksum, completeness = full_scan(client, (lambda _batch: None) if before else kill)
                 assert before or kill.made_at is not None
                 assert checksum == expected and completeness.complete, (host, before, completeness)
             finally:
                 deployment.bin("start", host)
+                deployment.wait_routed_as_at_start()
 
 
 def test_a_host_cut_off_in_the_middle_of_a_full_scan_costs_nothing(deployment, expected):
     for host in deployment.others:
         cut = FaultMidScan(lambda h=host: deployment.network.isolate(h))
         try:
-            with FireClient(deployment.gateway, deadline_seconds=300) as client:
+            with deployment.client(300) as client:
                 checksum, completeness = full_scan(client, cut)
             assert cut.made_at is not None
             assert checksum == expected and completeness.complete, (host, completeness)

@@ -63,6 +63,7 @@ def gateway_doc() -> dict:
         "name": "gateway_a",
         "role": "gateway",
         "listen": "0.0.0.0:50051",
+        "insecure": True,
         "log_file": "/var/log/fire/gateway_a.log",
         "children": [{"name": "leader_b", "address": "127.0.0.1:50052", "link": "query"},
                      {"name": "leader_e", "address": "127.0.0.1:50055", "link": "query"}],
@@ -168,7 +169,7 @@ def test_gateway_config_parses_routes_and_holds_no_data(tmp_path):
     config = load_config(write_overlay(tmp_path, overlay_docs()), environ={DATA_DIR_ENV: str(tmp_path)})
     assert config.role == "gateway"
     assert config.data is None
-    assert config.listen == Address("0.0.0.0", 50051)
+    assert config.listen == Address("0.0.0.0", 50051) and config.insecure
     assert config.log_file == Path("/var/log/fire/gateway_a.log")
     assert dict(config.routes) == {"aug10-17": (("leader_b",),),
                                    "aug18-26": (("leader_b", "worker_c"), ("leader_e", "worker_c"))}
@@ -755,3 +756,16 @@ def test_a_gateway_may_name_its_host_layout_and_nobody_else_may(tmp_path):
         parse_config(edited(edited(gateway_doc(), "layout", layout), "layout.hosts", []), tmp_path / "gateway_a.json",
                      environ={})
     assert refused.value.field == "layout.hosts"
+
+
+@pytest.mark.parametrize("listen", ["localhost:50053", "127.0.0.2:50053", "[::1]:50053"])
+def test_plaintext_on_loopback_needs_no_word(listen, tmp_path):
+    config = load_config(write_config(tmp_path, {**worker_doc(), "listen": listen}))
+    assert config.tls is None and not config.insecure
+
+
+@pytest.mark.parametrize("listen", ["10.44.0.1:50053", "0.0.0.0:50053", "fire-h1:50053"])
+def test_plaintext_beyond_loopback_is_refused_unless_said_insecure(listen, tmp_path):
+    error = config_error(write_config(tmp_path, {**worker_doc(), "listen": listen}), "listen")
+    assert "tls" in error.problem and '"insecure": true' in error.problem
+    assert load_config(write_config(tmp_path, {**worker_doc(), "listen": listen, "insecure": True})).insecure

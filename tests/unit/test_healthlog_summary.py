@@ -326,7 +326,7 @@ def test_an_unreachable_observer_alone_makes_the_cluster_not_healthy():
     assert (health.healthy, health.total, health.all_healthy) == (6, 6, False)
 
 
-class FakeNodeStub:
+class FakeAirQualityStub:
     answer: pb.HealthStatusResponse
 
     def __init__(self, _channel):
@@ -342,8 +342,8 @@ def test_status_command(monkeypatch, unreachable, exit_code):
     answer = pb.HealthStatusResponse()
     answer.CopyFrom(HEALTHY_CLUSTER)
     answer.unreachable_observers.extend(unreachable)
-    monkeypatch.setattr(FakeNodeStub, "answer", answer, raising=False)
-    monkeypatch.setattr(cli.pb_grpc, "NodeStub", FakeNodeStub)
+    monkeypatch.setattr(FakeAirQualityStub, "answer", answer, raising=False)
+    monkeypatch.setattr(cli.pb_grpc, "AirQualityStub", FakeAirQualityStub)
     result = run("status")
     assert result.exit_code == exit_code
     assert len(result.stdout.splitlines()) == 1 + 5 + 1
