@@ -22,6 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from daemons.client import FireClient, client_channel
 from daemons.config import ConfigError
 from daemons.deploy.render import CHECKOUT, HostDeployment, render_host
+from daemons.security.certs import write_cluster
+from daemons.security.gencerts import places as certificate_places
 
 READY_SECONDS = 120.0
 POLL_SECONDS = 0.5  # between readiness checks: a first start parses CSVs for seconds
@@ -87,8 +89,17 @@ def main() -> None:
 @click.option("--tls", "tls", type=click.Path(file_okay=False, path_type=Path), default=CHECKOUT / "var" / "tls",
               show_default=True, help="The cluster's certificates (bin/gen-certs), the same folder on every host.")
 @click.option("--insecure", is_flag=True, help="Plaintext instead of mutual TLS: for a network you trust only.")
-def start(layout: str, host: str, etc: Path, state: Path, tls: Path, insecure: bool) -> None:
+@click.option("--make-certs", is_flag=True,
+              help="Make the certificates in --tls when they are missing (one host: no other needs a copy).")
+def start(layout: str, host: str, etc: Path, state: Path, tls: Path, insecure: bool, make_certs: bool) -> None:
     """Start this host's programs under a supervisord of its own; wait until they serve."""
+    if make_certs and not insecure and not (tls / "ca.pem").exists():
+        try:
+            write_cluster(tls, certificate_places(etc))
+        except (ConfigError, OSError) as error:
+            click.echo(f"start: --make-certs: {error}", err=True)
+            sys.exit(2)
+        click.echo(f"made the cluster's certificates in {tls} (the client's: {tls / 'client'})")
     certificates = None if insecure else _certificates(tls)
     deployment = _render(etc, layout, host, state, certificates)
     conf = str(deployment.supervisord_conf)

@@ -6,6 +6,7 @@ cancelled only by its owner, and the health monitoring and failover work as with
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -18,7 +19,16 @@ import pytest
 from daemons.client import FireClient, client_channel
 from daemons.rpc import airquality_pb2 as pb
 from daemons.security.certs import write_cluster
-from tests.cluster import PROGRAMS, REPO, Cluster, epoch_of, healthlog_command, start_cluster
+from tests.cluster import (
+    PROGRAMS,
+    REPO,
+    Cluster,
+    epoch_of,
+    free_ports,
+    healthlog_command,
+    prepare_layout,
+    start_cluster,
+)
 from tests.oracle import full_scan
 from tests.waiting import wait_for
 
@@ -183,3 +193,40 @@ def test_healthlog_status_and_follow_work_with_the_client_certificate(tls_cluste
                              text=True, timeout=60, env={**os.environ, "FIRE_TLS_DIR": str(certs / "client")})
     assert summary.returncode == 0, summary.stderr
     assert "worker_f" in summary.stdout
+
+
+def test_bin_start_secure_makes_the_certificates_and_runs_the_one_host_system_with_tls(tmp_path, data_root,
+                                                                                        cache_dir, expected):
+    ports = dict(zip(PROGRAMS, free_ports(len(PROGRAMS))))
+    prepare_layout(tmp_path, "one-host", {"h1": list(PROGRAMS)}, {"h1": "127.0.0.1"}, ports, cache_dir)
+    shutil.rmtree(tmp_path / "tls")  # made by bin/start --secure itself
+    where = ["--etc", str(tmp_path / "etc"), "--state", str(tmp_path / "state"), "--tls", str(tmp_path / "tls")]
+    started = subprocess.run([str(REPO / "bin" / "start"), "--secure", *where], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "FIRE_DATA_DIR": str(data_root)})
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "made the cluster's certificates" in started.stdout and "ready" in started.stdout
+        gateway = f"127.0.0.1:{ports['gateway_a']}"
+        with FireClient(gateway, tls_dir=tmp_path / "tls" / "client", deadline_seconds=120) as client:
+            rows, answer = client.count()
+        assert answer.complete and rows == expected[0]
+        with FireClient(gateway, deadline_seconds=3) as plaintext, pytest.raises(grpc.RpcError):
+            plaintext.count()
+    finally:
+        stopped = subprocess.run([str(REPO / "bin" / "stop"), "--secure", "--state", str(tmp_path / "state")],
+                                 capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def test_a_daemon_stops_at_once_over_tls(tls_cluster):
+    since = time.time()
+    tls_cluster.ctl("stop", "worker_c", check=True)
+    try:
+        (stopped,) = [e for e in tls_cluster.events("worker_c", "daemon_stopped") if epoch_of(e) >= since]
+        # Nothing holds it through its 5 s shutdown grace: the PING connections to it are aborted at
+        # its GOAWAY (a TLS close waited for a close_notify that never came).
+        assert stopped["seconds"] < 1.0
+    finally:
+        tls_cluster.ctl("start", "worker_c", check=True)
+    wait_for(lambda: _path(tls_cluster, "leader_b", "worker_c", since)[-1:] == ["healthy"], 30,
+             "leader_b to see worker_c back")
