@@ -425,26 +425,31 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _pem_file(reader: FieldReader, raw: Any, field: str, load: Callable[[bytes], Any]) -> tuple[bytes, Any]:
+def _pem_file(reader: FieldReader, raw: Any, field: str, load: Callable[[bytes], Any]) -> tuple[Path, bytes, Any]:
+    """(where the file is, its bytes, what `load` makes of them)."""
     path = reader.path(raw, field)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise reader.fail(field, f"cannot read {path}: {error.strerror or error}") from None
     try:
-        return data, load(data)
+        return path, data, load(data)
     except ValueError as error:
         raise reader.fail(field, f"{path} is not a PEM file of the kind expected: {error}") from None
+
+
+def _public_key_der(key: Any) -> bytes:
+    return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
     """Reads the CA, the certificate and the key, and checks that they make a usable identity now:
     a certificate the CA signed, in its validity period, matching the key."""
     section = reader.object(raw, "tls", {"ca", "cert", "key"}, {"ca", "cert", "key"})
-    ca_pem, ca = _pem_file(reader, section["ca"], "tls.ca", x509.load_pem_x509_certificate)
-    cert_pem, cert = _pem_file(reader, section["cert"], "tls.cert", x509.load_pem_x509_certificate)
-    key_pem, key = _pem_file(reader, section["key"], "tls.key",
-                             lambda data: serialization.load_pem_private_key(data, password=None))
+    _, ca_pem, ca = _pem_file(reader, section["ca"], "tls.ca", x509.load_pem_x509_certificate)
+    cert_file, cert_pem, cert = _pem_file(reader, section["cert"], "tls.cert", x509.load_pem_x509_certificate)
+    key_file, key_pem, key = _pem_file(reader, section["key"], "tls.key",
+                                       lambda data: serialization.load_pem_private_key(data, password=None))
     now = dt.datetime.now(dt.UTC)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise reader.fail("tls.cert", f"valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
@@ -453,11 +458,9 @@ def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         raise reader.fail("tls.cert", "not signed by the CA of tls.ca") from None
-    if cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
-            key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+    if _public_key_der(cert.public_key()) != _public_key_der(key.public_key()):
         raise reader.fail("tls.key", "not the key of the certificate of tls.cert")
-    return TlsConfig(ca_pem, cert_pem, key_pem, reader.path(section["cert"], "tls.cert"),
-                     reader.path(section["key"], "tls.key"))
+    return TlsConfig(ca_pem, cert_pem, key_pem, cert_file, key_file)
 
 
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import grpc
 
+from daemons.cli.options import tls_option
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, Completeness, FireClient, TlsFilesError, make_filter
 from daemons.query.filter import GROUP_KEYS
@@ -78,9 +79,7 @@ def _stream_rows(client: FireClient, query_filter: pb.QueryFilter, chunk_size: i
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
-@click.option("--tls", "tls_dir", envvar="FIRE_TLS_DIR", type=click.Path(file_okay=False, path_type=Path),
-              help="Mutual TLS with DIR's ca.pem, cert.pem and key.pem (bin/gen-certs's DIR/client); "
-                   "default $FIRE_TLS_DIR, else plaintext.")
+@tls_option
 @click.option("--parameter", "parameters", multiple=True, help="PM2.5, PM10, OZONE, NO2, SO2 or CO; repeatable.")
 @click.option("--site", "sites", multiple=True, help="Site name, exact, any case; repeatable.")
 @click.option("--agency", "agencies", multiple=True, help="Agency name, exact, any case; repeatable.")

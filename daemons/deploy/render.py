@@ -30,6 +30,7 @@ from daemons.config import Address, ConfigError, load_config, read_document
 from daemons.deploy.layout import Layout, load_layout
 from daemons.planning.placement import REAL_DATA_ROWS, Overlay, PlacementError, place, routes_for
 from daemons.quoting import quoted
+from daemons.security.certs import tls_section
 
 SUPERVISORD_CONF = "supervisord.conf"
 CHECKOUT = Path(__file__).resolve().parents[2]  # whose bin/fire-daemon each host's supervisord runs
@@ -121,8 +122,7 @@ def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path, t
         if tls is None:
             document["insecure"] = True
         else:
-            document["tls"] = {"ca": str(tls / "ca.pem"), "cert": str(tls / program / "cert.pem"),
-                               "key": str(tls / program / "key.pem")}
+            document["tls"] = tls_section(tls, program)
         (state / "etc" / f"{program}.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     for program in programs:
         load_config(state / "etc" / f"{program}.json")  # as the daemon will: the gateway's checks its routes too

@@ -28,6 +28,7 @@ import grpc
 import daemons
 from daemons import events
 from daemons.channels import CHANNEL_OPTIONS
+from daemons.cli.options import tls_option
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, client_channel
 from daemons.errors import describe_error
@@ -270,8 +271,7 @@ def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_js
               help="Folder of the <program>.log files (default: ./logs if present, else the checkout's logs).")
 @click.option("--gateway", metavar="HOST:PORT",
               help="Read every daemon's log through the gateway, wherever the daemons run, instead of a log folder.")
-@click.option("--tls", "tls_dir", envvar="FIRE_TLS_DIR", type=click.Path(file_okay=False, path_type=Path),
-              help="With --gateway: mutual TLS with DIR's ca.pem, cert.pem and key.pem; default $FIRE_TLS_DIR.")
+@tls_option
 @click.option("--follow", "-f", is_flag=True, help="Keep reading, like tail -F; Ctrl-C stops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the selected event lines as written (NDJSON).")
 @click.option("--since", callback=_since, metavar="AGE|WHEN",
@@ -311,8 +311,7 @@ def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, tls_dir:
 @main.command()
 @click.option("--host", default=DEFAULT_TARGET, show_default=True, help="The gateway, host:port.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the answer.")
-@click.option("--tls", "tls_dir", envvar="FIRE_TLS_DIR", type=click.Path(file_okay=False, path_type=Path),
-              help="Mutual TLS with DIR's ca.pem, cert.pem and key.pem; default $FIRE_TLS_DIR.")
+@tls_option
 def status(host: str, timeout: float, tls_dir: Path | None) -> None:
     """Every daemon's health now, as the gateway reports it."""
     try:

@@ -101,6 +101,12 @@ def client_leaf(name: str = CLIENT_NAME) -> Leaf:
     return Leaf(name, CLIENT_PREFIX + name, (), server=False)
 
 
+def tls_section(folder: Path, program: str) -> dict[str, str]:
+    """A daemon config's `tls` section for `program`, with the certificates in `folder`."""
+    return {"ca": str(folder / "ca.pem"), "cert": str(folder / program / "cert.pem"),
+            "key": str(folder / program / "key.pem")}
+
+
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

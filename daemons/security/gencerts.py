@@ -15,10 +15,10 @@ import click
 
 from daemons.config import ConfigError
 from daemons.deploy.layout import load_layout
-from daemons.deploy.render import program_names
+from daemons.deploy.render import CHECKOUT, program_names
 from daemons.security.certs import write_cluster
 
-ETC = Path(__file__).resolve().parents[2] / "etc"
+ETC = CHECKOUT / "etc"
 
 
 def places(etc: Path) -> dict[str, list[str]]:

@@ -156,12 +156,12 @@ class HealthEndpoints:
         daemon is cut off from (health/watchers.py). Called every second or so (the housekeeper)."""
         with self._lock:
             lost = self._watchers.newly_lost(self._clock(), self._gasp_recipients.requesters())
-            cut_off, all_lost = self._watchers.all_lost, self._watchers.lost
+            every_watcher_lost, lost_watchers = self._watchers.all_lost, self._watchers.lost
         for watcher, silent in lost:
             events.WATCHER_LOST.emit(self.log, watcher=watcher, silent_seconds=round(silent, 3))
-        if lost and cut_off:
+        if lost and every_watcher_lost:
             held = [spec.name for spec in self.config.data.partitions] if self.config.data else []
-            events.CUT_OFF.emit(self.log, lost_watchers=all_lost, partitions=held, unavailable_neighbors=[
+            events.CUT_OFF.emit(self.log, lost_watchers=lost_watchers, partitions=held, unavailable_neighbors=[
                 monitor.neighbor for monitor in self.monitors if monitor.status() is Status.UNAVAILABLE])
 
     def HealthCheck(self, request: pb.HealthRequest, context: CallContext) -> pb.HealthResponse:

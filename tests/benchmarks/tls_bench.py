@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemons.client import FireClient, make_filter
-from daemons.security.certs import write_cluster
+from daemons.security.certs import tls_section, write_cluster
 from tests.benchmarks.health_bench import OBSERVER, Series, hang_cycle, idle_cost, kill_cycle, transition_after
 from tests.benchmarks.query_bench import Figure, timed_query
 from tests.cluster import PROGRAMS, REAL_DATA, start_cluster
@@ -32,8 +32,7 @@ def measure(scratch: Path, mode: str, data_root: Path, runs: int, faults: int) -
     certs = scratch / "tls"
 
     def secure(program: str, document: dict) -> None:
-        document["tls"] = {"ca": str(certs / "ca.pem"), "cert": str(certs / program / "cert.pem"),
-                           "key": str(certs / program / "key.pem")}
+        document["tls"] = tls_section(certs, program)
 
     tls = mode == "TLS"
     if tls:

@@ -18,7 +18,7 @@ import pytest
 
 from daemons.client import FireClient, client_channel
 from daemons.rpc import airquality_pb2 as pb
-from daemons.security.certs import write_cluster
+from daemons.security.certs import tls_section, write_cluster
 from tests.cluster import (
     PROGRAMS,
     REPO,
@@ -29,11 +29,10 @@ from tests.cluster import (
     prepare_layout,
     start_cluster,
 )
+from tests.hosts import WATCHES
 from tests.oracle import full_scan
 from tests.waiting import wait_for
 
-WATCHES = [("gateway_a", "leader_b"), ("gateway_a", "leader_e"), ("leader_b", "worker_c"), ("leader_e", "worker_f"),
-           ("leader_e", "worker_d")]
 PER_CLIENT = 4
 NODE_METHODS = {"Scan": (pb.ScanRequest, True), "ScanAggregate": (pb.ScanRequest, False),
                 "GetStatus": (pb.StatusRequest, False), "HealthCheck": (pb.HealthRequest, False),
@@ -50,8 +49,7 @@ def certs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory, data_root, cache_dir, certs) -> Iterator[Cluster]:
     def secure(program: str, document: dict) -> None:
-        document["tls"] = {"ca": str(certs / "ca.pem"), "cert": str(certs / program / "cert.pem"),
-                           "key": str(certs / program / "key.pem")}
+        document["tls"] = tls_section(certs, program)
         if program == "gateway_a":
             document.setdefault("query", {})["max_requests_per_client"] = PER_CLIENT
 

@@ -12,7 +12,7 @@ import pytest
 
 from daemons.config import ConfigError, parse_config
 from daemons.events import EventRecorder
-from daemons.security.certs import cert_pem, daemon_leaf, issue, key_pem, make_ca, write_cluster
+from daemons.security.certs import cert_pem, daemon_leaf, issue, key_pem, make_ca, tls_section, write_cluster
 from daemons.security.identity import Caller, caller_of, may_cancel, refusal
 from daemons.servicers.requests import NotOwner, RequestRegistry
 from tests.unit.fakes import FakeContext, FakeRpcError
@@ -68,11 +68,6 @@ def _worker(tls: dict) -> dict:
             "tls": tls}
 
 
-def _section(folder: Path, program: str = "worker_c") -> dict:
-    return {"ca": str(folder / "ca.pem"), "cert": str(folder / program / "cert.pem"),
-            "key": str(folder / program / "key.pem")}
-
-
 def _problem(document: dict, tmp_path: Path) -> tuple[str, str]:
     with pytest.raises(ConfigError) as error:
         parse_config(document, tmp_path / "etc" / "worker_c.json", environ={})
@@ -81,13 +76,13 @@ def _problem(document: dict, tmp_path: Path) -> tuple[str, str]:
 
 def test_a_tls_section_of_gen_certs_files_is_read_once(tmp_path):
     write_cluster(tmp_path, {"worker_c": ["127.0.0.1"]})
-    config = parse_config(_worker(_section(tmp_path)), tmp_path / "etc" / "worker_c.json", environ={})
+    config = parse_config(_worker(tls_section(tmp_path, "worker_c")), tmp_path / "etc" / "worker_c.json", environ={})
     assert config.tls is not None and config.tls.cert_pem == (tmp_path / "worker_c" / "cert.pem").read_bytes()
 
 
 def test_a_tls_section_that_cannot_work_names_its_field(tmp_path):
     write_cluster(tmp_path, {"worker_c": ["127.0.0.1"], "worker_d": ["127.0.0.1"]})
-    section = _section(tmp_path)
+    section = tls_section(tmp_path, "worker_c")
     assert _problem(_worker({**section, "key": str(tmp_path / "nowhere.pem")}), tmp_path)[0] == "tls.key"
     assert _problem(_worker({**section, "key": str(tmp_path / "worker_d" / "key.pem")}), tmp_path) == (
         "tls.key", "not the key of the certificate of tls.cert")
@@ -107,7 +102,7 @@ def test_an_expired_certificate_is_refused_at_start(tmp_path):
                        ("worker_c/key.pem", key_pem(key))):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
-    field, problem = _problem(_worker(_section(tmp_path)), tmp_path)
+    field, problem = _problem(_worker(tls_section(tmp_path, "worker_c")), tmp_path)
     assert field == "tls.cert" and "not now" in problem and "--rotate" in problem
 
 
