@@ -118,12 +118,17 @@ def client_channel(target: str, tls_dir: Path | str | None = None,
     folder = tls_dir if tls_dir is not None else os.environ.get("FIRE_TLS_DIR") or None
     if folder is None:
         return grpc.insecure_channel(target, options=options)
-    ca, cert, key = (_read_tls_file(Path(folder) / name) for name in TLS_FILES)
+    ca, cert, key = read_tls_folder(Path(folder))
     return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert), options=options)
 
 
 class TlsFilesError(Exception):
     pass
+
+
+def read_tls_folder(folder: Path) -> tuple[bytes, ...]:
+    """The CA, certificate and key in `folder` (TLS_FILES), or TlsFilesError naming what is missing."""
+    return tuple(_read_tls_file(folder / name) for name in TLS_FILES)
 
 
 def _read_tls_file(path: Path) -> bytes:

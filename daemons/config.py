@@ -56,7 +56,11 @@ PROBE_MINIMUM_SECONDS = {
     # Confirmation calls closer than this are one burst, answered or lost together: they confirm
     # nothing more than one call would.
     "confirm_interval_seconds": 0.005,
+    # Narrower than a probe's way there and a busy responder's wait for its interpreter (1.9 s,
+    # pings.py), sealed probes would be refused as stale.
+    "datagram_window_seconds": 5.0,
 }
+MIN_CLUSTER_KEY_BYTES = 16  # fewer secret bytes could be guessed; bin/gen-certs writes 32
 # Probes a hung neighbour leaves unanswered at once: timeout_seconds / the probe interval. Each
 # holds a timer and an entry until its deadline; more of them detect the hang no sooner.
 MAX_PROBES_OUTSTANDING = 100
@@ -138,6 +142,9 @@ class HealthConfig:
     check_interval_seconds: float = 5.0  # between regular gRPC HealthCheck calls
     jitter_fraction: float = 0.05  # spreads probes so that monitors do not fire in lockstep
     confirm_interval_seconds: float = 0.02  # after a failure, how soon to probe again to confirm it
+    # How far a sealed datagram probe's timestamp may be from its responder's clock (seal.py): the
+    # hosts' clocks must agree this well. Replays within it are refused by their timestamps.
+    datagram_window_seconds: float = 30.0
     # The state machine's thresholds, read from the same section's flat fields.
     thresholds: Thresholds = Thresholds()
 
@@ -152,6 +159,9 @@ class TlsConfig:
     key_pem: bytes
     cert_file: Path  # where they were read from, for TLS stacks that read files (Python's ssl)
     key_file: Path
+    # The secret that seals the health datagrams (bin/gen-certs writes cluster.key): without it
+    # anyone who can reach a UDP port could answer for a daemon (daemons/health/seal.py).
+    cluster_key: bytes
 
 
 @dataclass(frozen=True)
@@ -445,7 +455,8 @@ def _public_key_der(key: Any) -> bytes:
 def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
     """Reads the CA, the certificate and the key, and checks that they make a usable identity now:
     a certificate the CA signed, in its validity period, matching the key."""
-    section = reader.object(raw, "tls", {"ca", "cert", "key"}, {"ca", "cert", "key"})
+    fields = {"ca", "cert", "key", "cluster_key"}
+    section = reader.object(raw, "tls", fields, fields)
     _, ca_pem, ca = _pem_file(reader, section["ca"], "tls.ca", x509.load_pem_x509_certificate)
     cert_file, cert_pem, cert = _pem_file(reader, section["cert"], "tls.cert", x509.load_pem_x509_certificate)
     key_file, key_pem, key = _pem_file(reader, section["key"], "tls.key",
@@ -460,7 +471,19 @@ def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
         raise reader.fail("tls.cert", "not signed by the CA of tls.ca") from None
     if _public_key_der(cert.public_key()) != _public_key_der(key.public_key()):
         raise reader.fail("tls.key", "not the key of the certificate of tls.cert")
-    return TlsConfig(ca_pem, cert_pem, key_pem, cert_file, key_file)
+    return TlsConfig(ca_pem, cert_pem, key_pem, cert_file, key_file, _cluster_key(reader, section["cluster_key"]))
+
+
+def _cluster_key(reader: FieldReader, raw: Any) -> bytes:
+    path = reader.path(raw, "tls.cluster_key")
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise reader.fail("tls.cluster_key", f"cannot read {path}: {error.strerror or error}") from None
+    if len(key) < MIN_CLUSTER_KEY_BYTES:
+        raise reader.fail("tls.cluster_key", f"{path} holds {len(key)} bytes; a key has at least "
+                                             f"{MIN_CLUSTER_KEY_BYTES} (bin/gen-certs makes one)")
+    return key
 
 
 def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.environ) -> DaemonConfig:

@@ -94,6 +94,15 @@ NEIGHBOR_RESTARTED = EventType("neighbor_restarted", ("neighbor", "old_pid", "ne
 WATCHER_LOST = EventType("watcher_lost", ("watcher", "silent_seconds"), "warning")
 WATCHER_BACK = EventType("watcher_back", ("watcher", "silent_seconds"))
 CUT_OFF = EventType("cut_off", ("lost_watchers", "unavailable_neighbors", "partitions"), "warning")
+# Health datagrams (daemons/health/seal.py): the daemon's UDP port held by another process (it
+# serves on, and binds the port once it is free), and the datagrams not believed, as totals by
+# where they came to and why, logged when they change, at most every DROPPED_REPORT_SECONDS.
+DATAGRAM_PORT_HELD = EventType("datagram_port_held", ("port", "error", "retry_seconds"), "warning")
+DATAGRAM_PORT_BOUND = EventType("datagram_port_bound", ("port",))
+DATAGRAMS_DROPPED = EventType("datagrams_dropped", ("counts",), "warning")
+# A TLS handshake with this daemon failed (daemons/security/handshakes.py): what it means, and how
+# many more of the kind failed since the last line of it (one a minute at most).
+TLS_HANDSHAKE_FAILED = EventType("tls_handshake_failed", ("error", "meaning", "repeats"), "warning")
 
 
 class EventRecorder:

@@ -9,6 +9,7 @@ streams the configured grace period, cancels what is left and releases the port.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import sys
@@ -29,14 +30,16 @@ from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
 from daemons.fanout.children import GrpcChild
 from daemons.fanout.engine import Fanout
 from daemons.fanout.slots import WorkSlots
-from daemons.health.datagram import DatagramResponder
+from daemons.health.datagram import PORT_RETRY_SECONDS, DatagramResponder
 from daemons.health.h2ping import SERVER_OPTIONS as LIVENESS_PING_OPTIONS
 from daemons.health.process import MonitorProcess, Setup
+from daemons.health.seal import datagram_seal
 from daemons.health.status import Status
 from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.security.authorization import Authorization
+from daemons.security.handshakes import HandshakeFailure, HandshakeReports, StderrTap
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
@@ -67,6 +70,7 @@ def process_age_seconds() -> float:
 # Node.Scan calls to leader_e took all 136 threads and HealthCheck failed with "Concurrent RPC
 # limit exceeded"; with them, leader_e admits 160 of 180, refuses 20, and the checks find a thread.
 RESERVED_THREADS = 32
+DROPPED_REPORT_SECONDS = 10.0  # how often, at most, dropped health datagrams are logged
 # Streams producing at once (WorkSlots, daemons/fanout/slots.py): one per core. Measured
 # 2026-11-30 with 150 never-read Node.Scan calls filling at leader_e on this 2-core machine under
 # other agents' load (load average 15-25): HealthCheck median / max 2 ms / 0.48 s with 2 slots,
@@ -126,12 +130,21 @@ class Daemon:
         self.log_streams = LogStreams(config.name, config.log_file, self.event_requests)
         endpoints = HealthEndpoints(config, self.lifecycle, self.monitors, self.children, self.log,
                                     gasp_to=self.monitor_process.gasp_to)
-        self.housekeeper = Housekeeper(self.requests, self.log,
-                                       chores=[self.event_requests.sweep, endpoints.check_watchers])
+        port = config.listen.port
+        self.datagrams = DatagramResponder(
+            config.listen, endpoints.answer, datagram_seal(config.tls), config.health.datagram_window_seconds,
+            on_held=lambda error: events.DATAGRAM_PORT_HELD.emit(self.log, port=port, error=error,
+                                                                 retry_seconds=PORT_RETRY_SECONDS),
+            on_bound=lambda: events.DATAGRAM_PORT_BOUND.emit(self.log, port=port))
+        self._handshake_reports = HandshakeReports()
+        self._handshake_lock = threading.Lock()
+        self._drops_reported: dict[str, int] = {}
+        self._next_drops_report = -math.inf
+        self.housekeeper = Housekeeper(self.requests, self.log, chores=[
+            self.event_requests.sweep, endpoints.check_watchers, self.report_dropped_datagrams])
         self.housekeeper.start()
-        self.datagrams = DatagramResponder(config.listen, endpoints.answer)
         self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
-                                 endpoints.probes_received)
+                                 endpoints.probes_received, self.datagrams_dropped)
         # Every admitted request holds one of the server's threads for its whole life (a streamed
         # answer waits in it for its reader), and admission refuses calls beyond the limits at once,
         # so query work holds at most the sum of the limits: the reserve is for what must always
@@ -162,6 +175,26 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
         reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
 
+    def datagrams_dropped(self) -> dict[str, int]:
+        """Health datagrams not believed so far: probes sent to this daemon, and replies and gasps
+        from each neighbour it watches (as its monitor process last reported)."""
+        counts = {f"request: {reason}": count for reason, count in self.datagrams.dropped.snapshot().items()}
+        for monitor in self.monitors:
+            counts.update((f"{monitor.neighbor}: {reason}", count)
+                          for reason, count in monitor.view().datagrams_dropped.items())
+        return counts
+
+    def report_dropped_datagrams(self) -> None:
+        """Logs the drop counts when they changed, at most every DROPPED_REPORT_SECONDS: a flood of
+        forged datagrams makes a line now and then, not a line each."""
+        now = time.monotonic()
+        if now < self._next_drops_report:
+            return
+        counts = self.datagrams_dropped()
+        if counts != self._drops_reported:
+            events.DATAGRAMS_DROPPED.emit(self.log, counts=counts)
+            self._drops_reported, self._next_drops_report = counts, now + DROPPED_REPORT_SECONDS
+
     def cancel_calls_to(self, neighbor: str) -> None:
         self.fanout.cancel_calls_to(neighbor)
 
@@ -171,6 +204,27 @@ class Daemon:
         return 1
 
     def run(self) -> int:
+        """Serves until a signal; returns the exit status. With TLS, failed handshakes, which only
+        gRPC's core sees and writes on stderr, are read from there into the event log."""
+        tap = StderrTap(self.note_stderr_line) if self.config.tls is not None else None
+        if tap is not None:
+            self.monitor_process.stderr = tap.original
+        try:
+            return self._serve()
+        finally:
+            if tap is not None:
+                tap.close()
+
+    def note_stderr_line(self, line: str) -> None:
+        failure = HandshakeFailure.of_line(line)
+        if failure is None:
+            return
+        with self._handshake_lock:  # one line at a time comes, but the pacing is shared state all the same
+            repeats = self._handshake_reports.note(failure, time.monotonic())
+        if repeats is not None:
+            events.TLS_HANDSHAKE_FAILED.emit(self.log, error=failure.error, meaning=failure.meaning, repeats=repeats)
+
+    def _serve(self) -> int:
         stop = threading.Event()
         wake = threading.Event()  # a signal, or the data loaded
         waiting = MainThreadWakeup()
@@ -196,10 +250,7 @@ class Daemon:
             reason = "the port is in use or the address is not local"
         if not bound:
             return self.fail(f"cannot listen on {address}: {reason}")
-        try:
-            self.datagrams.start()
-        except OSError as error:
-            return self.fail(f"cannot answer health datagrams on UDP {address}: {error.strerror or error}")
+        self.datagrams.start()
         self.server.start()
         self.check_placement()
         self.start_monitoring()

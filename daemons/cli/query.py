@@ -17,7 +17,7 @@ import grpc
 
 from daemons.cli.options import tls_option
 from daemons.cli.output import RowWriter
-from daemons.client import DEFAULT_TARGET, Completeness, FireClient, TlsFilesError, make_filter
+from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
 from daemons.query.filter import GROUP_KEYS
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import FIELDS
@@ -129,9 +129,6 @@ def main(host: str, parameters: tuple[str, ...], sites: tuple[str, ...], agencie
                                               list(answer.partitions)))
             else:
                 status = _stream_rows(client, query_filter, chunk_size, request_id, RowWriter(output_format, FIELDS))
-    except TlsFilesError as error:
-        click.echo(f"error: --tls: {error}", err=True)
-        status = EXIT_USAGE
     except grpc.RpcError as error:
         click.echo(f"error: {error.code().name}: {error.details()}", err=True)
         status = EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE

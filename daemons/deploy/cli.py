@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from daemons.client import FireClient, client_channel
 from daemons.config import ConfigError
 from daemons.deploy.render import CHECKOUT, HostDeployment, render_host
-from daemons.security.certs import write_cluster
+from daemons.security.certs import CLUSTER_KEY_FILE, write_cluster
 from daemons.security.gencerts import places as certificate_places
 
 READY_SECONDS = 120.0
@@ -52,10 +52,12 @@ def _render(etc: Path, layout: str, host: str, state: Path, tls: Path | None) ->
 
 
 def _certificates(tls: Path) -> Path:
-    """The TLS folder, when it holds the cluster's certificates; else exit 2 saying how to make them."""
-    wanted = [tls / "ca.pem", tls / "client" / "cert.pem"]
-    if not all(path.is_file() for path in wanted):
-        click.echo(f"start: --tls: no cluster certificates in {tls} (no {tls / 'ca.pem'}): make them once, on one "
+    """The TLS folder, when it holds the cluster's certificates and datagram key; else exit 2 saying
+    how to make them."""
+    wanted = [tls / "ca.pem", tls / "client" / "cert.pem", tls / CLUSTER_KEY_FILE]
+    missing = [path for path in wanted if not path.is_file()]
+    if missing:
+        click.echo(f"start: --tls: no cluster certificates in {tls} (no {missing[0]}): make them once, on one "
                    f"machine, with bin/gen-certs {tls}, and copy the folder to every host (or run plaintext with "
                    f"--insecure)", err=True)
         sys.exit(2)

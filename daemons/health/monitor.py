@@ -6,8 +6,10 @@ costs a Python daemon milliseconds of CPU at idle, so monitoring combines cheape
   PINGs, watched without polling: a killed neighbour's connections break, and a graceful stop
   sends GOAWAY, the moment it happens; a refused reconnection counts as a failed probe;
 - frequent HealthRequest datagrams (see datagram.py), each with a deadline: the way to notice a
-  neighbour that hangs (SIGSTOP keeps its sockets open); a dead neighbour's port answers them
-  with ICMP port unreachable at once. Each goes with an HTTP/2 PING, which gRPC's core answers
+  neighbour that hangs (SIGSTOP keeps its sockets open). Sealed with the cluster key where
+  configured (seal.py), so that nobody else can answer for the neighbour. A dead neighbour's
+  port answers them with ICMP port unreachable at once, which anyone could send too: it is a
+  hint that sets off a HealthCheck, never a failure by itself. Each goes with an HTTP/2 PING, which gRPC's core answers
   without the neighbour's interpreter: a datagram (or a HealthCheck) that runs out of time while
   the PING sent with or after it is answered was only waiting for a busy interpreter, and is no
   failure (liveness.py, pings.py), unless it waits past BUSY_LIMIT_SECONDS;
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -86,10 +89,13 @@ class NeighborMonitor:
         self.awareness = awareness if awareness is not None else Awareness()
         self.timers = MonitorTimers(clock, self.awareness)
         self.pings = PingRounds(observer, transport, clock, self.timers, self._deadline, self.observe,
-                                functools.partial(self._answered, "ping"), self._running, self._gasped)
+                                functools.partial(self._answered, "ping"), self._running, self._gasped,
+                                self._confirm_hint)
         self._epoch_offset = clock.wall() - clock.now()  # to report `since` as wall-clock time
         self._lock = threading.Lock()
         self._confirmations_in_flight = 0
+        self._probe_now: Callable[[bool], None] | None = None  # starts a HealthCheck, once running
+        self._next_hint_check = -math.inf  # when an unauthenticated hint may set off a HealthCheck again
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._settle = asyncio.Event()  # confirmation probes may be wanted
@@ -116,8 +122,8 @@ class NeighborMonitor:
     def query_call_failed(self, reason: str) -> None:
         """A query call to the neighbour failed, for `reason`. Any thread may call it. It is a
         question, not an answer: the neighbour is asked at once on every path, and their answers
-        decide. A dead neighbour's port refuses the datagram and the
-        connection within a loop turn; a neighbour that is back answers, though calls still fail
+        decide. A dead neighbour's port refuses the connection within a
+        loop turn; a neighbour that is back answers, though calls still fail
         for a moment through a query channel waiting out its reconnect backoff, or are reported
         late after breaking at its restart: as failures these made up to six healthy -> degraded
         -> healthy flaps, one reaching unavailable, after each leader restart under load
@@ -128,6 +134,19 @@ class NeighborMonitor:
     def _ask_now(self) -> None:
         self._suspect()
         self.pings.send()
+
+    def _confirm_hint(self, reason: str) -> None:
+        """On the loop: something anyone could have sent (an ICMP error) says the neighbour may be
+        gone; a HealthCheck, over TLS where configured, decides. Only a neighbour believed up has
+        anything to lose (one starting or down draws an ICMP error with every datagram), and at
+        most one check per probe interval: a flood of forged hints costs what the probes do, and
+        changes nothing. A real death is seen sooner anyway, by its gasp or its broken connection."""
+        now = self.clock.now()
+        if self._probe_now is None or self.status() not in (Status.HEALTHY, Status.DEGRADED) \
+                or now < self._next_hint_check:
+            return
+        self._next_hint_check = now + self.settings.interval_seconds
+        self._probe_now(False)
 
     def _note_result(self, ok: bool) -> None:
         """On the loop: wakes the confirmations after a failure, the watch when not healthy."""
@@ -182,7 +201,8 @@ class NeighborMonitor:
             probes.add(task)
             task.add_done_callback(probes.discard)
 
-        await self.transport.start(self.pings.reply, self.pings.refused, self.pings.witness_answered)
+        self._probe_now = probe
+        await self.transport.start(self.pings)
         try:
             await asyncio.gather(self._pings(), self._regular_checks(probe), self._confirmations(probe),
                                  self._connectivity(), self._watch_while_unhealthy())
@@ -252,7 +272,7 @@ class NeighborMonitor:
         while True:
             await self.transport.connection_lost()
             # The connection broke or the neighbour said GOAWAY: ask it, now, on every path (a
-            # dead neighbour's port refuses the datagram at once, without a gRPC call's handoffs).
+            # dead neighbour's port refuses the PING connection at once, without a gRPC call's handoffs).
             self._ask_now()
 
     async def _watch_while_unhealthy(self) -> None:
@@ -293,4 +313,5 @@ class NeighborMonitor:
                                      last_reason=self.state.last_reason)
             if self.state.last_latency_ms is not None:
                 view.last_latency_ms = self.state.last_latency_ms
+        view.datagrams_dropped.update(self.pings.dropped.snapshot())
         return view

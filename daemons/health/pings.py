@@ -3,7 +3,9 @@
 It owns sending a round (a datagram, then its PING), pairing the replies, and judging a probe
 that goes unanswered in time: a failure when its witness went unanswered too (hung), busy when
 the witness was answered (the probe keeps waiting, and its late answer still counts), and a
-failure again when it waits past BUSY_LIMIT_SECONDS (the interpreter is stuck). The verdict is
+failure again when it waits past BUSY_LIMIT_SECONDS (the interpreter is stuck). Replies are
+sealed (seal.py) and must echo a probe still out: one that echoes a probe already answered is a
+replay, dropped and counted, as the transport counts those whose seal fails. The verdict is
 the liveness witness's (liveness.py); what a result does to the neighbour's status is the
 monitor's (monitor.py). Runs on the monitor's loop only.
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 
 from daemons.health.clock import Clock
 from daemons.health.gasp import STATUS_ENDED, TOKEN_BYTES
 from daemons.health.liveness import Decide, Liveness
+from daemons.health.seal import REPLAYED, DropCounts
 from daemons.health.timers import MonitorTimers
 from daemons.health.transport import ProbeTransport
 from daemons.rpc import airquality_pb2 as pb
@@ -27,6 +31,7 @@ from daemons.rpc import airquality_pb2 as pb
 # interpreter measured on a loaded daemon (1.9 s, a leader serving the largest aggregate,
 # 2026-11-30); a deadlocked daemon is degraded this long after its last answer.
 BUSY_LIMIT_SECONDS = 5.0
+RECENT_PROBES = 256  # settled probes remembered, to tell a late reply from a replayed one
 
 Observe = Callable[[bool, str, float | None], None]  # the monitor's observe(ok, reason, sent)
 
@@ -35,7 +40,8 @@ class PingRounds:
     def __init__(self, observer: str, transport: ProbeTransport, clock: Clock, timers: MonitorTimers,
                  deadline: Callable[[], float], observe: Observe,
                  answered: Callable[[pb.HealthResponse, float], None], running: Callable[[], None],
-                 gasped: Callable[[pb.HealthResponse], None] = lambda gasp: None):
+                 gasped: Callable[[pb.HealthResponse], None] = lambda gasp: None,
+                 confirm: Callable[[str], None] = lambda reason: None):
         self.observer = observer
         self.transport = transport
         self.clock = clock
@@ -45,9 +51,14 @@ class PingRounds:
         self._answered = answered  # a reply to a probe sent at the given time
         self._running = running  # a probe timed out, but the process was seen running: busy
         self._gasped = gasped  # a dying gasp came (gasp.py), to be checked against this token
+        self._confirm = confirm  # something unauthenticated hinted at a failure: ask over a path that is not
         self.gasp_token = os.urandom(TOKEN_BYTES)
         self.liveness = Liveness()
         self._out: dict[int, float] = {}  # datagram probes awaiting a reply: timestamp -> sent
+        # Probes no longer out, timestamp -> whether a reply came: a reply echoing one that was
+        # answered is a replay; the first to echo one that timed out is late, and ignored.
+        self._settled: OrderedDict[int, bool] = OrderedDict()
+        self.dropped = DropCounts()  # replies and gasps dropped, by reason (seal.py)
         self._last_stamp = 0
         self._witness_stamps = itertools.count(1)
 
@@ -64,14 +75,38 @@ class PingRounds:
         if answer.status == STATUS_ENDED:
             self._gasped(answer)
             return
-        sent = self._out.pop(answer.request_timestamp, None)
-        if sent is not None:  # else answered after it was counted as a failure
+        stamp = answer.request_timestamp
+        sent = self._out.pop(stamp, None)
+        if sent is not None:
+            self._settle(stamp, answered=True)
             self._answered(answer, sent)
+        elif self._settled.get(stamp) is False:
+            self._settle(stamp, answered=True)  # answered after it was counted as a failure
+        else:
+            self.drop(REPLAYED)  # an answer heard before, or to a probe this prober never sent
+
+    def drop(self, reason: str) -> None:
+        """A datagram that came for this prober was not believed (seal.py names the reasons)."""
+        self.dropped.add(reason)
+
+    def _settle(self, stamp: int, answered: bool) -> None:
+        self._settled[stamp] = answered
+        while len(self._settled) > RECENT_PROBES:
+            self._settled.popitem(last=False)
 
     def refused(self, reason: str) -> None:
-        """The neighbour's port refused a datagram or a connection: nobody listens on it."""
-        self._out.clear()  # every ping still out went there; none of them can be answered
+        """The neighbour's port refused a connection: nobody listens on it. (A connection, unlike a
+        datagram, cannot be refused by a stranger: the refusal must echo the connection's sequence
+        number, which only the two ends know.)"""
+        for stamp in self._out:  # every ping still out went there; none of them can be answered
+            self._settle(stamp, answered=False)
+        self._out.clear()
         self._observe(False, reason, None)
+
+    def icmp_error(self, reason: str) -> None:
+        """An ICMP error came back for a datagram (port unreachable, most often): the neighbour may be
+        gone, or anyone may have sent it. Only a hint, so it is asked over gRPC, with TLS."""
+        self._confirm(f"ping: {reason}")
 
     def _expired(self, stamp: int, deadline: float) -> None:
         sent = self._out.get(stamp)
@@ -87,11 +122,13 @@ class PingRounds:
             self.timers.at(sent + BUSY_LIMIT_SECONDS - self.clock.now(), functools.partial(self._overdue, stamp))
             return
         del self._out[stamp]
+        self._settle(stamp, answered=False)
         self._observe(False, f"ping: no answer within {deadline:.3g} s, nor to an HTTP/2 PING", sent)
 
     def _overdue(self, stamp: int) -> None:
         sent = self._out.pop(stamp, None)
         if sent is not None:
+            self._settle(stamp, answered=False)
             self._observe(False, f"ping: no answer within {BUSY_LIMIT_SECONDS:g} s, though its process runs "
                                  f"(it answers HTTP/2 PINGs): its interpreter is stuck", sent)
 

@@ -51,6 +51,7 @@ from daemons.health.clock import LoopClock
 from daemons.health.gasp import Recipient, gasp
 from daemons.health.loop import MonitorLoop
 from daemons.health.monitor import NeighborMonitor
+from daemons.health.seal import UNSEALED, Kind, datagram_seal
 from daemons.health.status import Status
 from daemons.health.transport import GrpcProbeTransport
 from daemons.rpc import airquality_pb2 as pb
@@ -166,6 +167,7 @@ class MonitorProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._recipients: tuple[Recipient, ...] = ()
+        self.stderr: int | None = None  # where the monitor process writes its stderr; None: the daemon's
         # Also the thread that restarts the monitor process: it lives as long as the daemon, since
         # the kernel sends DEATH_SIGNAL when the thread that started the process ends.
         self._thread = threading.Thread(target=self._run, name="monitor-process", daemon=True)
@@ -202,7 +204,7 @@ class MonitorProcess:
         # still importing would die of a SIGTERM meant for its daemon; it ends with the daemon anyway.
         process = subprocess.Popen([sys.executable, "-m", "daemons.health", self.setup.observer,
                                     str(theirs.fileno())], pass_fds=[theirs.fileno()], env=environment,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
         theirs.close()
         ours.send(encode_message(("setup", self.setup)))
         ours.send(encode_message(("gasp_to", self._recipients)))
@@ -348,14 +350,16 @@ class Gasper:
         self.recipients: tuple[Recipient, ...] = ()
         self._sockets = {family: socket.socket(family, socket.SOCK_DGRAM) for family in (socket.AF_INET,
                                                                                           socket.AF_INET6)}
+        self.seal = UNSEALED  # with the cluster key, once the setup names it (seal.py)
 
     def send(self) -> None:
         now_us = int(time.time() * 1e6)
         for recipient in self.recipients:
             family = socket.AF_INET6 if ":" in recipient.host else socket.AF_INET
             with contextlib.suppress(OSError):  # that watcher is gone too; it has nobody to tell
-                self._sockets[family].sendto(gasp(recipient, self.daemon, self.role, self.daemon_pid, now_us)
-                                             .SerializeToString(), (recipient.host, recipient.port))
+                self._sockets[family].sendto(
+                    self.seal.seal(Kind.GASP, gasp(recipient, self.daemon, self.role, self.daemon_pid, now_us)),
+                    (recipient.host, recipient.port))
         if self.log is not None:  # after the gasps: they are what is urgent
             events.DYING_GASP_SENT.emit(self.log, pid=self.daemon_pid,
                                         recipients=[recipient.requester for recipient in self.recipients])
@@ -388,7 +392,7 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
         print(f"monitor process: expected the setup first, got {kind!r}", file=sys.stderr)
         return 2
     log = eventlog.configure(setup.observer, setup.log_file)
-    gasper.daemon, gasper.role, gasper.log = setup.observer, setup.role, log
+    gasper.daemon, gasper.role, gasper.log, gasper.seal = setup.observer, setup.role, log, datagram_seal(setup.tls)
     reporter = Reporter(sock)
     clock = LoopClock()
     monitors: Sequence[NeighborMonitor] = [

@@ -10,7 +10,7 @@ stall or be busy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 import grpc
@@ -21,6 +21,7 @@ from daemons.config import Address, TlsConfig
 from daemons.errors import describe_error
 from daemons.health.datagram import DatagramProber
 from daemons.health.h2ping import PingConnection, liveness_tls
+from daemons.health.seal import datagram_seal
 from daemons.rpc import airquality_pb2 as pb
 
 
@@ -45,21 +46,37 @@ class ProbeFailed(Exception):
                    overloaded=code is grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
+class ProbeListener(Protocol):
+    """Where a transport delivers what comes back from the neighbour (pings.py's PingRounds)."""
+
+    def reply(self, answer: pb.HealthResponse) -> None:
+        """A datagram reply, or a dying gasp, whose seal is good and which names the neighbour."""
+
+    def drop(self, reason: str) -> None:
+        """A datagram that came for this prober and is not believed (seal.py names the reasons)."""
+
+    def icmp_error(self, reason: str) -> None:
+        """An ICMP error for a datagram probe ("Connection refused"): a hint, anyone can send one."""
+
+    def refused(self, reason: str) -> None:
+        """The neighbour's port refused a connection (a health reason: "ping: Connection refused")."""
+
+    def witness_answered(self, stamp: int) -> None:
+        """The neighbour's process answered a liveness PING."""
+
+
 class ProbeTransport(Protocol):
-    async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
-                    on_ping_refused: Callable[[str], None],
-                    on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
-        """Opens the connections; replies to pings, refusals (with a health reason: "ping:
-        Connection refused") and answers to liveness PINGs arrive through the callbacks."""
+    async def start(self, listener: ProbeListener) -> None:
+        """Opens the connections; what comes back goes to `listener`."""
 
     def ping(self, request: pb.HealthRequest) -> None:
         """Sends one datagram probe, adding where the neighbour's dying gasp reaches this transport;
-        its reply, if any, and the gasp come to `on_ping_reply`."""
+        its reply, if any, and the gasp come to the listener's `reply`."""
 
     def liveness_ping(self, stamp: int) -> bool:
         """Sends one PING that the neighbour's process answers without its interpreter (h2ping.py);
-        its answer, if any, comes to `on_liveness_answer`. False when it could not be sent (no
-        connection: nothing will answer it)."""
+        its answer, if any, comes to the listener's `witness_answered`. False when it could not be
+        sent (no connection: nothing will answer it)."""
 
     async def check(self, request: pb.HealthRequest, timeout: float) -> pb.HealthResponse:
         """One gRPC HealthCheck; raises ProbeFailed."""
@@ -80,27 +97,26 @@ class GrpcProbeTransport:
         self.neighbor = neighbor
         self.address = address
         self.tls = tls  # mutual TLS on the health channel and the PING connection; None: plaintext
+        self.seal = datagram_seal(tls)  # the datagrams' (seal.py)
         self._channel: grpc.aio.Channel | None = None
         self._datagrams: DatagramProber | None = None
         self._gasps: DatagramProber | None = None
         self._gasp_port = 0
         self._liveness: PingConnection | None = None
 
-    async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
-                    on_ping_refused: Callable[[str], None],
-                    on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
+    async def start(self, listener: ProbeListener) -> None:
         # Created here, on the monitor's event loop, which an aio channel is bound to.
         self._channel = daemon_aio_channel(str(self.address), self.neighbor, self.tls, HEALTH_CHANNEL_OPTIONS)
         self._check = self._channel.unary_unary(f"/{NODE_SERVICE}/HealthCheck",
                                                 request_serializer=pb.HealthRequest.SerializeToString,
                                                 response_deserializer=pb.HealthResponse.FromString)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._datagrams = await DatagramProber.connect(self.address, on_ping_reply,
-                                                       lambda why: on_ping_refused(f"ping: {why}"))
+        self._datagrams = await DatagramProber.connect(self.neighbor, self.address, self.seal, listener.reply,
+                                                       listener.drop, listener.icmp_error)
         # A dying gasp comes from the neighbour's monitor process, not from the port probed.
-        self._gasps, self._gasp_port = await DatagramProber.listen(self._datagrams.family, on_ping_reply)
-        # A refused connection says what a refused datagram says: nothing listens on that port.
-        self._liveness = PingConnection(self.address, on_liveness_answer, on_ping_refused,
+        self._gasps, self._gasp_port = await DatagramProber.listen(self.neighbor, self._datagrams.family, self.seal,
+                                                                   listener.reply, listener.drop)
+        self._liveness = PingConnection(self.address, listener.witness_answered, listener.refused,
                                         None if self.tls is None else liveness_tls(self.tls, self.neighbor))
         self._liveness.start()
 

@@ -369,8 +369,15 @@ class PartitionInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., daemon: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester", "copies_below", "unreachable_below")
+    __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester", "copies_below", "unreachable_below", "datagrams_dropped")
     class HealthChecksByRequesterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class DatagramsDroppedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -388,6 +395,7 @@ class StatusResponse(_message.Message):
     HEALTH_CHECKS_BY_REQUESTER_FIELD_NUMBER: _ClassVar[int]
     COPIES_BELOW_FIELD_NUMBER: _ClassVar[int]
     UNREACHABLE_BELOW_FIELD_NUMBER: _ClassVar[int]
+    DATAGRAMS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     daemon: str
     role: str
     process_id: int
@@ -399,7 +407,8 @@ class StatusResponse(_message.Message):
     health_checks_by_requester: _containers.ScalarMap[str, int]
     copies_below: _containers.RepeatedCompositeFieldContainer[PartitionInfo]
     unreachable_below: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ..., copies_below: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., unreachable_below: _Optional[_Iterable[str]] = ...) -> None: ...
+    datagrams_dropped: _containers.ScalarMap[str, int]
+    def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ..., copies_below: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., unreachable_below: _Optional[_Iterable[str]] = ..., datagrams_dropped: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ("requester_id", "timestamp", "gasp_port", "gasp_token")
@@ -440,7 +449,14 @@ class HealthStatusRequest(_message.Message):
     def __init__(self, cluster: _Optional[bool] = ...) -> None: ...
 
 class NeighborHealth(_message.Message):
-    __slots__ = ("observer", "neighbor", "status", "since", "consecutive_failures", "last_latency_ms", "success_rate", "probes_in_window", "window_seconds", "last_reason")
+    __slots__ = ("observer", "neighbor", "status", "since", "consecutive_failures", "last_latency_ms", "success_rate", "probes_in_window", "window_seconds", "last_reason", "datagrams_dropped")
+    class DatagramsDroppedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     OBSERVER_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -451,6 +467,7 @@ class NeighborHealth(_message.Message):
     PROBES_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LAST_REASON_FIELD_NUMBER: _ClassVar[int]
+    DATAGRAMS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     observer: str
     neighbor: str
     status: str
@@ -461,7 +478,8 @@ class NeighborHealth(_message.Message):
     probes_in_window: int
     window_seconds: float
     last_reason: str
-    def __init__(self, observer: _Optional[str] = ..., neighbor: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., last_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., probes_in_window: _Optional[int] = ..., window_seconds: _Optional[float] = ..., last_reason: _Optional[str] = ...) -> None: ...
+    datagrams_dropped: _containers.ScalarMap[str, int]
+    def __init__(self, observer: _Optional[str] = ..., neighbor: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., last_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., probes_in_window: _Optional[int] = ..., window_seconds: _Optional[float] = ..., last_reason: _Optional[str] = ..., datagrams_dropped: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class HealthStatusResponse(_message.Message):
     __slots__ = ("daemon", "neighbors", "unreachable_observers")

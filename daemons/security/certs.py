@@ -34,6 +34,7 @@ CLIENT_NAME = "client"
 CA_DAYS = 3650
 LEAF_DAYS = 825  # within what browsers and most TLS stacks accept for a leaf
 CLUSTER_KEY_BYTES = 32
+CLUSTER_KEY_FILE = "cluster.key"
 PRIVATE = 0o600
 
 
@@ -104,7 +105,7 @@ def client_leaf(name: str = CLIENT_NAME) -> Leaf:
 def tls_section(folder: Path, program: str) -> dict[str, str]:
     """A daemon config's `tls` section for `program`, with the certificates in `folder`."""
     return {"ca": str(folder / "ca.pem"), "cert": str(folder / program / "cert.pem"),
-            "key": str(folder / program / "key.pem")}
+            "key": str(folder / program / "key.pem"), "cluster_key": str(folder / CLUSTER_KEY_FILE)}
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -161,7 +162,7 @@ def write_cluster(folder: Path, places: Mapping[str, Iterable[str]], *, rotate: 
     if rotate or not client_ca.exists():
         _write(client_ca, cert_pem(ca_cert))
         written.append(client_ca)
-    cluster_key = folder / "cluster.key"
+    cluster_key = folder / CLUSTER_KEY_FILE
     if not cluster_key.exists():
         _write(cluster_key, secrets.token_bytes(CLUSTER_KEY_BYTES), private=True)
         written.append(cluster_key)

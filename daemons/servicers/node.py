@@ -33,13 +33,15 @@ def abort_invalid(context: CallContext, error: InvalidQuery) -> NoReturn:
 
 class NodeServicer:
     def __init__(self, config: DaemonConfig, fanout: Fanout, requests: RequestRegistry, started: float,
-                 serving: Callable[[], bool], probes_received: Callable[[], dict[str, int]]):
+                 serving: Callable[[], bool], probes_received: Callable[[], dict[str, int]],
+                 datagrams_dropped: Callable[[], dict[str, int]] = dict):
         self.config = config
         self.fanout = fanout
         self.requests = requests
         self.started = started
         self.serving = serving
         self.probes_received = probes_received
+        self.datagrams_dropped = datagrams_dropped  # health datagrams not believed, by where and why
 
     def _parse(self, request: pb.ScanRequest, context: CallContext) -> Filter:
         try:
@@ -84,7 +86,8 @@ class NodeServicer:
                                    partitions=[self._info(p) for p in self.fanout.partitions.values()],
                                    children=[link.name for link in self.config.children],
                                    active_requests=self.requests.active,
-                                   health_checks_by_requester=self.probes_received())
+                                   health_checks_by_requester=self.probes_received(),
+                                   datagrams_dropped=self.datagrams_dropped())
         if request.cluster:
             self._add_copies_below(answer, Deadline.of_call(context).child_timeout(STATUS_BELOW_TIMEOUT_SECONDS))
         return answer

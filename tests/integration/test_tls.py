@@ -5,8 +5,12 @@ cancelled only by its owner, and the health monitoring and failover work as with
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -15,10 +19,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from daemons.client import FireClient, client_channel
+from daemons.health.seal import Kind, Seal
 from daemons.rpc import airquality_pb2 as pb
-from daemons.security.certs import tls_section, write_cluster
+from daemons.rpc import airquality_pb2_grpc as pb_grpc
+from daemons.security.certs import CLUSTER_KEY_FILE, cert_pem, client_leaf, issue, key_pem, tls_section, write_cluster
 from tests.cluster import (
     PROGRAMS,
     REPO,
@@ -94,6 +103,32 @@ def test_a_plaintext_client_and_another_cas_certificate_are_refused(tls_cluster,
             pytest.raises(grpc.RpcError) as error:
         stranger.count()
     assert error.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_an_expired_certificate_is_refused_and_the_daemon_logs_one_clear_line(tls_cluster, certs, tmp_path):
+    ca_key = serialization.load_pem_private_key((certs / "ca-key.pem").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key, cert = issue(ca_key, ca_cert, client_leaf("expired"), dt.datetime.now(dt.UTC) - dt.timedelta(days=30),
+                      days=7)
+    folder = tmp_path / "expired"
+    folder.mkdir()
+    (folder / "key.pem").write_bytes(key_pem(key))
+    (folder / "cert.pem").write_bytes(cert_pem(cert))
+    (folder / "ca.pem").write_bytes((certs / "ca.pem").read_bytes())
+    since = time.time()
+    for _ in range(5):  # a client trying again and again
+        with FireClient(tls_cluster.gateway, tls_dir=folder, deadline_seconds=3) as expired, \
+                pytest.raises(grpc.RpcError) as error:
+            expired.count()
+        assert error.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    def lines() -> list[dict]:
+        return [e for e in tls_cluster.events("gateway_a", "tls_handshake_failed") if epoch_of(e) >= since]
+
+    wait_for(lines, 10, "the gateway to log the expired certificate")
+    (line,) = lines()  # the retries are counted into the next line of the kind, a minute on
+    assert "certificate has expired" in line["error"] and "bin/gen-certs --rotate" in line["meaning"]
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
@@ -228,3 +263,156 @@ def test_a_daemon_stops_at_once_over_tls(tls_cluster):
         tls_cluster.ctl("start", "worker_c", check=True)
     wait_for(lambda: _path(tls_cluster, "leader_b", "worker_c", since)[-1:] == ["healthy"], 30,
              "leader_b to see worker_c back")
+
+
+# -- health datagrams: sealed with the cluster key --------------------------------------------------
+
+
+def _node_status(cluster: Cluster, certs: Path, program: str, tmp_path: Path) -> pb.StatusResponse:
+    """`program`'s GetStatus, asked with a daemon's certificate (Node answers daemons only)."""
+    folder = tmp_path / "as-gateway_a"
+    if not folder.exists():
+        _tls_folder(certs, "gateway_a", tmp_path).rename(folder)
+    with client_channel(f"127.0.0.1:{cluster.ports[program]}", folder,
+                        [("grpc.ssl_target_name_override", program)]) as channel:
+        status: pb.StatusResponse = pb_grpc.NodeStub(channel).GetStatus(pb.StatusRequest(), timeout=10)
+    return status
+
+
+def _sealed_request(seal: Seal, timestamp_us: int | None = None) -> bytes:
+    stamp = int(time.time() * 1e6) if timestamp_us is None else timestamp_us
+    return seal.seal(Kind.REQUEST, pb.HealthRequest(requester_id="test_tls", timestamp=stamp,
+                                                    gasp_token=os.urandom(16)))
+
+
+def test_forged_truncated_oversized_stale_and_replayed_probes_are_dropped_and_counted(tls_cluster, certs, tmp_path):
+    seal = Seal((certs / CLUSTER_KEY_FILE).read_bytes())
+    since = time.time()
+    good = _sealed_request(seal)
+    target = ("127.0.0.1", tls_cluster.ports["worker_f"])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for datagram in (b"\xff" * 10, pb.HealthRequest(requester_id="x", timestamp=1).SerializeToString(),
+                         Seal(os.urandom(32)).seal(Kind.REQUEST, pb.HealthRequest(requester_id="x")),
+                         good[:-4], good + b"\0" * 4096, _sealed_request(seal, int((since - 300) * 1e6)), good):
+            sock.sendto(datagram, target)
+        reply = seal.open_response(Kind.REPLY, sock.recv(4096))  # the one good probe is answered
+        assert reply.daemon == "worker_f" and reply.healthy
+        sock.sendto(good, target)  # played again
+        sock.settimeout(1)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)
+
+    def counted() -> dict[str, int]:
+        return dict(_node_status(tls_cluster, certs, "worker_f", tmp_path).datagrams_dropped)
+
+    wait_for(lambda: counted().get("request: replayed", 0) >= 1, 10, "worker_f to count the replay")
+    dropped = counted()
+    assert dropped["request: unauthenticated"] >= 4 and dropped["request: oversized"] >= 1
+    assert dropped["request: stale"] >= 1
+    assert _path(tls_cluster, "leader_e", "worker_f", since) == []  # nobody's view of it changed
+    wait_for(lambda: any(epoch_of(e) >= since for e in tls_cluster.events("worker_f", "datagrams_dropped")), 15,
+             "worker_f to log the dropped datagrams")
+
+
+def _monitor_sockets_to(port: int) -> list[int]:
+    """The local ports of the connected UDP sockets that probe `port` (a monitor process's)."""
+    listing = subprocess.run(["ss", "-u", "-n", "-H", "state", "established", "dst", f"127.0.0.1:{port}"],
+                             capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[-2].rsplit(":", 1)[1]) for line in listing.splitlines() if line.strip()]
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _forge_port_unreachable(raw: socket.socket, local_port: int, remote_port: int) -> None:
+    """An ICMP port unreachable, as if 127.0.0.1:remote_port had refused a datagram from local_port."""
+    quoted_ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, socket.IPPROTO_UDP, 0,
+                            socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
+    quoted_udp = struct.pack("!HHHH", local_port, remote_port, 8, 0)
+    body = quoted_ip + quoted_udp
+    header = struct.pack("!BBHI", 3, 3, 0, 0)
+    message = struct.pack("!BBHI", 3, 3, _checksum(header + body), 0) + body
+    raw.sendto(message, ("127.0.0.1", 0))
+
+
+def test_forged_icmp_port_unreachable_at_a_monitor_makes_no_transition(tls_cluster):
+    port = tls_cluster.ports["worker_f"]
+    wait_for(lambda: bool(_monitor_sockets_to(port)), 10, "leader_e's monitor socket to worker_f")
+    since = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as raw:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim:  # the forgery is one the kernel believes
+            victim.connect(("127.0.0.1", port))
+            _forge_port_unreachable(raw, victim.getsockname()[1], port)
+            victim.settimeout(5)
+            with pytest.raises(ConnectionRefusedError):
+                victim.recv(100)
+        for _ in range(30):
+            for local_port in _monitor_sockets_to(port):
+                _forge_port_unreachable(raw, local_port, port)
+            time.sleep(0.1)  # the pace of the attack, not a wait for a condition
+    time.sleep(1.0)  # what the forgeries could have caused has had its time to show
+    assert _path(tls_cluster, "leader_e", "worker_f", since) == []
+
+
+def test_an_impostor_on_a_stopped_daemons_port_is_not_believed_and_the_daemon_starts_beside_it(
+        tls_cluster, certs, tmp_path, expected):
+    port = tls_cluster.ports["worker_f"]
+    stopped = time.time()
+    tls_cluster.ctl("stop", "worker_f", check=True)
+    impostor = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    answering = threading.Event()
+    answering.set()
+    answered = []
+
+    def answer_healthy() -> None:
+        """Whatever it is asked, says worker_f is healthy, in every way it can without the key."""
+        impostor.settimeout(0.2)
+        while answering.is_set():
+            try:
+                data, sender = impostor.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            lie = pb.HealthResponse(healthy=True, status="SERVING", daemon="worker_f", process_id=1,
+                                    request_timestamp=int(time.time() * 1e6))
+            for forged in (lie.SerializeToString(), data, Seal(os.urandom(32)).seal(Kind.REPLY, lie),
+                           data[:-5], data + b"\0" * 4096):
+                with contextlib.suppress(OSError):
+                    impostor.sendto(forged, sender)
+            answered.append(sender)
+
+    try:
+        impostor.bind(("127.0.0.1", port))
+        threading.Thread(target=answer_healthy, daemon=True).start()
+        wait_for(lambda: _path(tls_cluster, "leader_e", "worker_f", stopped)[-1:] == ["unavailable"], 10,
+                 "leader_e to see worker_f unavailable")
+        wait_for(lambda: len(answered) >= 10, 15, "the impostor to be probed")
+        assert _path(tls_cluster, "leader_e", "worker_f", stopped)[-1:] == ["unavailable"]
+        dropped = _node_status(tls_cluster, certs, "leader_e", tmp_path).datagrams_dropped
+        assert dropped["worker_f: unauthenticated"] >= 10 and dropped["worker_f: oversized"] >= 1
+
+        started = time.time()
+        tls_cluster.ctl("start", "worker_f", check=True)  # its UDP port is held: it starts all the same
+        tls_cluster.wait_serving(["worker_f"], since=started)
+        (held,) = [e for e in tls_cluster.events("worker_f", "datagram_port_held") if epoch_of(e) >= started]
+        assert held["port"] == port and "in use" in held["error"].lower()
+        assert _node_status(tls_cluster, certs, "worker_f", tmp_path).serving  # it serves gRPC
+        with FireClient(tls_cluster.gateway, tls_dir=certs / "client", deadline_seconds=300) as client:
+            checksum, completeness = full_scan(client)
+        assert checksum == expected and completeness.complete
+    finally:
+        answering.clear()
+        impostor.close()
+    # The port is free: worker_f takes it, and its watcher hears it again.
+    wait_for(lambda: any(epoch_of(e) >= stopped for e in tls_cluster.events("worker_f", "datagram_port_bound")), 10,
+             "worker_f to bind its UDP port")
+    wait_for(lambda: _path(tls_cluster, "leader_e", "worker_f", stopped)[-1:] == ["healthy"], 30,
+             "leader_e to see worker_f healthy")

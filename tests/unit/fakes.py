@@ -24,7 +24,7 @@ import grpc
 
 from daemons.cancel import Cancellation
 from daemons.health.gasp import STATUS_ENDED
-from daemons.health.transport import ProbeFailed
+from daemons.health.transport import ProbeFailed, ProbeListener
 from daemons.planning.replicas import PartitionChoice, unverified_choices
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.node import NodeServicer
@@ -126,9 +126,8 @@ class FakeNeighbor:
         self.pings = 0
         self.checks = 0
         self.watches = 0
-        self._on_reply: Callable[[pb.HealthResponse], None] = lambda answer: None
-        self._on_refused: Callable[[str], None] = lambda why: None
-        self._on_liveness: Callable[[int], None] = lambda stamp: None
+        self._listener: ProbeListener | None = None
+        self.replies: list[pb.HealthResponse] = []  # datagram replies sent, for a replay
         self._changed = asyncio.Event()
         self._lost = asyncio.Event()
         self._queued: list[pb.HealthRequest] = []  # datagrams a hung neighbour's socket holds
@@ -155,7 +154,16 @@ class FakeNeighbor:
         for its own pid, with the token its prober gave in the latest datagram probe."""
         answer = pb.HealthResponse(healthy=False, status=STATUS_ENDED, process_id=self.pid if pid is None else pid,
                                    gasp_token=self.gasp_token if token is None else token)
-        self.clock.call_later(0.0002, lambda: self._on_reply(answer))
+        self.clock.call_later(0.0002, lambda: self.listener.reply(answer))
+
+    def forge_icmp_error(self) -> None:
+        """Anyone sends the prober's datagram socket an ICMP port unreachable."""
+        self.listener.icmp_error("Connection refused")
+
+    def replay_replies(self) -> None:
+        """Anyone sends the prober again every reply it was sent (their seals are good)."""
+        for answer in list(self.replies):
+            self.listener.reply(answer)
 
     def restart(self, pid: int) -> None:
         self.pid = pid
@@ -172,10 +180,13 @@ class FakeNeighbor:
                                  daemon="fake", request_timestamp=request.timestamp)
 
     # ProbeTransport
-    async def start(self, on_ping_reply: Callable[[pb.HealthResponse], None],
-                    on_ping_refused: Callable[[str], None],
-                    on_liveness_answer: Callable[[int], None] = lambda stamp: None) -> None:
-        self._on_reply, self._on_refused, self._on_liveness = on_ping_reply, on_ping_refused, on_liveness_answer
+    @property
+    def listener(self) -> ProbeListener:
+        assert self._listener is not None, "start() first"
+        return self._listener
+
+    async def start(self, listener: ProbeListener) -> None:
+        self._listener = listener
 
     def liveness_ping(self, stamp: int) -> bool:
         self.liveness_pings += 1
@@ -188,16 +199,17 @@ class FakeNeighbor:
         return True
 
     def _answer_liveness(self, stamp: int) -> None:
-        self.clock.call_later(self.liveness_delay, lambda: self._on_liveness(stamp) if self.mode == "up" else None)
+        self.clock.call_later(self.liveness_delay, lambda: self.listener.witness_answered(stamp) if self.mode == "up" else None)
 
     def ping(self, request: pb.HealthRequest) -> None:
         self.pings += 1
         self.gasp_token = request.gasp_token
         if self.mode == "dead":
-            self.clock.call_later(0.0002, lambda: self._on_refused("ping: Connection refused"))
+            self.clock.call_later(0.0002, lambda: self.listener.icmp_error("Connection refused"))
         elif self.mode == "up":
             answer = self._answer(request)
-            self.clock.call_later(self.delay, lambda: self._on_reply(answer) if self.mode == "up" else None)
+            self.replies.append(answer)
+            self.clock.call_later(self.delay, lambda: self.listener.reply(answer) if self.mode == "up" else None)
         else:
             self._queued.append(request)
 

@@ -1,4 +1,5 @@
-"""Health probes as datagrams, both halves over real UDP on the loopback interface."""
+"""Health probes as datagrams, both halves over real UDP on the loopback interface, sealed with
+a cluster key as the daemons run with TLS (what a seal accepts is test_seal.py's)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from daemons.config import Address
 from daemons.health.datagram import DatagramProber, DatagramResponder
+from daemons.health.seal import MAX_DATAGRAM, MISDIRECTED, OVERSIZED, REPLAYED, STALE, UNAUTHENTICATED, Kind, Seal
 from daemons.rpc import airquality_pb2 as pb
 
 WAIT_SECONDS = 5.0  # only ever reached when something is broken
 GARBAGE = b"\xff" * 10  # not a protobuf message (DecodeError)
+SEAL = Seal(b"cluster key of the test, 32 byte")
+NEIGHBOR = "worker_c"
 
 
 def free_udp_port() -> int:
@@ -28,17 +33,26 @@ def free_udp_port() -> int:
 
 
 def answer(request: pb.HealthRequest, sender_host: str) -> pb.HealthResponse:
-    return pb.HealthResponse(healthy=True, status="SERVING", process_id=os.getpid(), role="worker",
-                             daemon=f"worker_c (asked from {sender_host})", request_timestamp=request.timestamp)
+    return pb.HealthResponse(healthy=True, status="SERVING", process_id=os.getpid(), role=f"asked from {sender_host}",
+                             daemon=NEIGHBOR, request_timestamp=request.timestamp)
 
 
 def health_threads() -> set[threading.Thread]:
     return {thread for thread in threading.enumerate() if thread.name == "health-datagrams"}
 
 
+def now_us() -> int:
+    return int(time.time() * 1e6)
+
+
+def request(timestamp: int | None = None, requester: str = "leader_b") -> pb.HealthRequest:
+    return pb.HealthRequest(requester_id=requester, timestamp=now_us() if timestamp is None else timestamp,
+                            gasp_token=b"t" * 16)
+
+
 @pytest.fixture
 def responder() -> Iterator[DatagramResponder]:
-    responder = DatagramResponder(Address("127.0.0.1", free_udp_port()), answer)
+    responder = DatagramResponder(Address("127.0.0.1", free_udp_port()), answer, SEAL)
     responder.start()
     try:
         yield responder
@@ -52,130 +66,199 @@ def ask(address: Address, *datagrams: bytes) -> pb.HealthResponse:
         sock.settimeout(WAIT_SECONDS)
         for datagram in datagrams:
             sock.sendto(datagram, (address.host, address.port))
-        data, _ = sock.recvfrom(2048)
-    return pb.HealthResponse.FromString(data)
+        data, _ = sock.recvfrom(MAX_DATAGRAM)
+    return SEAL.open_response(Kind.REPLY, data)
 
 
-def test_a_probe_gets_the_responders_answer_with_its_timestamp_echoed(responder: DatagramResponder) -> None:
-    async def probe() -> list[pb.HealthResponse]:
-        replies: list[pb.HealthResponse] = []
-        refusals: list[str] = []
-        arrived = asyncio.Event()
+class Heard:
+    """What a DatagramProber hands back: replies, drops and ICMP errors, with a wait for each."""
 
-        def on_reply(reply: pb.HealthResponse) -> None:
-            replies.append(reply)
-            arrived.set()
+    def __init__(self) -> None:
+        self.replies: list[pb.HealthResponse] = []
+        self.dropped: list[str] = []
+        self.icmp_errors: list[str] = []
+        self.changed = asyncio.Event()
 
-        prober = await DatagramProber.connect(responder.address, on_reply, refusals.append)
+    def _noting(self, into: list) -> Callable[[object], None]:
+        def note(item: object) -> None:
+            into.append(item)
+            self.changed.set()
+        return note
+
+    @property
+    def on_reply(self) -> Callable[[pb.HealthResponse], None]:
+        return self._noting(self.replies)
+
+    @property
+    def on_dropped(self) -> Callable[[str], None]:
+        return self._noting(self.dropped)
+
+    @property
+    def on_icmp_error(self) -> Callable[[str], None]:
+        return self._noting(self.icmp_errors)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), WAIT_SECONDS)
+
+
+def test_a_probe_gets_the_responders_sealed_answer_with_its_timestamp_echoed(responder: DatagramResponder) -> None:
+    async def probe() -> Heard:
+        heard = Heard()
+        prober = await DatagramProber.connect(NEIGHBOR, responder.address, SEAL, heard.on_reply, heard.on_dropped,
+                                              heard.on_icmp_error)
         try:
-            prober.send(pb.HealthRequest(requester_id="leader_b", timestamp=1_600_000_123_456_789))
-            await asyncio.wait_for(arrived.wait(), WAIT_SECONDS)
+            prober.send(request(timestamp=now_us()))
+            await heard.until(lambda: bool(heard.replies))
         finally:
             prober.close()
-        assert refusals == []
-        return replies
+        return heard
 
-    [reply] = asyncio.run(probe())
-    assert (reply.request_timestamp, reply.daemon, reply.status, reply.healthy, reply.process_id) == (
-        1_600_000_123_456_789, "worker_c (asked from 127.0.0.1)", "SERVING", True, os.getpid())
+    heard = asyncio.run(probe())
+    [reply] = heard.replies
+    assert (reply.daemon, reply.role, reply.status, reply.process_id) == (NEIGHBOR, "asked from 127.0.0.1", "SERVING",
+                                                                         os.getpid())
+    assert heard.dropped == heard.icmp_errors == []
 
 
-def test_a_listener_hears_replies_sent_to_its_own_port_from_anywhere() -> None:
+def test_a_listener_hears_sealed_gasps_from_anywhere_and_drops_the_rest() -> None:
     """Where a prober hears a neighbour's dying gasp, which comes from the neighbour's monitor
     process, not from the port it probes (a connected endpoint would drop it)."""
-    async def listen() -> list[pb.HealthResponse]:
-        replies: list[pb.HealthResponse] = []
-        arrived = asyncio.Event()
-
-        def on_reply(reply: pb.HealthResponse) -> None:
-            replies.append(reply)
-            arrived.set()
-
-        listener, port = await DatagramProber.listen(socket.AF_INET, on_reply)
+    async def listen() -> Heard:
+        heard = Heard()
+        listener, port = await DatagramProber.listen(NEIGHBOR, socket.AF_INET, SEAL, heard.on_reply, heard.on_dropped)
+        gasp = pb.HealthResponse(status="ENDED", process_id=7, daemon=NEIGHBOR)
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-                sender.sendto(pb.HealthResponse(status="ENDED", process_id=7).SerializeToString(), ("127.0.0.1", port))
-            await asyncio.wait_for(arrived.wait(), WAIT_SECONDS)
+                for forged in (gasp.SerializeToString(), SEAL.seal(Kind.REPLY, gasp),
+                               SEAL.seal(Kind.GASP, pb.HealthResponse(status="ENDED", daemon="worker_f")),
+                               SEAL.seal(Kind.GASP, gasp)):
+                    sender.sendto(forged, ("127.0.0.1", port))
+            await heard.until(lambda: len(heard.replies) + len(heard.dropped) == 4)
         finally:
             listener.close()
-        return replies
+        return heard
 
-    [reply] = asyncio.run(listen())
-    assert (reply.status, reply.process_id) == ("ENDED", 7)
-
-
-def test_undecodable_datagrams_are_dropped_and_the_responder_answers_the_next(responder: DatagramResponder) -> None:
-    reply = ask(responder.address, GARBAGE, b"\x0a\xff", pb.HealthRequest(timestamp=42).SerializeToString())
-    assert reply.request_timestamp == 42  # the first answer is the valid request's: garbage got none
-    assert ask(responder.address, pb.HealthRequest(timestamp=43).SerializeToString()).request_timestamp == 43
+    heard = asyncio.run(listen())
+    assert [(reply.status, reply.process_id) for reply in heard.replies] == [("ENDED", 7)]
+    assert heard.dropped == [UNAUTHENTICATED, UNAUTHENTICATED, MISDIRECTED]
 
 
-def test_the_prober_drops_undecodable_replies() -> None:
-    async def probe() -> list[int]:
+def test_the_responder_drops_and_counts_what_it_cannot_believe_and_answers_the_next(
+        responder: DatagramResponder) -> None:
+    fresh = request()
+    reply = ask(responder.address,
+                GARBAGE,
+                fresh.SerializeToString(),  # unsealed
+                Seal(b"another cluster's key, 32 bytes!").seal(Kind.REQUEST, fresh),
+                SEAL.seal(Kind.REQUEST, fresh)[:-3],  # truncated
+                SEAL.seal(Kind.REQUEST, fresh) + b"\0" * MAX_DATAGRAM,  # oversized
+                SEAL.seal(Kind.REQUEST, request(timestamp=now_us() - 60_000_000)),  # a minute old
+                SEAL.seal(Kind.REQUEST, fresh))
+    assert reply.request_timestamp == fresh.timestamp  # the one good request is the one answered
+    assert ask(responder.address, SEAL.seal(Kind.REQUEST, fresh), SEAL.seal(Kind.REQUEST, request())
+               ).request_timestamp != fresh.timestamp  # its replay gets no answer; the next probe does
+    assert responder.dropped.snapshot() == {UNAUTHENTICATED: 4, OVERSIZED: 1, STALE: 1, REPLAYED: 1}
+
+
+def test_the_prober_drops_and_counts_replies_it_cannot_believe() -> None:
+    async def probe() -> Heard:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as neighbour:
             neighbour.bind(("127.0.0.1", 0))
             neighbour.setblocking(False)
             loop = asyncio.get_running_loop()
-            replies: list[int] = []
-            arrived = asyncio.Event()
-
-            def on_reply(reply: pb.HealthResponse) -> None:
-                replies.append(reply.request_timestamp)
-                arrived.set()
-
-            prober = await DatagramProber.connect(Address("127.0.0.1", neighbour.getsockname()[1]), on_reply,
-                                                  lambda why: None)
+            heard = Heard()
+            prober = await DatagramProber.connect(NEIGHBOR, Address("127.0.0.1", neighbour.getsockname()[1]), SEAL,
+                                                  heard.on_reply, heard.on_dropped, heard.on_icmp_error)
             try:
-                prober.send(pb.HealthRequest(timestamp=7))
+                prober.send(request(timestamp=7))
                 data, sender = await asyncio.wait_for(loop.sock_recvfrom(neighbour, 2048), WAIT_SECONDS)
-                assert pb.HealthRequest.FromString(data).timestamp == 7
-                neighbour.sendto(GARBAGE, sender)
-                neighbour.sendto(pb.HealthResponse(request_timestamp=7).SerializeToString(), sender)
-                await asyncio.wait_for(arrived.wait(), WAIT_SECONDS)
+                assert SEAL.open_request(data).timestamp == 7
+                genuine = pb.HealthResponse(request_timestamp=7, daemon=NEIGHBOR)
+                for datagram in (GARBAGE, genuine.SerializeToString(), data,  # the probe reflected back
+                                 SEAL.seal(Kind.REPLY, pb.HealthResponse(request_timestamp=7, daemon="worker_f")),
+                                 SEAL.seal(Kind.REPLY, genuine) + b"\0" * MAX_DATAGRAM,
+                                 SEAL.seal(Kind.REPLY, genuine)):
+                    neighbour.sendto(datagram, sender)
+                await heard.until(lambda: bool(heard.replies))
             finally:
                 prober.close()
-            return replies
+            return heard
 
-    assert asyncio.run(probe()) == [7]
+    heard = asyncio.run(probe())
+    assert [reply.request_timestamp for reply in heard.replies] == [7]
+    assert heard.dropped == [UNAUTHENTICATED, UNAUTHENTICATED, UNAUTHENTICATED, MISDIRECTED, OVERSIZED]
 
 
-def test_a_probe_to_a_closed_port_is_reported_as_refused() -> None:
+def test_a_probe_to_a_closed_port_reports_the_icmp_error() -> None:
     async def probe() -> list[str]:
-        refusals: list[str] = []
-        refused = asyncio.Event()
-
-        def on_refused(why: str) -> None:
-            refusals.append(why)
-            refused.set()
-
-        prober = await DatagramProber.connect(Address("127.0.0.1", free_udp_port()), lambda reply: None, on_refused)
+        heard = Heard()
+        prober = await DatagramProber.connect(NEIGHBOR, Address("127.0.0.1", free_udp_port()), SEAL, heard.on_reply,
+                                              heard.on_dropped, heard.on_icmp_error)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_SECONDS
         try:
-            while not refused.is_set():  # the ICMP error may only show on a later send
-                assert loop.time() < deadline, "no refusal from a closed port"
-                prober.send(pb.HealthRequest(timestamp=1))
+            while not heard.icmp_errors:  # the ICMP error may only show on a later send
+                assert loop.time() < deadline, "no ICMP error from a closed port"
+                prober.send(request())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(refused.wait(), 0.1)
+                    await asyncio.wait_for(heard.changed.wait(), 0.1)
         finally:
             prober.close()
-        return refusals
+        return heard.icmp_errors
 
-    refusals = asyncio.run(probe())
-    assert refusals and all("refused" in why.lower() for why in refusals)
+    errors = asyncio.run(probe())
+    assert errors and all("refused" in why.lower() for why in errors)
+
+
+def test_a_held_port_is_logged_and_taken_once_it_is_free() -> None:
+    address = Address("127.0.0.1", free_udp_port())
+    held: list[str] = []
+    bound = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((address.host, address.port))
+        responder = DatagramResponder(address, answer, SEAL, on_held=held.append, on_bound=bound.set)
+        responder.start()  # does not raise: the daemon serves on without its datagrams
+        try:
+            assert held and "in use" in held[0].lower() and not responder.bound
+            squatter.close()  # gone: the port is taken within a retry, and answered
+            assert bound.wait(WAIT_SECONDS)
+            assert responder.bound
+            fresh = request()
+            assert ask(address, SEAL.seal(Kind.REQUEST, fresh)).request_timestamp == fresh.timestamp
+        finally:
+            responder.stop()
 
 
 def test_stop_ends_the_responders_thread_and_frees_its_port() -> None:
     before = health_threads()
     address = Address("127.0.0.1", free_udp_port())
-    responder = DatagramResponder(address, answer)
+    responder = DatagramResponder(address, answer, SEAL)
     responder.start()
     try:
         [thread] = health_threads() - before
         assert thread.is_alive()
-        assert ask(address, pb.HealthRequest(timestamp=5).SerializeToString()).request_timestamp == 5
+        fresh = request()
+        assert ask(address, SEAL.seal(Kind.REQUEST, fresh)).request_timestamp == fresh.timestamp
     finally:
         responder.stop()
     assert not thread.is_alive()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind((address.host, address.port))
+
+
+def test_unsealed_the_bare_messages_are_answered_as_before() -> None:
+    """The one-host system on loopback runs without a key: plaintext datagrams, no timestamps checked."""
+    address = Address("127.0.0.1", free_udp_port())
+    responder = DatagramResponder(address, answer)
+    responder.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(WAIT_SECONDS)
+            sock.sendto(GARBAGE, (address.host, address.port))
+            sock.sendto(pb.HealthRequest(timestamp=42).SerializeToString(), (address.host, address.port))
+            data, _ = sock.recvfrom(MAX_DATAGRAM)
+        assert pb.HealthResponse.FromString(data).request_timestamp == 42
+    finally:
+        responder.stop()

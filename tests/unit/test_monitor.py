@@ -407,3 +407,38 @@ def test_no_busy_schedule_makes_a_transition_and_a_hang_after_it_is_still_detect
         assert degraded + await s.until(Status.UNAVAILABLE, 3.0) <= 3.0
 
     run(test)
+
+
+def test_forged_icmp_errors_change_nothing_and_cost_at_most_a_health_check_per_probe_interval() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.1)
+        checks = s.neighbor.checks
+        for _ in range(1000):  # a flood over 2 s: one every 2 ms
+            s.neighbor.forge_icmp_error()
+            await s.clock.advance(0.002)
+        assert s.monitor.status() is Status.HEALTHY and s.path() == ["healthy"]
+        hint_checks = s.neighbor.checks - checks
+        assert 1 <= hint_checks <= 2.0 / SETTINGS.interval_seconds + 1 + 1  # and a regular one, maybe
+
+    run(test)
+
+
+def test_an_icmp_error_from_a_killed_neighbour_still_leads_to_unavailable_in_time() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.1)
+        s.neighbor.mode = "dead"  # its port refuses, but no connection of ours has broken yet
+        assert await s.until(Status.UNAVAILABLE, 1.0) <= SETTINGS.interval_seconds + 0.1
+
+    run(test)
+
+
+def test_replayed_replies_are_counted_and_change_nothing() -> None:
+    async def test(s: Scenario) -> None:
+        await s.until(Status.HEALTHY, 0.1)
+        await s.clock.advance(2.0)
+        s.neighbor.hang()
+        s.neighbor.replay_replies()  # what a hung daemon's old answers, played again, would say
+        assert await s.until(Status.DEGRADED, 1.6) > 0
+        assert s.monitor.view().datagrams_dropped["replayed"] >= 5
+
+    run(test)
