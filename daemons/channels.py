@@ -21,13 +21,21 @@ FLOW_CONTROL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.bdp_probe", 0),
     ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
 ]
+# How soon a channel tries a lost peer again: gRPC's default (1 s growing to 120 s) would hide a
+# restarted daemon for minutes. The query channels' and the health channels' are the same: a
+# monitor calls a restarted child healthy as soon as its health channel reconnects, and a query
+# channel still waiting out a longer backoff failed its calls at once meanwhile (a partition was
+# lost when the daemon holding its other copy was restarted next, 2026-11-30). A refused
+# reconnection costs microseconds.
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 100),
+]
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # The default reconnect backoff (1 s growing to 120 s) would hide a restarted child for minutes.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    *RECONNECT_OPTIONS,
     *FLOW_CONTROL_OPTIONS,
 ]
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -40,9 +48,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 HEALTH_CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, apart from the query traffic
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 100),
+    *RECONNECT_OPTIONS,
 ]
 NODE_SERVICE = "airquality.v1.Node"
 

@@ -142,8 +142,8 @@ class HealthConfig:
     check_interval_seconds: float = 5.0  # between regular gRPC HealthCheck calls
     jitter_fraction: float = 0.05  # spreads probes so that monitors do not fire in lockstep
     confirm_interval_seconds: float = 0.02  # after a failure, how soon to probe again to confirm it
-    # How far a sealed datagram probe's timestamp may be from its responder's clock (seal.py): the
-    # hosts' clocks must agree this well. Replays within it are refused by their timestamps.
+    # How far a sealed datagram probe's timestamp may be from its responder's clock before it
+    # registers nothing (seal.py; it is still answered): the hosts' clocks must agree this well.
     datagram_window_seconds: float = 30.0
     # The state machine's thresholds, read from the same section's flat fields.
     thresholds: Thresholds = Thresholds()

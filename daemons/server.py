@@ -39,7 +39,7 @@ from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.security.authorization import Authorization
-from daemons.security.handshakes import HandshakeFailure, HandshakeReports, StderrTap
+from daemons.security.handshakes import StderrTap
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
@@ -132,12 +132,10 @@ class Daemon:
                                     gasp_to=self.monitor_process.gasp_to)
         port = config.listen.port
         self.datagrams = DatagramResponder(
-            config.listen, endpoints.answer, datagram_seal(config.tls), config.health.datagram_window_seconds,
+            config.listen, endpoints.answer, datagram_seal(config.tls), config.health.datagram_window_seconds, config.name,
             on_held=lambda error: events.DATAGRAM_PORT_HELD.emit(self.log, port=port, error=error,
                                                                  retry_seconds=PORT_RETRY_SECONDS),
             on_bound=lambda: events.DATAGRAM_PORT_BOUND.emit(self.log, port=port))
-        self._handshake_reports = HandshakeReports()
-        self._handshake_lock = threading.Lock()
         self._drops_reported: dict[str, int] = {}
         self._next_drops_report = -math.inf
         self.housekeeper = Housekeeper(self.requests, self.log, chores=[
@@ -206,7 +204,7 @@ class Daemon:
     def run(self) -> int:
         """Serves until a signal; returns the exit status. With TLS, failed handshakes, which only
         gRPC's core sees and writes on stderr, are read from there into the event log."""
-        tap = StderrTap(self.note_stderr_line) if self.config.tls is not None else None
+        tap = StderrTap(self.config.name, self.config.log_file) if self.config.tls is not None else None
         if tap is not None:
             self.monitor_process.stderr = tap.original
         try:
@@ -214,15 +212,6 @@ class Daemon:
         finally:
             if tap is not None:
                 tap.close()
-
-    def note_stderr_line(self, line: str) -> None:
-        failure = HandshakeFailure.of_line(line)
-        if failure is None:
-            return
-        with self._handshake_lock:  # one line at a time comes, but the pacing is shared state all the same
-            repeats = self._handshake_reports.note(failure, time.monotonic())
-        if repeats is not None:
-            events.TLS_HANDSHAKE_FAILED.emit(self.log, error=failure.error, meaning=failure.meaning, repeats=repeats)
 
     def _serve(self) -> int:
         stop = threading.Event()

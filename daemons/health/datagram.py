@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -30,15 +31,31 @@ PORT_RETRY_SECONDS = 1.0  # how often a held UDP port is tried again
 
 
 def bind_datagram_sockets(address: Address) -> list[socket.socket]:
-    """UDP sockets on every address the gRPC server listens on (both families for "localhost")."""
-    sockets = []
+    """UDP sockets on every address the gRPC server listens on (both families for "localhost", or
+    the one this host has: gRPC's server too listens where it can). Raises the first OSError when
+    none could be bound, and at once when the port is in use."""
+    sockets: list[socket.socket] = []
+    unusable: list[OSError] = []
     try:
         for family, kind, proto, _, where in socket.getaddrinfo(address.host, address.port, type=socket.SOCK_DGRAM):
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as error:  # a family this host does not have (IPv6 disabled)
+                unusable.append(error)
+                continue
+            sockets.append(sock)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sockets.append(sock)
-            sock.bind(where)
+            try:
+                sock.bind(where)
+            except OSError as error:
+                if error.errno != errno.EADDRNOTAVAIL:
+                    raise
+                unusable.append(error)
+                sockets.remove(sock)
+                sock.close()
+        if not sockets:
+            raise unusable[0] if unusable else OSError(errno.EADDRNOTAVAIL, f"no address for {address}")
     except OSError:
         for sock in sockets:
             sock.close()
@@ -61,13 +78,14 @@ class DatagramResponder:
     answers they drop: they see the daemon by its HealthChecks and HTTP/2 PINGs only.
     """
 
-    def __init__(self, address: Address, answer: Callable[[pb.HealthRequest, str], pb.HealthResponse],
-                 seal: Seal = UNSEALED, window_seconds: float = 30.0,
+    def __init__(self, address: Address, answer: Callable[[pb.HealthRequest, str | None], pb.HealthResponse],
+                 seal: Seal = UNSEALED, window_seconds: float = 30.0, name: str = "",
                  on_held: Callable[[str], None] = lambda error: None, on_bound: Callable[[], None] = lambda: None,
                  wall: Callable[[], float] = time.time):
         self.address = address
         self.answer = answer
         self.seal = seal
+        self.name = name  # the daemon's: a sealed probe must name it
         # Timestamps are checked only when sealed: unsealed, anyone may write any of them anyway.
         self._freshness = RequestFreshness(window_seconds) if seal.key is not None else None
         self._freshness_lock = threading.Lock()
@@ -81,10 +99,13 @@ class DatagramResponder:
         self._lock = threading.Lock()  # guards _sockets and _threads against stop() during a retry
 
     def start(self) -> None:
-        """Binds and starts answering; when the port is held, says so and keeps trying."""
+        """Binds and starts answering; when the port is held, says so and keeps trying. Raises
+        OSError for any other reason it cannot bind (an address not of this host)."""
         try:
             self._bind()
         except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
             self._on_held(error.strerror or str(error))
             thread = threading.Thread(target=self._retry, name="health-datagram-port", daemon=True)
             with self._lock:
@@ -95,15 +116,15 @@ class DatagramResponder:
         sockets = bind_datagram_sockets(self.address)
         threads = [threading.Thread(target=self._serve, args=(sock,), name="health-datagrams", daemon=True)
                    for sock in sockets]
-        with self._lock:
+        with self._lock:  # started under it: stop() joins only threads that have started
             if self._stop.is_set():
                 for sock in sockets:
                     sock.close()
                 return
             self._sockets += sockets
             self._threads += threads
-        for thread in threads:
-            thread.start()
+            for thread in threads:
+                thread.start()
 
     def _retry(self) -> None:
         while not self._stop.wait(PORT_RETRY_SECONDS):
@@ -147,14 +168,29 @@ class DatagramResponder:
             return
         try:
             request = self.seal.open_request(data)
-            if self._freshness is not None:
-                with self._freshness_lock:
-                    self._freshness.admit(request, int(self._wall() * 1e6))
+            if self.seal.key is not None and request.target != self.name:
+                raise Dropped(MISDIRECTED)  # recorded on its way to another daemon
         except Dropped as dropped:
             self.dropped.add(dropped.reason)
             return
+        # A stale or replayed probe is still answered: its reply echoes a timestamp no prober awaits
+        # unless the probe is its own (pings.py), so answering costs nothing, while dropping it would
+        # turn clock skew between hosts, or one reordered pair, into a neighbour that never answers.
+        # What it may not do is register anything: as if it came over gRPC, without a sender.
+        fresh = self._fresh(request)
         with contextlib.suppress(OSError):  # the prober is gone; it will see a timeout or nothing at all
-            sock.sendto(self.seal.seal(Kind.REPLY, self.answer(request, sender[0])), sender)
+            sock.sendto(self.seal.seal(Kind.REPLY, self.answer(request, sender[0] if fresh else None)), sender)
+
+    def _fresh(self, request: pb.HealthRequest) -> bool:
+        if self._freshness is None:
+            return True
+        try:
+            with self._freshness_lock:
+                self._freshness.admit(request, int(self._wall() * 1e6))
+        except Dropped as dropped:
+            self.dropped.add(dropped.reason)
+            return False
+        return True
 
 
 class DatagramProber(asyncio.DatagramProtocol):

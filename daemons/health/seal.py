@@ -10,8 +10,12 @@ passed off as another kind (a probe reflected back as its own reply, a reply as 
     MAGIC (4 bytes) | tag (32 bytes) | the serialized HealthRequest or HealthResponse
 
 and the freshness that a tag alone cannot give:
+- a request names the daemon probed (datagram.py): one recorded on its way to another daemon is
+  refused;
 - a request's timestamp is within `window` of the responder's clock, and newer than the last
-  one from the same prober (RequestFreshness): a recorded probe cannot be played again;
+  one from the same prober (RequestFreshness), or the request registers nothing (no gasp
+  recipient, no watcher heard). It is answered all the same: its reply echoes a timestamp that
+  only its own prober awaits, and refusing it would make clock skew look like a dead neighbour;
 - a reply echoes the timestamp of a probe still out and names the daemon probed (pings.py and
   datagram.py): an old or a borrowed reply answers nothing;
 - a gasp echoes the prober's secret token and the pid it last heard (gasp.py).
@@ -64,9 +68,9 @@ class Dropped(Exception):
 MALFORMED = "malformed"  # truncated, or not the message it should be
 OVERSIZED = "oversized"  # longer than MAX_DATAGRAM
 UNAUTHENTICATED = "unauthenticated"  # no tag, or one the cluster key did not make (for this kind)
-STALE = "stale"  # a request whose timestamp is outside the window
-REPLAYED = "replayed"  # a request or reply seen before
-MISDIRECTED = "misdirected"  # a reply or gasp from another daemon than the one probed
+STALE = "stale"  # a request whose timestamp is outside the window (answered, registering nothing)
+REPLAYED = "replayed"  # a request (answered, registering nothing) or a reply seen before
+MISDIRECTED = "misdirected"  # a request for another daemon, or a reply or gasp from one
 
 
 class Seal:

@@ -123,6 +123,7 @@ class GrpcProbeTransport:
     def ping(self, request: pb.HealthRequest) -> None:
         assert self._datagrams is not None, "start() first"
         request.gasp_port = self._gasp_port  # where this transport hears the neighbour's dying gasp
+        request.target = self.neighbor
         self._datagrams.send(request)
 
     def liveness_ping(self, stamp: int) -> bool:

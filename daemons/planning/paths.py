@@ -1,9 +1,16 @@
 """Which copy of each partition serves a query: pure decisions over routes and health statuses.
 
 A partition's candidate paths (from the gateway's config, preferred first) lead from the gateway
-to daemons that hold it. A path is usable when no daemon on it is unavailable; among usable ones
-the healthiest wins, then the preferred. One path per partition means one copy serves it, so
-replicas never produce duplicates.
+to daemons that hold it. The healthiest path wins, then the preferred. One path per partition
+means one copy serves it, so replicas never produce duplicates.
+
+A path whose first hop is unavailable is never taken: the planner watches that daemon itself.
+What it knows of the daemons further down is their watchers' word, fetched up to a second ago
+(health/view.py): a path through one reported unavailable is taken only when nothing better is
+left, rather than giving a partition up on a stale word. Its watcher, which knows first-hand,
+refuses the call at once if the daemon is still down. Measured 2026-11-30, restarting the daemons
+one at a time: worker_f stopped half a second after the restarted worker_c was healthy again,
+and two answers went without sep14-24, whose other copy worker_c the gateway still believed down.
 """
 
 from __future__ import annotations
@@ -15,21 +22,19 @@ from daemons.health.status import Status
 Path = tuple[str, ...]
 StatusOf = Callable[[str], str]  # a daemon's health status (a Status, or its value)
 
-# Lower is better; unavailable daemons are never routed through.
+# Lower is better.
 _PREFERENCE = {Status.HEALTHY: 0, Status.UNKNOWN: 1, Status.DEGRADED: 2}
+_REPORTED_UNAVAILABLE = len(_PREFERENCE)  # below the first hop: the last resort
 
 
 def choose_path(candidates: Iterable[Path], status_of: StatusOf, excluded: Iterable[Path] = ()) -> Path | None:
-    """The best usable candidate not in `excluded`, or None when every copy is out of reach."""
+    """The best candidate not in `excluded`, or None when every copy is out of reach."""
     skipped = set(excluded)
-    best, best_rank = None, len(_PREFERENCE)
+    best, best_rank = None, _REPORTED_UNAVAILABLE + 1
     for path in candidates:
-        if path in skipped:
+        if path in skipped or Status(status_of(path[0])) is Status.UNAVAILABLE:
             continue
-        ranks = [_PREFERENCE.get(Status(status_of(hop))) for hop in path]
-        if None in ranks:
-            continue
-        worst = max(rank for rank in ranks if rank is not None)
+        worst = max(_PREFERENCE.get(Status(status_of(hop)), _REPORTED_UNAVAILABLE) for hop in path)
         if worst < best_rank:
             best, best_rank = path, worst
     return best

@@ -411,16 +411,18 @@ class StatusResponse(_message.Message):
     def __init__(self, daemon: _Optional[str] = ..., role: _Optional[str] = ..., process_id: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., active_requests: _Optional[int] = ..., health_checks_by_requester: _Optional[_Mapping[str, int]] = ..., copies_below: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ..., unreachable_below: _Optional[_Iterable[str]] = ..., datagrams_dropped: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
-    __slots__ = ("requester_id", "timestamp", "gasp_port", "gasp_token")
+    __slots__ = ("requester_id", "timestamp", "gasp_port", "gasp_token", "target")
     REQUESTER_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     GASP_PORT_FIELD_NUMBER: _ClassVar[int]
     GASP_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     requester_id: str
     timestamp: int
     gasp_port: int
     gasp_token: bytes
-    def __init__(self, requester_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., gasp_port: _Optional[int] = ..., gasp_token: _Optional[bytes] = ...) -> None: ...
+    target: str
+    def __init__(self, requester_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., gasp_port: _Optional[int] = ..., gasp_token: _Optional[bytes] = ..., target: _Optional[str] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
     __slots__ = ("healthy", "status", "timestamp", "process_id", "role", "daemon", "request_timestamp", "gasp_token")

@@ -8,28 +8,43 @@ for a client presenting an expired certificate:
     SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:
     certificate has expired
 
-(one line). So a daemon with TLS sends its stderr through a pipe that a thread reads
-(StderrTap): every line goes on unchanged to where stderr went before (supervisord's log), and a
-handshake failure becomes a `tls_handshake_failed` event saying what it means (HandshakeReports):
-the first of each kind at once, the repeats counted into the next line of that kind, at most one
-every REPEAT_SECONDS, so a peer retrying all day with its expired certificate writes a line a
-minute, and a stranger cannot flood the log.
+(one line). So a daemon with TLS sends its stderr through a pipe to a small process of its own
+(StderrTap, `python -m daemons.security.handshakes`), which passes every line on unchanged to
+where stderr went before (supervisord's log) and turns a handshake failure into a
+`tls_handshake_failed` event saying what it means (HandshakeReports): the first of each kind at
+once, the repeats counted into the next line of that kind, at most one every REPEAT_SECONDS, so
+a peer retrying all day with its expired certificate writes a line a minute, and a stranger
+cannot flood the log. A process, not a thread of the daemon's: gRPC's core writes from its own
+threads, and a full pipe would block them until a thread of a busy daemon got the interpreter
+lock to read it (strangers' failed handshakes could stall the threads that answer the watchers'
+PINGs); and the reader must outlive the daemon, to pass on what it wrote as it died.
 
-The parsing and the pacing are pure; the pipe and the thread are StderrTap's.
+The parsing and the pacing are pure; the pipe and the process are StderrTap's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import re
-import threading
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from daemons import eventlog, events
+from daemons.events import EventLog
 
 REPEAT_SECONDS = 60.0
-HANDSHAKE_FAILED = re.compile(r"Handshake failed with error (?P<code>\w+): (?P<detail>.*)")
+MAX_KINDS = 64  # kinds of failure paced at once; OpenSSL has far fewer reasons than this
+PIPE_BYTES = 1 << 20  # the pipe's room: thousands of lines, should the tap fall behind
+HANDSHAKE_FAILED = re.compile(
+    r"ssl_transport_security\.cc:\d+\] Handshake failed with error (?P<code>\w+): (?P<detail>.*)")
 # What an OpenSSL reason means to an operator, by the words that end gRPC's line.
 MEANINGS = (
     ("certificate has expired", "the peer's certificate has expired: issue new ones with bin/gen-certs --rotate"),
@@ -71,38 +86,58 @@ class HandshakeReports:
         if now < self._next.get(failure.error, -math.inf):
             self._repeats[failure.error] = self._repeats.get(failure.error, 0) + 1
             return None
+        if failure.error not in self._next and len(self._next) >= MAX_KINDS:
+            oldest = min(self._next, key=self._next.__getitem__)  # its minute is long over, most likely
+            del self._next[oldest]
+            self._repeats.pop(oldest, None)
         self._next[failure.error] = now + self.repeat_seconds
         return self._repeats.pop(failure.error, 0)
 
 
 class StderrTap:
-    """Reads everything written to this process's stderr (fd 2: Python's and gRPC's core's alike),
-    passes it on unchanged, and hands each line to `on_line`. `original` is the stderr it passes
-    on to, for child processes, which must not write into a pipe that dies with this process."""
+    """Sends this process's stderr (fd 2: Python's and gRPC's core's alike) to a tap process, which
+    passes it on and logs the handshake failures to `log_file` as `daemon`. `original` is where
+    stderr went before, for child processes that must write there directly."""
 
-    def __init__(self, on_line: Callable[[str], None]):
-        self._on_line = on_line
-        self.original = os.dup(2)
+    def __init__(self, daemon: str, log_file: Path):
         reading, writing = os.pipe()
+        with contextlib.suppress(OSError):  # room for bursts, where the kernel allows it
+            fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        package_root = str(Path(__file__).resolve().parents[2])
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        # A session of its own: supervisord signals the daemon's process group, and the tap is to
+        # pass on what the daemon writes as it ends. It ends itself when the pipe does.
+        self.process = subprocess.Popen([sys.executable, "-m", "daemons.security.handshakes", daemon, str(log_file)],
+                                        stdin=reading, stdout=subprocess.DEVNULL, env=environment,
+                                        start_new_session=True)
+        os.close(reading)
+        self.original = os.dup(2)
         os.dup2(writing, 2)
         os.close(writing)
-        self._reading = reading
-        self._thread = threading.Thread(target=self._pass_on, name="stderr-tap", daemon=True)
-        self._thread.start()
-
-    def _pass_on(self) -> None:
-        pending = b""
-        while chunk := os.read(self._reading, 65536):
-            with contextlib.suppress(OSError):
-                os.write(self.original, chunk)
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                with contextlib.suppress(Exception):  # whatever a line holds, stderr keeps flowing
-                    self._on_line(line.decode(errors="replace"))
 
     def close(self) -> None:
-        """Puts stderr back and passes on what is left in the pipe."""
-        os.dup2(self.original, 2)  # the pipe's last writer here: the reader sees its end
-        self._thread.join(timeout=2)
-        os.close(self._reading)
+        """Puts stderr back; the tap passes on what is left in the pipe, and ends."""
+        os.dup2(self.original, 2)
         os.close(self.original)
+
+
+def pass_on(lines: BinaryIO, log: EventLog, out: BinaryIO, clock: Callable[[], float] = time.monotonic) -> None:
+    """The tap process's life: every line to `out` (stderr), unchanged; the handshake failures,
+    paced, to the event log."""
+    reports = HandshakeReports()
+    for line in lines:
+        with contextlib.suppress(OSError):
+            out.write(line)
+            out.flush()
+        failure = HandshakeFailure.of_line(line.decode(errors="replace"))
+        if failure is None:
+            continue
+        repeats = reports.note(failure, clock())
+        if repeats is not None:
+            events.TLS_HANDSHAKE_FAILED.emit(log, error=failure.error, meaning=failure.meaning, repeats=repeats)
+
+
+if __name__ == "__main__":
+    _daemon, _log_file = sys.argv[1:]
+    pass_on(sys.stdin.buffer, eventlog.configure(_daemon, Path(_log_file)), sys.stderr.buffer)

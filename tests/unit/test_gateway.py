@@ -312,9 +312,21 @@ def test_a_copy_missing_a_day_is_passed_over_for_a_complete_one(overlay: Overlay
     assert overlay.log.of(events.PARTITION_FAILOVER) == []
 
 
+def test_a_copy_the_gateway_last_heard_was_down_is_tried_before_a_partition_is_given_up(overlay: Overlay) -> None:
+    """The gateway's picture of the workers may be a second old: worker_c, back already, is still
+    unavailable in it when worker_f, holding the other copy of sep14-24, is found down."""
+    overlay.health.known["worker_c"] = Status.UNAVAILABLE  # stale: leader_b sees it serving
+    overlay.down_as_seen_by["leader_e"] = {"worker_f"}
+    answer = read(query(overlay.gateway()))
+    assert answer.exactly(ALL) and answer.last is not None and answer.last.complete
+    (failover,) = overlay.log.of(events.PARTITION_FAILOVER)
+    assert (failover["partition"], failover["from"], failover["to"]) == ("sep14-24", "worker_f", "worker_c")
+
+
 def test_with_only_the_copy_missing_a_day_left_the_answer_names_the_day(overlay: Overlay) -> None:
     overlay.replace_copy("worker_f", "sep14-24", rows_of("sep14-24")[:30], missing_days=("20200914",))
     overlay.health.known["worker_c"] = Status.UNAVAILABLE
+    overlay.down_as_seen_by["leader_b"] = {"worker_c"}
     answer = read(query(overlay.gateway()))
     assert answer.last is not None and list(answer.last.missing_partitions) == ["sep14-24"]
     status = {s.partition: s for s in answer.last.partitions}["sep14-24"]

@@ -4,7 +4,8 @@ command line is read."""
 
 from __future__ import annotations
 
-import ast
+import io
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from daemons import events
 from daemons.cli.query import main as query_main
+from daemons.events import EventRecorder
 from daemons.healthlog.cli import main as healthlog_main
-from daemons.security.handshakes import HandshakeFailure, HandshakeReports
+from daemons.security.handshakes import HandshakeFailure, HandshakeReports, pass_on
 
 # As grpcio 1.85 wrote them (the first: a client with an expired certificate; the second: a
 # plaintext client at a TLS port).
@@ -47,23 +50,34 @@ def test_each_kind_is_one_line_a_minute_with_the_repeats_counted_into_the_next()
     assert reports.note(expired, 121.0) == 0
 
 
-def test_the_tap_passes_stderr_on_and_reads_its_lines(tmp_path: Path) -> None:
-    """In a process of its own: the tap takes over fd 2."""
+def test_the_tap_passes_every_line_on_and_logs_each_kind_of_failure_once_a_minute() -> None:
+    log = EventRecorder()
+    lines = io.BytesIO(f"first line\n{EXPIRED}\n{EXPIRED}\n{PLAINTEXT}\nno newline".encode())
+    written = io.BytesIO()
+    pass_on(lines, log, written, clock=lambda: 0.0)
+    assert written.getvalue() == lines.getvalue()
+    assert [(e["error"], e["repeats"]) for e in log.of(events.TLS_HANDSHAKE_FAILED)] == [
+        ("CERTIFICATE_VERIFY_FAILED: certificate has expired", 0), ("WRONG_VERSION_NUMBER", 0)]
+
+
+def test_a_process_tap_outlives_the_writer_and_passes_its_last_lines_on(tmp_path: Path) -> None:
+    """In a process of its own, as a daemon runs it: the tap takes over fd 2, and what is written
+    just before the process ends still arrives, and is logged."""
     script = textwrap.dedent(f"""
-        import os, sys
+        import os
+        from pathlib import Path
         from daemons.security.handshakes import StderrTap
-        seen = []
-        tap = StderrTap(seen.append)
+        tap = StderrTap("gateway_a", Path({str(tmp_path / "gateway_a.log")!r}))
+        print(tap.process.pid, flush=True)
         os.write(2, b"first line\\n{EXPIRED}\\n")
-        print("from python", file=sys.stderr, flush=True)
-        tap.close()
-        print(repr(seen))
+        os._exit(0)  # as a daemon killed: no close
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
                           cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONPATH": "."})
     assert done.returncode == 0, done.stderr
-    assert done.stderr == f"first line\n{EXPIRED}\nfrom python\n"
-    assert ast.literal_eval(done.stdout) == ["first line", EXPIRED, "from python"]
+    assert done.stderr == f"first line\n{EXPIRED}\n"  # it waited: the pipe's other end is closed only when the tap ends
+    [line] = [json.loads(text) for text in (tmp_path / "gateway_a.log").read_text().splitlines()]
+    assert (line["event"], line["daemon"], line["repeats"]) == ("tls_handshake_failed", "gateway_a", 0)
 
 
 @pytest.mark.parametrize("command", [[query_main, ["count"]], [healthlog_main, ["status"]], [healthlog_main, []]])

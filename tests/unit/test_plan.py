@@ -22,9 +22,19 @@ def test_the_preferred_path_wins_when_all_are_healthy():
     assert choose_path(CANDIDATES, statuses()) == ("leader_b", "worker_c")
 
 
-def test_an_unavailable_daemon_is_never_routed_through():
+def test_a_first_hop_seen_unavailable_is_never_routed_through():
+    assert choose_path(CANDIDATES, statuses(leader_b="unavailable")) == ("leader_e", "worker_d")
+    assert choose_path(CANDIDATES, statuses(leader_b="unavailable", leader_e="unavailable")) is None
+
+
+def test_a_daemon_reported_unavailable_further_down_is_the_last_resort():
+    """Its watcher's word may be a second old: tried only when no other copy is left, and its
+    watcher refuses the call at once if it is still down."""
     assert choose_path(CANDIDATES, statuses(worker_c="unavailable")) == ("leader_e", "worker_d")
-    assert choose_path(CANDIDATES, statuses(leader_b="unavailable", worker_d="unavailable")) is None
+    assert choose_path(CANDIDATES, statuses(worker_c="unavailable", worker_d="degraded")) == ("leader_e", "worker_d")
+    assert choose_path(CANDIDATES, statuses(worker_c="unavailable", worker_d="unavailable")) == ("leader_b", "worker_c")
+    assert choose_path(CANDIDATES, statuses(worker_c="unavailable", worker_d="unavailable"),
+                       excluded=[("leader_b", "worker_c")]) == ("leader_e", "worker_d")
 
 
 def test_a_healthier_path_beats_a_preferred_but_doubtful_one():
@@ -47,11 +57,11 @@ def test_single_failure_losses_name_the_partitions_a_daemon_would_take():
 
 @given(st.dictionaries(st.sampled_from("bcdef"), st.sampled_from(["healthy", "unknown", "degraded", "unavailable"])),
        st.lists(st.sampled_from(CANDIDATES), unique=True))
-def test_the_choice_is_usable_untried_and_no_worse_than_any_alternative(known, tried):
+def test_the_choice_is_untried_its_first_hop_not_unavailable_and_no_worse_than_any_alternative(known, tried):
     names = {"leader_b": "b", "worker_c": "c", "worker_d": "d", "leader_e": "e"}
     status_of = lambda daemon: known.get(names[daemon], "healthy")  # noqa: E731
-    rank = {"healthy": 0, "unknown": 1, "degraded": 2}
-    usable = [p for p in CANDIDATES if p not in tried and all(status_of(h) != "unavailable" for h in p)]
+    rank = {"healthy": 0, "unknown": 1, "degraded": 2, "unavailable": 3}  # unavailable: below the first hop only
+    usable = [p for p in CANDIDATES if p not in tried and status_of(p[0]) != "unavailable"]
     chosen = choose_path(CANDIDATES, status_of, tried)
     if not usable:
         assert chosen is None
@@ -163,7 +173,13 @@ def test_a_copy_with_gaps_is_only_a_fallback_behind_a_complete_one() -> None:
     choice = catalog(("c", "90:bbb", ("day 20200914 missing on disk",)), ("d", "100:aaa", ())).choose("p1")
     assert (choice.paths, choice.fallback) == ((("e", "d"),), (("b", "c"),))
     plan = RequestPlan({"p1": choice})
-    assert plan.assign(lambda daemon: "unavailable" if daemon == "d" else "healthy")[0].path == ("b", "c")
+    assert plan.assign(lambda daemon: "unavailable" if daemon == "e" else "healthy")[0].path == ("b", "c")
+    # A complete copy reported down is still tried before the one with gaps.
+    reported = RequestPlan({"p1": choice})
+    d_down = lambda daemon: "unavailable" if daemon == "d" else "healthy"  # noqa: E731
+    assert reported.assign(d_down)[0].path == ("e", "d")
+    replacement = reported.settle(failed("p1", "d: unavailable, as e's health monitor sees it"), d_down)
+    assert replacement is not None and replacement.path == ("b", "c")
     pinned = RequestPlan({"p1": choice})
     pinned.assign(healthy)
     pinned.rows_received("p1", 0, 5, "100:aaa")
