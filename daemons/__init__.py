@@ -10,7 +10,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   threads producing answers at once, bounded (`slots`), the `Child` protocol and its gRPC
   implementation (`children`), scanning and forwarding (`engine`).
 - `health/`: the status enum (`status`) and state machine (`state`, pure), the probe transport
-  and clock seams (`transport`, `clock`), health datagrams (`datagram`) and HTTP/2 PINGs
+  and clock seams (`transport`, `clock`), health datagrams (`datagram`) sealed with the cluster
+  key (`seal`, pure) and HTTP/2 PINGs
   (`h2ping`), busy or hung (`liveness`, pure, applied by `pings`), the prober's own slowness
   (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`),
   watchers falling silent (`watchers`, pure),
@@ -19,8 +20,10 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - `planning/`: choosing copies (`paths`), which copies agree (`replicas`), one request's
   failover plan (`failover`) and where copies live for a host layout (`placement`), pure.
 - `security/`: the cluster's certificates (`certs`; `gencerts` is `bin/gen-certs`), who may call
-  what (`identity`, pure) and the interceptor applying it to every call (`authorization`).
-- `servicers/`: the gRPC services (`node`, `gateway`, `health`), every request's lifecycle
+  what (`identity`, pure), the interceptor applying it to every call (`authorization`), and
+  failed TLS handshakes read from gRPC's core into the event log (`handshakes`).
+- `servicers/`: the gRPC services (`node`, `gateway`, `health`; `legacy`: the original system's
+  contract, translated onto them), every request's lifecycle
   (`requests`), idle readers cut off and memory returned (`housekeeping`), method handlers
   (`handlers`), the gateway's replica catalog kept current
   (`replicas`), signed resume tokens (`tokens`), the event logs over gRPC (`logstream`).

@@ -38,12 +38,14 @@ from daemons.health.status import Status
 from daemons.health.view import ClusterHealthView
 from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
+from daemons.rpc import fire_service_pb2 as fs
 from daemons.security.authorization import Authorization
 from daemons.security.handshakes import StderrTap
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
 from daemons.servicers.housekeeping import Housekeeper
+from daemons.servicers.legacy import LegacyGateway, LegacyHealth
 from daemons.servicers.logstream import MAX_EVENT_STREAMS, ClusterEvents, LogStreams
 from daemons.servicers.node import NodeServicer
 from daemons.servicers.replicas import ReplicaDirectory
@@ -71,6 +73,7 @@ def process_age_seconds() -> float:
 # limit exceeded"; with them, leader_e admits 160 of 180, refuses 20, and the checks find a thread.
 RESERVED_THREADS = 32
 DROPPED_REPORT_SECONDS = 10.0  # how often, at most, dropped health datagrams are logged
+LEGACY_SERVICE = f"{fs.DESCRIPTOR.package}.FireQueryService"
 # Streams producing at once (WorkSlots, daemons/fanout/slots.py): one per core. Measured
 # 2026-11-30 with 150 never-read Node.Scan calls filling at leader_e on this 2-core machine under
 # other agents' load (load average 15-25): HealthCheck median / max 2 ms / 0.48 s with 2 slots,
@@ -170,8 +173,14 @@ class Daemon:
                 Events=self.event_requests.watch_reader(self.cluster_events.Events, "events"))
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", query_streams, self.gateway,
                                                                   endpoints, log=self.log)])
+        # The original system's contract, for its clients and health scripts (legacy.py).
+        legacy = [LegacyGateway(self.gateway, self.requests)] if config.role == "gateway" else []
+        self.server.add_generic_rpc_handlers([service_handler(
+            "FireQueryService", *legacy, LegacyHealth(config, lambda: self.lifecycle.status), log=self.log,
+            contract=fs.DESCRIPTOR)])
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
-        reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        reflection.enable_server_reflection([*services, LEGACY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME],
+                                            self.server)
 
     def datagrams_dropped(self) -> dict[str, int]:
         """Health datagrams not believed so far: probes sent to this daemon, and replies and gasps

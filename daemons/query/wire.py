@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, WIRE_CODE, format_datetime
 from daemons.storage.partition import Partition
+
+M = TypeVar("M")
 
 
 def encode_rows(partition: Partition, indices: np.ndarray, columns: pb.RowColumns) -> None:
@@ -62,8 +64,9 @@ class ColumnBatch:
                    for name in FIELDS]
         return zip(*columns)
 
-    def to_measurements(self) -> list[pb.FireMeasurement]:
-        return [pb.FireMeasurement(**dict(zip(FIELDS, row))) for row in self.rows()]
+    def to_measurements(self, kind: type[M] = pb.FireMeasurement) -> list[M]:  # type: ignore[assignment]
+        """Rows as messages of `kind`: this contract's FireMeasurement, or the old one's (the same fields)."""
+        return [kind(**dict(zip(FIELDS, row))) for row in self.rows()]
 
 
 def decode_rows(columns: pb.RowColumns, partition: str = "", offset: int = 0) -> ColumnBatch:

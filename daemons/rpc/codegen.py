@@ -1,15 +1,17 @@
-"""Regenerates the protobuf and gRPC modules in daemons/rpc from proto/airquality.proto.
+"""Regenerates the protobuf and gRPC modules in daemons/rpc from the contracts in proto/: the
+service's own (airquality.proto) and the original system's (fire_service.proto, legacy.py).
 
-Needs grpcio-tools (a test dependency). The proto is mapped to the virtual path
-daemons/rpc/airquality.proto, so the generated modules import each other as part of the package.
+Needs grpcio-tools (a test dependency). The protos are mapped to the virtual path daemons/rpc/,
+so the generated modules import each other as part of the package.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-PROTO = Path(__file__).resolve().parents[2] / "proto" / "airquality.proto"
-GENERATED = ("airquality_pb2.py", "airquality_pb2.pyi", "airquality_pb2_grpc.py")
+PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
+PROTOS = (PROTO_DIR / "airquality.proto", PROTO_DIR / "fire_service.proto")
+GENERATED = tuple(f"{proto.stem}{suffix}" for proto in PROTOS for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
 
 
 def generate(out_root: Path) -> list[Path]:
@@ -17,15 +19,16 @@ def generate(out_root: Path) -> list[Path]:
     from grpc_tools import protoc
 
     out_root.mkdir(parents=True, exist_ok=True)
-    status = protoc.main(["protoc", f"-Idaemons/rpc={PROTO.parent}", f"--python_out={out_root}",
-                          f"--pyi_out={out_root}", f"--grpc_python_out={out_root}", str(PROTO)])
-    if status != 0:
-        raise RuntimeError(f"protoc failed on {PROTO} (exit {status})")
+    for proto in PROTOS:
+        status = protoc.main(["protoc", f"-Idaemons/rpc={PROTO_DIR}", f"--python_out={out_root}",
+                              f"--pyi_out={out_root}", f"--grpc_python_out={out_root}", str(proto)])
+        if status != 0:
+            raise RuntimeError(f"protoc failed on {proto} (exit {status})")
     return [out_root / "daemons" / "rpc" / name for name in GENERATED]
 
 
 def main() -> None:
-    for path in generate(PROTO.parents[1]):
+    for path in generate(PROTO_DIR.parent):
         print(path)
 
 

@@ -3,8 +3,9 @@ authorization policy, pure.
 
 With mutual TLS every caller presents a certificate the cluster CA signed, whose SPIFFE ID
 (certs.py) names a daemon or a client. The daemons' internal service, Node, answers daemons only:
-a client's certificate reaches the gateway's AirQuality service, the standard health service and
-reflection, and nothing that reads a worker's data or steers the overlay. A request can be
+a client's certificate reaches the gateway's AirQuality service, the original system's
+fire_service.FireQueryService, the standard health service and reflection, and nothing that
+reads a worker's data or steers the overlay. A request can be
 cancelled only by the identity that started it (the request registry keeps its owner).
 """
 

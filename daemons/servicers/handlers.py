@@ -18,6 +18,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 from google.protobuf import message_factory
+from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 
 from daemons import events
@@ -95,10 +96,12 @@ def _streaming(method: str, implementation: Callable[..., Any], log: EventLog) -
     return handle
 
 
-def service_handler(service_name: str, *servicers: Any, log: EventLog) -> grpc.GenericRpcHandler:
-    """Method handlers for one service of the contract; each method is served by the first of
-    `servicers` that implements it, and its unexpected exceptions are logged to `log`."""
-    service = pb.DESCRIPTOR.services_by_name[service_name]
+def service_handler(service_name: str, *servicers: Any, log: EventLog,
+                    contract: FileDescriptor = pb.DESCRIPTOR) -> grpc.GenericRpcHandler:
+    """Method handlers for one service of a contract (airquality.v1's unless told); each method is
+    served by the first of `servicers` that implements it, and its unexpected exceptions are
+    logged to `log`."""
+    service = contract.services_by_name[service_name]
     handlers = {}
     for method in service.methods:
         request_type = message_factory.GetMessageClass(method.input_type)

@@ -1,4 +1,4 @@
-"""The committed protobuf modules are exactly what the pinned compiler makes of proto/airquality.proto."""
+"""The committed protobuf modules are exactly what the pinned compiler makes of the contracts in proto/."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_generate_writes_every_module(generated):
 def test_committed_module_matches_the_proto(name, generated):
     fresh = next(path for path in generated if path.name == name).read_bytes()
     assert (RPC / name).read_bytes() == fresh, (
-        f"daemons/rpc/{name} is out of date with proto/airquality.proto: run bin/generate-proto and commit the result")
+        f"daemons/rpc/{name} is out of date with proto/: run bin/generate-proto and commit the result")
 
 
 def test_grpc_module_imports_as_part_of_the_package_without_path_changes():
