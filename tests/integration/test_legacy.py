@@ -149,3 +149,28 @@ def test_concurrent_legacy_queries_do_not_share_an_id(legacy_cluster):
             list(stub.Query(fs.QueryRequest(request_id=16, query_type="count"), timeout=10))
         assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
         held.cancel()
+
+
+def test_an_answer_missing_a_partition_ends_with_an_error_naming_it_after_the_rows_found(legacy_cluster):
+    """Both copies of sep14-24 down (worker_f, worker_c): the old contract has no completeness
+    field, so the rows found come, then UNAVAILABLE naming what is missing."""
+    for program in ("worker_f", "worker_c"):
+        legacy_cluster.ctl("stop", program, check=True)
+    channel, stub = _stub(legacy_cluster, "gateway_a")
+    try:
+        with channel:
+            received = []
+            with pytest.raises(grpc.RpcError) as partial:
+                for chunk in stub.Query(fs.QueryRequest(request_id=17, filter=SMOKE, max_results_per_chunk=5000),
+                                        timeout=120):
+                    received.append(chunk)
+            assert partial.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "sep14-24" in partial.value.details() and "incomplete" in partial.value.details()
+            assert received and not any(chunk.is_last_chunk for chunk in received)
+            with pytest.raises(grpc.RpcError) as count:
+                list(stub.Query(fs.QueryRequest(request_id=18, filter=SMOKE, query_type="count"), timeout=120))
+            assert count.value.code() == grpc.StatusCode.UNAVAILABLE and "sep14-24" in count.value.details()
+    finally:
+        for program in ("worker_f", "worker_c"):
+            legacy_cluster.ctl("start", program, check=True)
+    wait_for(lambda: all(_healthy(answer) for answer in _health(legacy_cluster).values()), 60, "all six back")
