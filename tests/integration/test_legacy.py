@@ -159,11 +159,10 @@ def test_an_answer_missing_a_partition_ends_with_an_error_naming_it_after_the_ro
     channel, stub = _stub(legacy_cluster, "gateway_a")
     try:
         with channel:
-            received = []
+            received: list[fs.QueryResponseChunk] = []
+            stream = stub.Query(fs.QueryRequest(request_id=17, filter=SMOKE, max_results_per_chunk=5000), timeout=120)
             with pytest.raises(grpc.RpcError) as partial:
-                for chunk in stub.Query(fs.QueryRequest(request_id=17, filter=SMOKE, max_results_per_chunk=5000),
-                                        timeout=120):
-                    received.append(chunk)
+                received.extend(stream)
             assert partial.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "sep14-24" in partial.value.details() and "incomplete" in partial.value.details()
             assert received and not any(chunk.is_last_chunk for chunk in received)
