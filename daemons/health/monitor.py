@@ -9,10 +9,11 @@ costs a Python daemon milliseconds of CPU at idle, so monitoring combines cheape
   neighbour that hangs (SIGSTOP keeps its sockets open). Sealed with the cluster key where
   configured (seal.py), so that nobody else can answer for the neighbour. A dead neighbour's
   port answers them with ICMP port unreachable at once, which anyone could send too: it is a
-  hint that sets off a HealthCheck, never a failure by itself. Each goes with an HTTP/2 PING, which gRPC's core answers
-  without the neighbour's interpreter: a datagram (or a HealthCheck) that runs out of time while
-  the PING sent with or after it is answered was only waiting for a busy interpreter, and is no
-  failure (liveness.py, pings.py), unless it waits past BUSY_LIMIT_SECONDS;
+  hint that sets off a HealthCheck, never a failure by itself. One still unanswered a moment
+  after it is sent (and every HealthCheck) is witnessed by an HTTP/2 PING, which gRPC's core
+  answers without the neighbour's interpreter: a probe that runs out of time while the PING sent
+  with or after it is answered was only waiting for a busy interpreter, and is no failure
+  (liveness.py, pings.py), unless it waits past BUSY_LIMIT_SECONDS;
 - confirmation probes by gRPC HealthCheck right after any failure, lost connection or failed
   query call (with a datagram, for the last two), as many at once as the state machine asks
   for, and a slow regular HealthCheck that proves the request path itself works: a dead
@@ -85,7 +86,7 @@ class NeighborMonitor:
         self.on_change = on_change  # after every result: e.g. to report the view to the daemon
         self.state = NeighborState(neighbor, settings.thresholds, clock.now())
         # How slow this prober is (one per monitor: the monitors of a daemon share its loop, so
-        # they see the same lateness); its datagram probes, each witnessed by an HTTP/2 PING.
+        # they see the same lateness); its datagram probes, witnessed by HTTP/2 PINGs when slow to answer.
         self.awareness = awareness if awareness is not None else Awareness()
         self.timers = MonitorTimers(clock, self.awareness)
         self.pings = PingRounds(observer, transport, clock, self.timers, self._deadline, self.observe,
@@ -116,8 +117,18 @@ class NeighborMonitor:
         if transition is not None and transition.current is Status.UNAVAILABLE:
             self.on_unavailable(self.neighbor)
         self.on_change(self)
-        if self._loop is not None:
+        if self._loop is None:
+            return
+        if self._on_loop():
+            self._note_result(ok)
+        else:  # waking the loop costs a write to its self-pipe and a turn: only from other threads
             self._loop.call_soon_threadsafe(self._note_result, ok)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # no loop runs on this thread
+            return False
 
     def query_call_failed(self, reason: str) -> None:
         """A query call to the neighbour failed, for `reason`. Any thread may call it. It is a

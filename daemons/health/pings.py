@@ -1,6 +1,7 @@
 """One neighbour's datagram probes, and the HTTP/2 PINGs that witness every probe that times out.
 
-It owns sending a round (a datagram, then its PING), pairing the replies, and judging a probe
+It owns sending a round (a datagram, and its PING if the datagram is still unanswered after
+WITNESS_AFTER_SECONDS), pairing the replies, and judging a probe
 that goes unanswered in time: a failure when its witness went unanswered too (hung), busy when
 the witness was answered (the probe keeps waiting, and its late answer still counts), and a
 failure again when it waits past BUSY_LIMIT_SECONDS (the interpreter is stuck). Replies are
@@ -32,6 +33,7 @@ from daemons.rpc import airquality_pb2 as pb
 # 2026-11-30); a deadlocked daemon is degraded this long after its last answer.
 BUSY_LIMIT_SECONDS = 5.0
 RECENT_PROBES = 256  # settled probes remembered, to tell a late reply from a replayed one
+WITNESS_AFTER_SECONDS = 0.1  # how long a probe waits for its answer before a PING witnesses it
 
 Observe = Callable[[bool, str, float | None], None]  # the monitor's observe(ok, reason, sent)
 
@@ -67,9 +69,17 @@ class PingRounds:
         self._last_stamp = stamp
         self._out[stamp] = self.clock.now()
         self.transport.ping(pb.HealthRequest(requester_id=self.observer, timestamp=stamp, gasp_token=self.gasp_token))
-        self.send_witness()  # after the datagram: a witness must be sent no earlier than its probe
         deadline = self.deadline()
+        # Its witness goes only if it is still unanswered a moment later (a witness must be sent no
+        # earlier than its probe): answers come in a millisecond or two, and a PING with every probe
+        # was most of an idle daemon's CPU, in gRPC's threads (measured 2026-11-30). The verdict on
+        # a hang comes WITNESS_AFTER_SECONDS later than the probe's deadline.
+        self.timers.at(min(WITNESS_AFTER_SECONDS, deadline / 2), functools.partial(self._witness_if_unanswered, stamp))
         self.timers.at(deadline, functools.partial(self._expired, stamp, deadline))
+
+    def _witness_if_unanswered(self, stamp: int) -> None:
+        if stamp in self._out:
+            self.send_witness()
 
     def reply(self, answer: pb.HealthResponse) -> None:
         if answer.status == STATUS_ENDED:

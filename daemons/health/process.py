@@ -279,7 +279,8 @@ class Reporter:
     """Sends each neighbour's view to the daemon, never blocking: a change of status or a new
     outage at once, the rest (counts, latencies) at most every ROUTINE_REPORT_SECONDS, so that the
     daemon wakes for what planning needs rather than for every probe. Only the latest view of a
-    neighbour is kept, and what the daemon has no room for waits."""
+    neighbour is kept, and what the daemon has no room for waits. Flushes that wait are made by
+    one thread of its own (a timer thread per flush cost a thread's start every second)."""
 
     def __init__(self, sock: socket.socket):
         self._socket = sock
@@ -287,7 +288,10 @@ class Reporter:
         self._pending: dict[str, NeighborMonitor] = {}  # its view is made when it is sent
         self._outages: dict[str, int] = {}
         self._reported: dict[str, tuple[str, int]] = {}  # neighbour -> (status, outages) last sent
-        self._timer: threading.Timer | None = None
+        self._due: float | None = None  # monotonic: when the waiting views are to be flushed
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        threading.Thread(target=self._flush_when_due, name="reporter", daemon=True).start()
 
     def unavailable(self, neighbor: str) -> None:
         with self._lock:
@@ -305,17 +309,23 @@ class Reporter:
 
     def _flush_in(self, seconds: float) -> None:
         with self._lock:
-            if self._timer is not None:
+            if self._due is not None:
                 return  # a flush is due already
-            self._timer = threading.Timer(seconds, self.flush)
-            self._timer.daemon = True
-            self._timer.start()
+            self._due = time.monotonic() + seconds
+            self._wake.notify()
+
+    def _flush_when_due(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and (self._due is None or self._due > time.monotonic()):
+                    self._wake.wait(None if self._due is None else self._due - time.monotonic())
+                if self._closed:
+                    return
+            self.flush()
 
     def flush(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._due = None
             while self._pending:
                 neighbor, monitor = next(iter(self._pending.items()))
                 view = monitor.view()
@@ -335,8 +345,8 @@ class Reporter:
 
     def close(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
+            self._closed = True
+            self._wake.notify()
 
 
 class Gasper:
