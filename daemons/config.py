@@ -60,6 +60,8 @@ PROBE_MINIMUM_SECONDS = {
     # pings.py), sealed probes would be refused as stale.
     "datagram_window_seconds": 5.0,
 }
+MIN_LOG_BYTES = 4096  # below a few lines' worth, a log would rotate at nearly every line
+MAX_LOG_BACKUPS = 100
 MIN_CLUSTER_KEY_BYTES = 16  # fewer secret bytes could be guessed; bin/gen-certs writes 32
 # Probes a hung neighbour leaves unanswered at once: timeout_seconds / the probe interval. Each
 # holds a timer and an entry until its deadline; more of them detect the hang no sooner.
@@ -154,6 +156,15 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class LogRotation:
+    """How big a daemon's event log grows before the daemon renames it `<log>.1` (and `.1` to `.2`,
+    ...) and starts a new one, and how many old files it keeps: bounded with no outside tool."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     """Mutual TLS: the cluster CA every peer's certificate must chain to, and this daemon's own
     certificate and key (bin/gen-certs makes them), read and checked once, at start."""
@@ -189,6 +200,7 @@ class DaemonConfig:
     # gateway only: every daemon below it, each at the address its parent reaches it at (from the
     # configs in its folder), for the merged event logs (AirQuality.Events)
     members: tuple[Link, ...] = ()
+    log_rotation: LogRotation = LogRotation()
     tls: TlsConfig | None = None  # None: plaintext, on loopback only unless `insecure`
     insecure: bool = False  # plaintext on a non-loopback address, said explicitly
 
@@ -418,6 +430,16 @@ def _health(reader: FieldReader, raw: Any) -> HealthConfig:
     return HealthConfig(**probes, thresholds=thresholds)
 
 
+def _log_rotation(reader: FieldReader, raw: Any) -> LogRotation:
+    section = reader.object(raw, "log_rotation", {"max_bytes", "backups"})
+    defaults = LogRotation()
+    return LogRotation(
+        max_bytes=reader.typed(section.get("max_bytes", defaults.max_bytes), "log_rotation.max_bytes", int,
+                               lambda v: None if v >= MIN_LOG_BYTES else f"must be at least {MIN_LOG_BYTES}"),
+        backups=reader.typed(section.get("backups", defaults.backups), "log_rotation.backups", int,
+                             lambda v: None if 1 <= v <= MAX_LOG_BACKUPS else f"must be in 1..{MAX_LOG_BACKUPS}"))
+
+
 def _layout(reader: FieldReader, raw: Any) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
     section = reader.object(raw, "layout", {"name", "hosts"}, {"name", "hosts"})
     hosts = section["hosts"]
@@ -494,7 +516,8 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
     """Validates a parsed JSON document; `environ` supplies the FIRE_DATA_DIR override."""
     reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
-                                       "health_monitoring", "resume_key_file", "layout", "tls", "insecure"},
+                                       "health_monitoring", "resume_key_file", "layout", "tls", "insecure",
+                                       "log_rotation"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -536,6 +559,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         listen=listen,
         insecure=insecure,
         log_file=reader.path(top["log_file"], "log_file"),
+        log_rotation=_log_rotation(reader, top.get("log_rotation", {})),
         data=data,
         children=children,
         routes=_routes(reader, top["routes"], children) if role == "gateway" else {},

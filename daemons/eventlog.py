@@ -1,29 +1,73 @@
 """Structured JSON event logging: one file per daemon, one JSON object per line.
 
-Lines go through the standard library's WatchedFileHandler, which reopens the file when an outside
-tool renames it away (and appends after a copy-truncate), so log rotation loses nothing. The
-daemon's name is added by a processor rather than bound in a context, because gRPC handler threads
-do not see context bound in the main thread.
+Lines go through a WatchedFileHandler, which reopens the file when an outside tool renames it
+away (and appends after a copy-truncate), so log rotation loses nothing. The daemon rotates its
+own log by size too (RotatingLogHandler, with the limits of its config's `log_rotation`): the
+other processes writing to it (its monitor process, its TLS handshake tap) only follow the
+renames. With `echo`, every line is also written on stdout, which supervisord keeps (and rotates)
+as the program's output: `supervisorctl tail -f worker_c` shows worker_c's events. The daemon's
+name is added by a processor rather than bound in a context, because gRPC handler threads do not
+see context bound in the main thread.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import sys
 from pathlib import Path
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
+from daemons.config import LogRotation
 from daemons.events import COMMON_FIELDS
 
 
-def configure(daemon: str, log_file: Path) -> FilteringBoundLogger:
+class RotatingLogHandler(logging.handlers.WatchedFileHandler):
+    """A WatchedFileHandler that also renames its file `<name>.1` (and `.1` to `.2`, up to `backups`)
+    before a line would take it past `max_bytes`, counting every writer's lines."""
+
+    def __init__(self, path: Path, rotation: LogRotation):
+        super().__init__(path, encoding="utf-8")
+        self.rotation = rotation
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reopenIfNeeded()  # renamed away by someone else: a new file
+        line = self.format(record) + self.terminator
+        if self.stream is not None:
+            size = self.stream.seek(0, os.SEEK_END)  # the other writers' lines count too
+            if size and size + len(line.encode("utf-8")) > self.rotation.max_bytes:
+                self._rotate()
+        logging.FileHandler.emit(self, record)
+
+    def _rotate(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        base = Path(self.baseFilename)
+        for number in range(self.rotation.backups - 1, 0, -1):
+            older = base.with_name(f"{base.name}.{number}")
+            if older.exists():
+                older.replace(base.with_name(f"{base.name}.{number + 1}"))
+        base.replace(base.with_name(f"{base.name}.1"))
+        self.stream = self._open()
+        self._statstream()
+
+
+def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
+              echo: bool = False) -> FilteringBoundLogger:
+    """The event log of `daemon`; with `rotation`, this process rotates the file (the daemon's own);
+    with `echo`, lines go to stdout too."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handlers: list[logging.Handler] = [logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+                                       if rotation is None else RotatingLogHandler(log_file, rotation)]
+    if echo:
+        handlers.append(logging.StreamHandler(sys.stdout))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
     sink = logging.getLogger("daemons.events")
-    sink.handlers[:] = [handler]
+    sink.handlers[:] = handlers
     sink.setLevel(logging.DEBUG)
     sink.propagate = False
 

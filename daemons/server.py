@@ -103,7 +103,7 @@ def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
 class Daemon:
     def __init__(self, config: DaemonConfig):
         self.config = config
-        self.log = eventlog.configure(config.name, config.log_file)
+        self.log = eventlog.configure(config.name, config.log_file, config.log_rotation, echo=True)
         self.started = time.monotonic()
         services = [f"{pb.DESCRIPTOR.package}.Node"] + ([f"{pb.DESCRIPTOR.package}.AirQuality"]
                                                          if config.role == "gateway" else [])

@@ -401,7 +401,7 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
     if kind != "setup" or not isinstance(setup, Setup):
         print(f"monitor process: expected the setup first, got {kind!r}", file=sys.stderr)
         return 2
-    log = eventlog.configure(setup.observer, setup.log_file)
+    log = eventlog.configure(setup.observer, setup.log_file, echo=True)  # its daemon rotates the file
     gasper.daemon, gasper.role, gasper.log, gasper.seal = setup.observer, setup.role, log, datagram_seal(setup.tls)
     reporter = Reporter(sock)
     clock = LoopClock()

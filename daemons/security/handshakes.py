@@ -109,7 +109,7 @@ class StderrTap:
         # A session of its own: supervisord signals the daemon's process group, and the tap is to
         # pass on what the daemon writes as it ends. It ends itself when the pipe does.
         self.process = subprocess.Popen([sys.executable, "-m", "daemons.security.handshakes", daemon, str(log_file)],
-                                        stdin=reading, stdout=subprocess.DEVNULL, env=environment,
+                                        stdin=reading, env=environment,
                                         start_new_session=True)
         os.close(reading)
         self.original = os.dup(2)
@@ -140,4 +140,4 @@ def pass_on(lines: BinaryIO, log: EventLog, out: BinaryIO, clock: Callable[[], f
 
 if __name__ == "__main__":
     _daemon, _log_file = sys.argv[1:]
-    pass_on(sys.stdin.buffer, eventlog.configure(_daemon, Path(_log_file)), sys.stderr.buffer)
+    pass_on(sys.stdin.buffer, eventlog.configure(_daemon, Path(_log_file), echo=True), sys.stderr.buffer)

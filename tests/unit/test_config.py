@@ -408,6 +408,10 @@ INVALID = [
     ("leader", "health_monitoring", {"startup_grace_seconds": -1}, "health_monitoring.startup_grace_seconds"),
     ("leader", "health_monitoring", {"window_seconds": 0}, "health_monitoring.window_seconds"),
     ("leader", "health_monitoring", {"probes": 3}, "health_monitoring.probes"),
+    ("worker", "log_rotation", {"max_bytes": 100}, "log_rotation.max_bytes"),
+    ("worker", "log_rotation", {"backups": 0}, "log_rotation.backups"),
+    ("worker", "log_rotation", {"backups": "5"}, "log_rotation.backups"),
+    ("worker", "log_rotation", {"keep": 5}, "log_rotation.keep"),
 ]
 
 
