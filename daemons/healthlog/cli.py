@@ -4,6 +4,7 @@
     healthlog --follow        every daemon's log at once, one readable line per event
     healthlog --json [-f]     the selected event lines exactly as written (NDJSON)
     healthlog status          the gateway's live view of every daemon
+    healthlog timeline        one row per watched link, its status over the last hour (--since)
     healthlog --gateway H:P   any of the above modes from every daemon's log, through the gateway
                               (AirQuality.Events), for daemons on several hosts
 
@@ -56,6 +57,7 @@ from daemons.healthlog.summary import (
     select_events,
     summarize,
 )
+from daemons.healthlog.timeline import CELL, build_timelines, log_files
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 
@@ -306,6 +308,49 @@ def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, tls_dir:
         sys.exit(0)
     if skipped:
         click.echo(f"skipped {skipped} line{'' if skipped == 1 else 's'} that are not events", err=True)
+
+
+@main.command()
+@click.option("--log-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the <program>.log files and their rotated backups (default: as healthlog's).")
+@click.option("--gateway", metavar="HOST:PORT", help="Read every daemon's log through the gateway instead.")
+@tls_option
+@click.option("--since", callback=_since, default="1h", show_default=True, metavar="AGE|WHEN",
+              help="The window's start: an age (30s, 15m, 2h, 1d) or an ISO 8601 time.")
+@click.option("--width", type=click.IntRange(20, 400), default=60, show_default=True, help="Cells per row.")
+def timeline(log_dir: Path | None, gateway: str | None, tls_dir: Path | None, since: datetime, width: int) -> None:
+    """One row per watched link, coloured by its status over time, with its transitions' times."""
+    if gateway is not None and log_dir is not None:
+        raise click.UsageError("--gateway and --log-dir are two sources: give one")
+    only_transitions = EventFilter((events.HEALTH_TRANSITION.name,), None, (), (), ())
+    if gateway is not None:
+        reader = GatewayEvents(gateway, False, only_transitions.event_names, tls_dir)
+        lines: Iterable[str] = (line for batch in reader.batches() for line in batch)
+    else:
+        folder = log_dir or default_log_dir()
+        if not folder.is_dir():
+            raise click.UsageError(f"no log folder at {folder}")
+        lines = (line for path in log_files(folder) for line in path.read_text(errors="replace").splitlines())
+    selected, _skipped = select_events(lines, only_transitions)
+    end = datetime.now(UTC)
+    links = build_timelines((event for _, event in selected), since, end)
+    if not links:
+        click.echo("no health transitions in the logs")
+        return
+    label_width = max(len(link.label) for link in links)
+    click.echo(f"{'':{label_width}}  {since:%H:%M:%S}{' ' * (width - 16)}{end:%H:%M:%S} UTC")
+    for link in links:
+        cells = link.cells(since, end, width)
+        row = "".join(click.style(CELL[status], fg=STATUS_COLOURS[status]) for status in cells)
+        now = link.transitions[-1][2] if link.transitions else link.initial
+        click.echo(f"{link.label:{label_width}}  {row}  {click.style(now, fg=STATUS_COLOURS[now])}")
+        for when, previous, current in link.transitions:
+            click.echo(f"{'':{label_width}}    {when.strftime('%H:%M:%S.%f')[:-3]}  {previous} -> {current}")
+    click.echo("  ".join(f"{click.style(cell, fg=STATUS_COLOURS[status])} {status}" for status, cell in CELL.items()))
+    if gateway is not None and reader.unheard:
+        click.echo("warning: these daemons could not be heard, so their transitions are missing: "
+                   + "; ".join(reader.unheard), err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 @main.command()

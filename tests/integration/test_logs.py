@@ -15,6 +15,7 @@ import pytest
 
 from daemons.client import FireClient
 from tests.cluster import REPO, Cluster, epoch_of, read_events, start_cluster
+from tests.hosts import WATCHES
 from tests.waiting import wait_for
 
 GATEWAY_LOG_BYTES = 8192  # a few dozen lines: the queries below rotate it many times
@@ -81,3 +82,27 @@ def test_the_gateway_rotates_its_log_by_size_and_healthlog_follow_loses_nothing(
                if e.get("event") == "health_transition" and e["neighbor"] == "leader_b"
                and epoch_of(e) >= epoch_of({"timestamp": since})]
     assert written == seen == ["degraded", "unavailable", "healthy"] * 2
+
+
+def test_healthlog_timeline_draws_every_watched_link_from_the_rotated_logs_and_through_the_gateway(logs_cluster):
+    """After the test above: the gateway's transitions are spread over its rotated files, which a
+    log folder has and the gateway's stream (each daemon's current file) has not."""
+    def timeline(*source: str) -> str:
+        drawn = subprocess.run([str(REPO / "bin" / "healthlog"), "timeline", "--since", "10m", *source],
+                               capture_output=True, text=True, timeout=60)
+        assert drawn.returncode == 0, drawn.stderr
+        return drawn.stdout
+
+    def rows(text: str) -> set[str]:
+        return {line.split("  ")[0] for line in text.splitlines() if " -> " in line.split("  ")[0]}
+
+    def transitions(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.startswith(" ") and " -> " in line]
+
+    local = timeline("--log-dir", str(logs_cluster.home / "logs"))
+    assert rows(local) == {f"{o} -> {n}" for o, n in WATCHES}
+    gateway_rows = local.split("gateway_a -> leader_b", 1)[1].split("gateway_a -> leader_e", 1)[0]
+    assert gateway_rows.count("healthy -> degraded") >= 2 and "░" in gateway_rows  # the two outages above
+    remote = timeline("--gateway", logs_cluster.gateway)
+    assert rows(remote) <= rows(local) and set(transitions(remote)) <= set(transitions(local))
+    assert rows(remote) >= {f"{o} -> {n}" for o, n in WATCHES if o != "gateway_a"}  # logs not rotated
