@@ -34,25 +34,41 @@ class RotatingLogHandler(logging.handlers.WatchedFileHandler):
         self.rotation = rotation
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.reopenIfNeeded()  # renamed away by someone else: a new file
-        line = self.format(record) + self.terminator
-        if self.stream is not None:
-            size = self.stream.seek(0, os.SEEK_END)  # the other writers' lines count too
-            if size and size + len(line.encode("utf-8")) > self.rotation.max_bytes:
-                self._rotate()
-        logging.FileHandler.emit(self, record)
+        try:
+            self.reopenIfNeeded()  # renamed away by someone else: a new file
+            line = self.format(record) + self.terminator
+            if self.stream is not None:
+                size = self.stream.seek(0, os.SEEK_END)  # the other writers' lines count too
+                if size and size + len(line.encode("utf-8")) > self.rotation.max_bytes:
+                    self._rotate()
+        except Exception:  # an event is never worth an exception in the code that logs it
+            self.handleError(record)
+        logging.FileHandler.emit(self, record)  # which opens the file again if it is closed
 
     def _rotate(self) -> None:
+        """Renames the file and its backups one step older; a rename that fails (the folder is not
+        writable, say) leaves the file growing, never logging stopped."""
         if self.stream is not None:
             self.stream.close()
+            self.stream = None  # type: ignore[assignment]  # FileHandler.emit opens it again
         base = Path(self.baseFilename)
-        for number in range(self.rotation.backups - 1, 0, -1):
-            older = base.with_name(f"{base.name}.{number}")
-            if older.exists():
-                older.replace(base.with_name(f"{base.name}.{number + 1}"))
-        base.replace(base.with_name(f"{base.name}.1"))
-        self.stream = self._open()
-        self._statstream()
+        try:
+            for number in range(self.rotation.backups - 1, 0, -1):
+                older = base.with_name(f"{base.name}.{number}")
+                if older.exists():
+                    older.replace(base.with_name(f"{base.name}.{number + 1}"))
+            base.replace(base.with_name(f"{base.name}.1"))
+        finally:
+            self.stream = self._open()
+            self._statstream()
+
+
+class StdoutEcho(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines on stdout, for supervisord; one that cannot be written there (supervisord is gone and
+    the pipe closed) stops the echo, instead of a traceback on stderr for every event."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.setLevel(logging.CRITICAL + 1)
 
 
 def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
@@ -63,7 +79,7 @@ def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
     handlers: list[logging.Handler] = [logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
                                        if rotation is None else RotatingLogHandler(log_file, rotation)]
     if echo:
-        handlers.append(logging.StreamHandler(sys.stdout))
+        handlers.append(StdoutEcho(sys.stdout))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(message)s"))
     sink = logging.getLogger("daemons.events")

@@ -174,7 +174,11 @@ class Daemon:
             self.server.add_generic_rpc_handlers([service_handler("AirQuality", query_streams, self.gateway,
                                                                   endpoints, log=self.log)])
         # The original system's contract, for its clients and health scripts (legacy.py).
-        legacy = [LegacyGateway(self.gateway, self.requests)] if config.role == "gateway" else []
+        legacy: list[object] = []
+        if config.role == "gateway":
+            legacy_gateway = LegacyGateway(self.gateway, self.requests)
+            # Watched as the native streams are: a reader that stops is cut off, and its slot freed.
+            legacy = [SimpleNamespace(Query=self.requests.watch_reader(legacy_gateway.Query, "query")), legacy_gateway]
         self.server.add_generic_rpc_handlers([service_handler(
             "FireQueryService", *legacy, LegacyHealth(config, lambda: self.lifecycle.status), log=self.log,
             contract=fs.DESCRIPTOR)])

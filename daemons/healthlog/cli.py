@@ -331,8 +331,10 @@ def timeline(log_dir: Path | None, gateway: str | None, tls_dir: Path | None, si
         if not folder.is_dir():
             raise click.UsageError(f"no log folder at {folder}")
         lines = (line for path in log_files(folder) for line in path.read_text(errors="replace").splitlines())
-    selected, _skipped = select_events(lines, only_transitions)
     end = datetime.now(UTC)
+    if since >= end:
+        raise click.BadParameter("the window must start before now", param_hint="--since")
+    selected, _skipped = select_events(lines, only_transitions)
     links = build_timelines((event for _, event in selected), since, end)
     if not links:
         click.echo("no health transitions in the logs")
@@ -341,9 +343,9 @@ def timeline(log_dir: Path | None, gateway: str | None, tls_dir: Path | None, si
     click.echo(f"{'':{label_width}}  {since:%H:%M:%S}{' ' * (width - 16)}{end:%H:%M:%S} UTC")
     for link in links:
         cells = link.cells(since, end, width)
-        row = "".join(click.style(CELL[status], fg=STATUS_COLOURS[status]) for status in cells)
+        row = "".join(click.style(CELL.get(status, CELL[UNKNOWN]), fg=STATUS_COLOURS.get(status)) for status in cells)
         now = link.transitions[-1][2] if link.transitions else link.initial
-        click.echo(f"{link.label:{label_width}}  {row}  {click.style(now, fg=STATUS_COLOURS[now])}")
+        click.echo(f"{link.label:{label_width}}  {row}  {click.style(now, fg=STATUS_COLOURS.get(now))}")
         for when, previous, current in link.transitions:
             click.echo(f"{'':{label_width}}    {when.strftime('%H:%M:%S.%f')[:-3]}  {previous} -> {current}")
     click.echo("  ".join(f"{click.style(cell, fg=STATUS_COLOURS[status])} {status}" for status, cell in CELL.items()))

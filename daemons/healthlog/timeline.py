@@ -38,13 +38,18 @@ class LinkTimeline:
         statuses = []
         current, pending = self.initial, list(self.transitions)
         for index in range(width):
-            slice_end = start + span * (index + 1)
+            slice_end = end if index == width - 1 else start + span * (index + 1)  # no rounding short of the end
             worst = current
             while pending and pending[0][0] <= slice_end:
                 _when, _from, current = pending.pop(0)
-                worst = max(worst, current, key=SEVERITY.__getitem__)
+                worst = max(worst, current, key=severity)
             statuses.append(worst)
         return statuses
+
+
+def severity(status: str) -> int:
+    """A status this version does not know ranks as unknown."""
+    return SEVERITY.get(status, SEVERITY[UNKNOWN])
 
 
 def build_timelines(transitions: Iterable[Event], start: datetime, end: datetime) -> list[LinkTimeline]:
@@ -54,7 +59,11 @@ def build_timelines(transitions: Iterable[Event], start: datetime, end: datetime
         when = event_time(event)
         if when > end:
             continue
-        link = links.setdefault((event[DAEMON], event[NEIGHBOR]), LinkTimeline(event[DAEMON], event[NEIGHBOR]))
+        key = (event[DAEMON], event[NEIGHBOR])
+        if key not in links:
+            # With no transition before the window, the first inside it says where the link was.
+            links[key] = LinkTimeline(*key, initial=event[FROM] if when >= start else UNKNOWN)
+        link = links[key]
         if when < start:
             link.initial = event[TO]
         else:

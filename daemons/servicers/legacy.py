@@ -29,7 +29,7 @@ from typing import NoReturn
 
 import grpc
 
-from daemons.config import MAX_CHUNK_SIZE, DaemonConfig
+from daemons.config import DaemonConfig
 from daemons.query.filter import InvalidQuery, parse_filter
 from daemons.query.wire import decode_rows
 from daemons.rpc import airquality_pb2 as pb
@@ -42,6 +42,10 @@ ID_PREFIX = "fire_service-"  # the native request id of a legacy request is this
 STATUS_KEEP_SECONDS = 600.0
 MAX_KEPT = 4096  # ended requests remembered for GetStatus, at most (the oldest go first)
 COUNT = "count"
+# A row as a FireMeasurement message is about 170 bytes: the old clients' gRPC takes messages of at
+# most 4 MB by default, so a chunk holds at most this many rows (3.4 MB), and by default 8192.
+MAX_LEGACY_CHUNK = 20_000
+DEFAULT_LEGACY_CHUNK = 8192
 # The contract's health statuses: a daemon is "healthy" while it serves, "unhealthy" while it
 # loads or stops ("degraded" is the contract's too, for a daemon that serves a part: never here).
 HEALTHY, UNHEALTHY = "healthy", "unhealthy"
@@ -75,12 +79,13 @@ def native_filter(legacy: fs.QueryFilter) -> pb.QueryFilter:
     return native
 
 
-def chunk_size_of(request: fs.QueryRequest) -> int | None:
-    """Rows per chunk asked for; None: the gateway's default."""
+def chunk_size_of(request: fs.QueryRequest) -> int:
+    """Rows per chunk asked for, or the default for 0."""
     size = request.max_results_per_chunk
-    if size < 0 or size > MAX_CHUNK_SIZE:
-        raise InvalidQuery(f"max_results_per_chunk: must be in 0..{MAX_CHUNK_SIZE} (0: the default), got {size}")
-    return size or None
+    if size < 0 or size > MAX_LEGACY_CHUNK:
+        raise InvalidQuery(f"max_results_per_chunk: must be in 0..{MAX_LEGACY_CHUNK} (0: {DEFAULT_LEGACY_CHUNK}), "
+                           f"got {size}")
+    return size or DEFAULT_LEGACY_CHUNK
 
 
 @dataclass
@@ -117,11 +122,37 @@ class LegacyStatuses:
             self._by_id.move_to_end(request_id)
         return status
 
-    def end(self, status: LegacyStatus, outcome: str) -> None:
+    def progress(self, status: LegacyStatus, *, delivered: int = 0, total: int = 0) -> None:
+        """The request streams: `delivered` chunks more, and `total` once it is known."""
         with self._lock:
+            if status.ended is None and status.status != CANCELLED:
+                status.status = PROCESSING
+            status.chunks_delivered += delivered
+            status.total_chunks = total or status.total_chunks
+
+    def cancel(self, status: LegacyStatus) -> None:
+        with self._lock:
+            if status.ended is None:
+                status.status = CANCELLED
+
+    def end(self, status: LegacyStatus, outcome: str) -> None:
+        """The request ended as `outcome`, unless it ended already or was cancelled."""
+        with self._lock:
+            if status.ended is not None:
+                return
             if status.status != CANCELLED:
                 status.status = outcome
             status.ended = self._clock()
+
+    def forget(self, request_id: int, status: LegacyStatus) -> None:
+        """A request refused before it ran (no room, say): it has no status to ask about."""
+        with self._lock:
+            if self._by_id.get(request_id) is status:
+                del self._by_id[request_id]
+
+    def response(self, request_id: int, status: LegacyStatus) -> fs.StatusResponse:
+        with self._lock:
+            return status.response(request_id)
 
     def find(self, request_id: int) -> LegacyStatus | None:
         with self._lock:
@@ -203,48 +234,56 @@ class LegacyGateway:
             else:
                 yield from self._rows(request, query_filter, chunk_size, status, context)
             outcome = COMPLETED
+        except BaseException:
+            if status.status == PENDING:  # refused before it ran (no room, or not serving)
+                self.statuses.forget(request.request_id, status)
+            raise
         finally:
             self.statuses.end(status, outcome)
 
     def _count(self, request: fs.QueryRequest, query_filter: pb.QueryFilter, status: LegacyStatus,
                context: CallContext) -> fs.QueryResponseChunk:
-        status.status = PROCESSING
         answer = self.gateway.Aggregate(pb.AggregateRequest(request_id=ID_PREFIX + str(request.request_id),
                                                             filter=query_filter), context)
+        self.statuses.progress(status)
         if not answer.complete:
+            self.statuses.end(status, COMPLETED)  # it ran to its end; the answer is what is partial
             _incomplete(context, answer.missing_partitions)
-        status.chunks_delivered = status.total_chunks = 1
+        self.statuses.progress(status, delivered=1, total=1)
         return fs.QueryResponseChunk(request_id=request.request_id, chunk_number=0, is_last_chunk=True, total_chunks=1,
                                      total_results=sum(group.rows for group in answer.groups))
 
-    def _rows(self, request: fs.QueryRequest, query_filter: pb.QueryFilter, chunk_size: int | None,
+    def _rows(self, request: fs.QueryRequest, query_filter: pb.QueryFilter, chunk_size: int,
               status: LegacyStatus, context: CallContext) -> Iterator[fs.QueryResponseChunk]:
-        native = pb.QueryRequest(request_id=ID_PREFIX + str(request.request_id), filter=query_filter)
-        if chunk_size is not None:
-            native.chunk_size = chunk_size
+        native = pb.QueryRequest(request_id=ID_PREFIX + str(request.request_id), filter=query_filter,
+                                 chunk_size=chunk_size)
         held: fs.QueryResponseChunk | None = None  # sent once the next shows it is not the last
         rows = 0
+        chunks = 0  # sent so far
         for payload in self.gateway.Query(native, context):
-            status.status = PROCESSING
+            self.statuses.progress(status)
             message = payload if isinstance(payload, pb.QueryResponse) else pb.QueryResponse.FromString(payload)
             if message.is_last_chunk:
                 if not message.complete:
                     if held is not None:
                         yield held
+                        self.statuses.progress(status, delivered=1)
+                    self.statuses.end(status, COMPLETED)  # it ran to its end; the answer is what is partial
                     _incomplete(context, message.missing_partitions)
                 last = held or fs.QueryResponseChunk(request_id=request.request_id, chunk_number=0)
                 last.is_last_chunk = True
-                last.total_chunks = status.total_chunks = last.chunk_number + 1
+                last.total_chunks = last.chunk_number + 1
                 last.total_results = rows
-                status.chunks_delivered = last.total_chunks
                 yield last
+                self.statuses.progress(status, delivered=1, total=last.total_chunks)
                 return
             if held is not None:
                 yield held
-                status.chunks_delivered += 1
+                chunks += 1
+                self.statuses.progress(status, delivered=1)
             batch = decode_rows(message.columns)
             rows += len(batch)
-            held = fs.QueryResponseChunk(request_id=request.request_id, chunk_number=status.chunks_delivered,
+            held = fs.QueryResponseChunk(request_id=request.request_id, chunk_number=chunks,
                                          measurements=batch.to_measurements(fs.FireMeasurement))
 
     def CancelRequest(self, request: fs.StatusRequest, context: CallContext) -> fs.StatusResponse:
@@ -256,11 +295,11 @@ class LegacyGateway:
             except NotOwner as refused:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, str(refused))
             if cancelled:
-                status.status = CANCELLED
-        return status.response(request.request_id)
+                self.statuses.cancel(status)
+        return self.statuses.response(request.request_id, status)
 
     def GetStatus(self, request: fs.StatusRequest, context: CallContext) -> fs.StatusResponse:
-        return self._find(request.request_id, context).response(request.request_id)
+        return self.statuses.response(request.request_id, self._find(request.request_id, context))
 
     def _find(self, request_id: int, context: CallContext) -> LegacyStatus:
         status = self.statuses.find(request_id)

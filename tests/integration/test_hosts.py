@@ -8,6 +8,7 @@ host and stopping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,7 +73,8 @@ def hosts(tmp_path_factory, data_root, cache_dir) -> Iterator[Hosts]:
         for host in HOSTS:
             running.run("stop", host)
             for process in running.processes(host):
-                process.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):  # it ended meanwhile, as it was told to
+                    process.kill()
 
 
 def _count(hosts: Hosts, gateway: str) -> tuple[int, bool, list[str]]:

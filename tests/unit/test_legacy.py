@@ -12,7 +12,18 @@ from hypothesis import strategies as st
 from daemons.query.filter import InvalidQuery, parse_filter
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import fire_service_pb2 as fs
-from daemons.servicers.legacy import CANCELLED, COMPLETED, PENDING, LegacyStatuses, chunk_size_of, native_filter, process_letter
+from daemons.servicers.legacy import (
+    CANCELLED,
+    COMPLETED,
+    DEFAULT_LEGACY_CHUNK,
+    MAX_LEGACY_CHUNK,
+    PENDING,
+    PROCESSING,
+    LegacyStatuses,
+    chunk_size_of,
+    native_filter,
+    process_letter,
+)
 
 
 def test_each_daemon_has_its_old_letter() -> None:
@@ -54,10 +65,10 @@ def test_each_range_bound_is_set_exactly_when_it_is_not_zero(legacy: fs.QueryFil
         parse_filter(native)
 
 
-def test_chunk_sizes_zero_is_the_default_and_beyond_the_limits_is_refused() -> None:
-    assert chunk_size_of(fs.QueryRequest(max_results_per_chunk=0)) is None
+def test_chunk_sizes_zero_is_the_default_and_beyond_what_old_clients_receive_is_refused() -> None:
+    assert chunk_size_of(fs.QueryRequest(max_results_per_chunk=0)) == DEFAULT_LEGACY_CHUNK
     assert chunk_size_of(fs.QueryRequest(max_results_per_chunk=1000)) == 1000
-    for wrong in (-1, 65537):
+    for wrong in (-1, MAX_LEGACY_CHUNK + 1):
         with pytest.raises(InvalidQuery, match="max_results_per_chunk"):
             chunk_size_of(fs.QueryRequest(max_results_per_chunk=wrong))
 
@@ -91,3 +102,29 @@ def test_a_cancelled_request_stays_cancelled_whatever_ends_it_and_the_kept_are_b
         assert ended is not None
         statuses.end(ended, COMPLETED)
     assert [statuses.find(r) is not None for r in (1, 2, 3, 4)] == [False, False, True, True]
+
+
+def test_a_cancel_is_kept_over_later_progress_and_an_ended_request_is_not_cancelled_after() -> None:
+    statuses = LegacyStatuses()
+    running = statuses.start(1)
+    assert running is not None
+    statuses.progress(running, delivered=2)
+    statuses.cancel(running)
+    statuses.progress(running, delivered=1)  # a chunk already on its way
+    assert (statuses.response(1, running).status, running.chunks_delivered) == (CANCELLED, 3)
+    done = statuses.start(2)
+    assert done is not None
+    statuses.progress(done)
+    assert done.status == PROCESSING
+    statuses.end(done, COMPLETED)
+    statuses.cancel(done)
+    statuses.end(done, CANCELLED)  # its stream's own end, later: the first end stands
+    assert done.status == COMPLETED
+
+
+def test_a_request_refused_before_it_ran_leaves_no_status() -> None:
+    statuses = LegacyStatuses()
+    refused = statuses.start(3)
+    assert refused is not None
+    statuses.forget(3, refused)
+    assert statuses.find(3) is None
