@@ -264,23 +264,25 @@ class LegacyGateway:
             self.statuses.progress(status)
             message = payload if isinstance(payload, pb.QueryResponse) else pb.QueryResponse.FromString(payload)
             if message.is_last_chunk:
+                # A chunk counts as delivered once handed to gRPC: this generator resumes only when
+                # gRPC asks for the next, after the client may already have asked for the status.
                 if not message.complete:
                     if held is not None:
-                        yield held
                         self.statuses.progress(status, delivered=1)
+                        yield held
                     self.statuses.end(status, COMPLETED)  # it ran to its end; the answer is what is partial
                     _incomplete(context, message.missing_partitions)
                 last = held or fs.QueryResponseChunk(request_id=request.request_id, chunk_number=0)
                 last.is_last_chunk = True
                 last.total_chunks = last.chunk_number + 1
                 last.total_results = rows
-                yield last
                 self.statuses.progress(status, delivered=1, total=last.total_chunks)
+                yield last
                 return
             if held is not None:
-                yield held
                 chunks += 1
                 self.statuses.progress(status, delivered=1)
+                yield held
             batch = decode_rows(message.columns)
             rows += len(batch)
             held = fs.QueryResponseChunk(request_id=request.request_id, chunk_number=chunks,
