@@ -252,7 +252,10 @@ class Daemon:
             reason = "the port is in use or the address is not local"
         if not bound:
             return self.fail(f"cannot listen on {address}: {reason}")
-        self.datagrams.start()
+        try:
+            self.datagrams.start()  # a port another process holds is retried, and logged
+        except OSError as error:
+            return self.fail(f"cannot answer health datagrams on UDP {address}: {error.strerror or error}")
         self.server.start()
         self.check_placement()
         self.start_monitoring()

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from daemons import eventlog, events
+from daemons.companions import start_companion
 from daemons.config import Address, HealthConfig, TlsConfig
 from daemons.events import EventLog
 from daemons.health.clock import LoopClock
@@ -197,14 +198,9 @@ class MonitorProcess:
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        package_root = str(Path(__file__).resolve().parents[2])
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        # A session of its own: supervisord signals the daemon's process group, and a monitor process
-        # still importing would die of a SIGTERM meant for its daemon; it ends with the daemon anyway.
-        process = subprocess.Popen([sys.executable, "-m", "daemons.health", self.setup.observer,
-                                    str(theirs.fileno())], pass_fds=[theirs.fileno()], env=environment,
-                                   stdin=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
+        # It ends with the daemon: when the daemon's end of the pair closes.
+        process = start_companion("daemons.health", self.setup.observer, str(theirs.fileno()),
+                                  pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stderr=self.stderr)
         theirs.close()
         ours.send(encode_message(("setup", self.setup)))
         ours.send(encode_message(("gasp_to", self._recipients)))

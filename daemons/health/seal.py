@@ -35,7 +35,7 @@ import hmac
 import threading
 from collections import Counter, OrderedDict
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -44,6 +44,7 @@ from daemons.rpc import airquality_pb2 as pb
 if TYPE_CHECKING:
     from daemons.config import TlsConfig
 
+M = TypeVar("M", bound=Message)
 MAGIC = b"FHD1"  # fire health datagram, version 1
 TAG_BYTES = hashlib.sha256().digest_size
 MAX_DATAGRAM = 2048  # far above any health message (a few hundred bytes); longer is dropped unread
@@ -90,19 +91,11 @@ class Seal:
         return MAGIC + self._tag(kind, body) + body
 
     def open_request(self, data: bytes) -> pb.HealthRequest:
-        body = self._open(Kind.REQUEST, data)
-        try:
-            return pb.HealthRequest.FromString(body)
-        except DecodeError:
-            raise Dropped(MALFORMED) from None
+        return _parsed(pb.HealthRequest, self._open(Kind.REQUEST, data))
 
     def open_response(self, kind: Kind, data: bytes) -> pb.HealthResponse:
         """A reply or a gasp, as `kind` says the socket it came to expects."""
-        body = self._open(kind, data)
-        try:
-            return pb.HealthResponse.FromString(body)
-        except DecodeError:
-            raise Dropped(MALFORMED) from None
+        return _parsed(pb.HealthResponse, self._open(kind, data))
 
     def _open(self, kind: Kind, data: bytes) -> bytes:
         """The message's bytes, once the datagram is known to be of `kind` and unaltered."""
@@ -119,6 +112,13 @@ class Seal:
         if not hmac.compare_digest(tag, self._tag(kind, body)):
             raise Dropped(UNAUTHENTICATED)
         return body
+
+
+def _parsed(message_type: type[M], body: bytes) -> M:
+    try:
+        return message_type.FromString(body)
+    except DecodeError:
+        raise Dropped(MALFORMED) from None
 
 
 UNSEALED = Seal(None)

@@ -267,12 +267,24 @@ def _through_gateway(target: str, follow: bool, event_filter: EventFilter, as_js
     return skipped
 
 
+# Where the event logs are read from, for every mode: one of the two.
+log_dir_option = click.option(
+    "--log-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the <program>.log files (default: ./logs if present, else the checkout's logs).")
+gateway_option = click.option(
+    "--gateway", metavar="HOST:PORT",
+    help="Read every daemon's log through the gateway, wherever the daemons run, instead of a log folder.")
+
+
+def _one_source(gateway: str | None, log_dir: Path | None) -> None:
+    if gateway is not None and log_dir is not None:
+        raise click.UsageError("--gateway and --log-dir are two sources: give one")
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"],
                                                             "max_content_width": 100})
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the <program>.log files (default: ./logs if present, else the checkout's logs).")
-@click.option("--gateway", metavar="HOST:PORT",
-              help="Read every daemon's log through the gateway, wherever the daemons run, instead of a log folder.")
+@log_dir_option
+@gateway_option
 @tls_option
 @click.option("--follow", "-f", is_flag=True, help="Keep reading, like tail -F; Ctrl-C stops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the selected event lines as written (NDJSON).")
@@ -290,8 +302,7 @@ def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, tls_dir:
     --follow each event as it is written. Filters apply to every mode."""
     if ctx.invoked_subcommand is not None:
         return
-    if gateway is not None and log_dir is not None:
-        raise click.UsageError("--gateway and --log-dir are two sources: give one")
+    _one_source(gateway, log_dir)
     log_dir = log_dir or default_log_dir()
     if gateway is None and not follow and not log_dir.is_dir():
         raise click.UsageError(f"no log folder at {log_dir}")
@@ -311,17 +322,16 @@ def main(ctx: click.Context, log_dir: Path | None, gateway: str | None, tls_dir:
 
 
 @main.command()
-@click.option("--log-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder of the <program>.log files and their rotated backups (default: as healthlog's).")
-@click.option("--gateway", metavar="HOST:PORT", help="Read every daemon's log through the gateway instead.")
+@log_dir_option
+@gateway_option
 @tls_option
 @click.option("--since", callback=_since, default="1h", show_default=True, metavar="AGE|WHEN",
               help="The window's start: an age (30s, 15m, 2h, 1d) or an ISO 8601 time.")
 @click.option("--width", type=click.IntRange(20, 400), default=60, show_default=True, help="Cells per row.")
 def timeline(log_dir: Path | None, gateway: str | None, tls_dir: Path | None, since: datetime, width: int) -> None:
-    """One row per watched link, coloured by its status over time, with its transitions' times."""
-    if gateway is not None and log_dir is not None:
-        raise click.UsageError("--gateway and --log-dir are two sources: give one")
+    """One row per watched link, coloured by its status over time, with its transitions' times (from
+    the log folder with its rotated backups, or through the gateway)."""
+    _one_source(gateway, log_dir)
     only_transitions = EventFilter((events.HEALTH_TRANSITION.name,), None, (), (), ())
     if gateway is not None:
         reader = GatewayEvents(gateway, False, only_transitions.event_names, tls_dir)

@@ -29,7 +29,6 @@ import fcntl
 import math
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from daemons import eventlog, events
+from daemons.companions import start_companion
 from daemons.events import EventLog
 
 REPEAT_SECONDS = 60.0
@@ -103,14 +103,8 @@ class StderrTap:
         reading, writing = os.pipe()
         with contextlib.suppress(OSError):  # room for bursts, where the kernel allows it
             fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        package_root = str(Path(__file__).resolve().parents[2])
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        # A session of its own: supervisord signals the daemon's process group, and the tap is to
-        # pass on what the daemon writes as it ends. It ends itself when the pipe does.
-        self.process = subprocess.Popen([sys.executable, "-m", "daemons.security.handshakes", daemon, str(log_file)],
-                                        stdin=reading, env=environment,
-                                        start_new_session=True)
+        # It passes on what the daemon writes as it ends, and ends itself when the pipe does.
+        self.process = start_companion("daemons.security.handshakes", daemon, str(log_file), stdin=reading)
         os.close(reading)
         self.original = os.dup(2)
         os.dup2(writing, 2)

@@ -174,6 +174,11 @@ def _not_here(context: CallContext, what: str) -> NoReturn:
     context.abort(grpc.StatusCode.UNIMPLEMENTED, what)
 
 
+def _old_topology(context: CallContext, method: str) -> NoReturn:
+    _not_here(context, f"{method} belongs to the old system's topology; this system's daemons talk over "
+                       f"airquality.v1.Node, which answers daemons only")
+
+
 class LegacyHealth:
     """`FireQueryService.HealthCheck` on every daemon, and the methods only the gateway serves."""
 
@@ -189,12 +194,10 @@ class LegacyHealth:
                                  role=self.config.role)
 
     def InternalQuery(self, request: fs.InternalQueryRequest, context: CallContext) -> NoReturn:
-        _not_here(context, "InternalQuery belongs to the old system's topology; this system's daemons talk over "
-                           "airquality.v1.Node, which answers daemons only")
+        _old_topology(context, "InternalQuery")
 
     def Notify(self, request: fs.InternalQueryRequest, context: CallContext) -> NoReturn:
-        _not_here(context, "Notify belongs to the old system's topology; this system's daemons talk over "
-                           "airquality.v1.Node, which answers daemons only")
+        _old_topology(context, "Notify")
 
     def _gateway_only(self, context: CallContext) -> NoReturn:
         _not_here(context, f"{self.config.name} answers no queries: ask the gateway ({self._gateway})")

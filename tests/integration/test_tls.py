@@ -344,6 +344,7 @@ def _forge_port_unreachable(raw: socket.socket, local_port: int, remote_port: in
     raw.sendto(message, ("127.0.0.1", 0))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="forging ICMP takes a raw socket, which needs root")
 def test_forged_icmp_port_unreachable_at_a_monitor_makes_no_transition(tls_cluster):
     port = tls_cluster.ports["worker_f"]
     wait_for(lambda: bool(_monitor_sockets_to(port)), 10, "leader_e's monitor socket to worker_f")
