@@ -15,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +35,8 @@ ROLES = ("gateway", "leader", "worker")
 # and what the gateway takes over Node (from tools: it has no parent) is kept small.
 INTERNAL_REQUESTS_BY_ROLE = {"gateway": 16, "leader": 160, "worker": 320}
 LINK_KINDS = ("query", "control")
+# Where the gateway serves its live dashboard when its config does not say (loopback: see README).
+DEFAULT_DASHBOARD_LISTEN = "127.0.0.1:8050"
 MAX_CHUNK_SIZE = 65536  # chunk dictionaries index rows with uint16 codes
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -111,6 +113,18 @@ class Link:
     name: str
     address: Address
     kind: str
+
+
+@dataclass(frozen=True)
+class OverlayLink:
+    """An edge of the whole overlay as the gateway knows it from its folder's configs: `parent`
+    reaches `child` over a link of `kind`, and watches it when `watched` (a query link, with
+    monitoring on)."""
+
+    parent: str
+    child: str
+    kind: str
+    watched: bool
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,14 @@ class DaemonConfig:
     log_rotation: LogRotation = LogRotation()
     tls: TlsConfig | None = None  # None: plaintext, on loopback only unless `insecure`
     insecure: bool = False  # plaintext on a non-loopback address, said explicitly
+    # Where Prometheus scrapes this daemon's metrics over HTTP (HTTPS with a client certificate of
+    # the cluster's CA, with tls); None: no metrics endpoint.
+    metrics_listen: Address | None = None
+    # gateway only: where it serves the live dashboard (as metrics_listen, for browsers)
+    dashboard_listen: Address | None = None
+    # gateway only: every edge of the overlay and every daemon's role, for the dashboard's picture
+    overlay: tuple[OverlayLink, ...] = ()
+    roles: Mapping[str, str] = field(default_factory=dict)
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -517,7 +539,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
     reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
                                        "health_monitoring", "resume_key_file", "layout", "tls", "insecure",
-                                       "log_rotation"},
+                                       "log_rotation", "metrics_listen", "dashboard_listen"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -552,6 +574,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         raise reader.fail("listen", f"{quoted(str(listen))} is reachable from other machines, and without a tls section "
                                     f"anyone there could call this daemon: add tls (bin/gen-certs), or "
                                     f'"insecure": true for a network you trust')
+    web = _web_addresses(reader, top, role, listen, insecure)
     return DaemonConfig(
         source=source,
         name=name,
@@ -569,7 +592,41 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         layout=_layout(reader, top["layout"]) if "layout" in top else None,
         health=_health(reader, top.get("health_monitoring", {})),
         tls=_tls(reader, top["tls"]) if "tls" in top else None,
+        metrics_listen=web["metrics_listen"],
+        dashboard_listen=web["dashboard_listen"],
     )
+
+
+def _web_addresses(reader: FieldReader, top: Mapping[str, Any], role: str, listen: Address,
+                   insecure: bool) -> dict[str, Address | None]:
+    """metrics_listen and dashboard_listen (a gateway's default if it names none), each on a port of its own."""
+    if role != "gateway" and "dashboard_listen" in top:
+        raise reader.fail("dashboard_listen", "only a gateway serves the dashboard")
+    web = {key: _web_address(reader, top, key, insecure) for key in ("metrics_listen", "dashboard_listen")}
+    if role == "gateway" and web["dashboard_listen"] is None:
+        web["dashboard_listen"] = reader.address(DEFAULT_DASHBOARD_LISTEN, "dashboard_listen")
+    taken = {listen.port: "listen"}
+    for key, address in web.items():
+        if address is None:
+            continue
+        if address.port in taken:
+            default = f" (its default, {DEFAULT_DASHBOARD_LISTEN}: set another)" if key not in top else ""
+            raise reader.fail(key, f"port {address.port} is {taken[address.port]}'s already{default}")
+        taken[address.port] = key
+    return web
+
+
+def _web_address(reader: FieldReader, top: Mapping[str, Any], key: str, insecure: bool) -> Address | None:
+    """An HTTP endpoint's address (metrics, dashboard), or None when the config has none. Without
+    tls it serves plain HTTP, so as `listen` it stays on loopback unless the config says insecure."""
+    if key not in top:
+        return None
+    address = reader.address(top[key], key)
+    if "tls" not in top and not insecure and not _loopback(address.host):
+        raise reader.fail(key, f"{quoted(str(address))} is reachable from other machines, and without a tls section "
+                               f"anyone there could read it: add tls (bin/gen-certs), or "
+                               f'"insecure": true for a network you trust')
+    return address
 
 
 class _DuplicateKeys(dict[str, Any]):
@@ -687,6 +744,22 @@ class _Overlay:
                     seen.add(link.name)
                     pending.append(child)
 
+    def links(self) -> tuple[OverlayLink, ...]:
+        """Every edge below the gateway, parents in breadth-first order."""
+        seen, pending, found = {self.gateway.name}, [self.gateway], []
+        while pending:
+            parent = pending.pop(0)
+            for link in parent.children:
+                found.append(OverlayLink(parent.name, link.name, link.kind,
+                                         link.kind == "query" and parent.health.enabled))
+                if link.name not in seen:
+                    seen.add(link.name)
+                    pending.append(self.config(link.name, "children"))
+        return tuple(found)
+
+    def roles(self) -> dict[str, str]:
+        return {name: config.role for name, config in self._configs.items()}
+
     def members(self) -> tuple[Link, ...]:
         """Every daemon below the gateway, once each, as its first parent reaches it."""
         seen, pending, found = {self.gateway.name}, [self.gateway], []
@@ -728,7 +801,7 @@ def _check_overlay(gateway: DaemonConfig, environ: Mapping[str, str]) -> DaemonC
             overlay.check_path(partition, path, f"routes.{partition}[{index}]")
     overlay.check_all_routed()
     overlay.check_admission()
-    return replace(gateway, members=overlay.members())
+    return replace(gateway, members=overlay.members(), overlay=overlay.links(), roles=overlay.roles())
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> DaemonConfig:

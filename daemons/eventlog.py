@@ -16,7 +16,9 @@ import logging
 import logging.handlers
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
@@ -72,9 +74,10 @@ class StdoutEcho(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
-              echo: bool = False) -> FilteringBoundLogger:
+              echo: bool = False, observe: Callable[[Mapping[str, Any]], None] | None = None) -> FilteringBoundLogger:
     """The event log of `daemon`; with `rotation`, this process rotates the file (the daemon's own);
-    with `echo`, lines go to stdout too."""
+    with `echo`, lines go to stdout too; `observe` sees every event as it is written (the metrics
+    count from them)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
                                        if rotation is None else RotatingLogHandler(log_file, rotation)]
@@ -94,6 +97,11 @@ def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
     def common_fields_first(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         return {**{key: event_dict.pop(key) for key in COMMON_FIELDS if key in event_dict}, **event_dict}
 
+    def observed(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        if observe is not None:
+            observe(event_dict)
+        return event_dict
+
     structlog.configure(
         processors=[
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
@@ -101,6 +109,7 @@ def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
             add_daemon,
             structlog.processors.format_exc_info,
             common_fields_first,
+            observed,
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

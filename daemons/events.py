@@ -99,6 +99,10 @@ CUT_OFF = EventType("cut_off", ("lost_watchers", "unavailable_neighbors", "parti
 # where they came to and why, logged when they change, at most every DROPPED_REPORT_SECONDS.
 DATAGRAM_PORT_HELD = EventType("datagram_port_held", ("port", "error", "retry_seconds"), "warning")
 DATAGRAM_PORT_BOUND = EventType("datagram_port_bound", ("port",))
+# The HTTP endpoints (endpoint: "metrics" or "dashboard"): where each serves, and, as for the
+# datagrams, a port another process holds, retried until it is free: they never stop the daemon.
+HTTP_LISTENING = EventType("http_listening", ("endpoint", "url"))
+HTTP_PORT_HELD = EventType("http_port_held", ("endpoint", "url", "error", "retry_seconds"), "warning")
 DATAGRAMS_DROPPED = EventType("datagrams_dropped", ("counts",), "warning")
 # A TLS handshake with this daemon failed (daemons/security/handshakes.py): what it means, and how
 # many more of the kind failed since the last line of it (one a minute at most).

@@ -15,18 +15,22 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import click
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from daemons import eventlog, events
 from daemons.channels import SERVER_OPTIONS, server_credentials
-from daemons.config import ConfigError, DaemonConfig, DataConfig, load_config
+from daemons.config import Address, ConfigError, DaemonConfig, DataConfig, load_config
+from daemons.dashboard.live import Dashboard, dashboard_routes
 from daemons.fanout.children import GrpcChild
 from daemons.fanout.engine import Fanout
 from daemons.fanout.slots import WorkSlots
@@ -36,6 +40,7 @@ from daemons.health.process import MonitorProcess, Setup
 from daemons.health.seal import datagram_seal
 from daemons.health.status import Status
 from daemons.health.view import ClusterHealthView
+from daemons.metrics import EventMetrics, StateCollector, metrics_page, register_process_metrics
 from daemons.planning.paths import single_failure_losses, single_host_losses
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import fire_service_pb2 as fs
@@ -53,6 +58,8 @@ from daemons.servicers.requests import RequestRegistry
 from daemons.servicers.tokens import ResumeTokens, load_or_create_key
 from daemons.storage.partition import load_partition
 from daemons.wakeup import MainThreadWakeup
+from daemons.web.server import PORT_RETRY_SECONDS as HTTP_RETRY_SECONDS
+from daemons.web.server import Route, WebServer
 
 
 def process_age_seconds() -> float:
@@ -81,6 +88,11 @@ LEGACY_SERVICE = f"{fs.DESCRIPTOR.package}.FireQueryService"
 # the PM2.5+PM10 query, one at a time, ran no slower with slots than without (paired runs).
 WORK_SLOTS = 2
 THREADS_START_TIMEOUT_SECONDS = 30.0  # a barrier that cannot fill breaks instead of holding threads
+# Scrapes served at once: Prometheus makes one at a time per target; a few more for people and tools.
+METRICS_CONNECTIONS = 8
+# Dashboard connections at once: each open page holds one for its stream, and one more for a moment
+# while it loads a file.
+DASHBOARD_CONNECTIONS = 16
 
 
 def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
@@ -103,7 +115,12 @@ def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
 class Daemon:
     def __init__(self, config: DaemonConfig):
         self.config = config
-        self.log = eventlog.configure(config.name, config.log_file, config.log_rotation, echo=True)
+        self.metrics = CollectorRegistry(auto_describe=False)
+        self.counted = EventMetrics(self.metrics, config.role == "gateway", config.routes)
+        # Who sees each event as it is written: the metrics, and at the gateway the dashboard.
+        self.observers: list[Callable[[Mapping[str, Any]], None]] = [self.counted.observe]
+        self.log = eventlog.configure(config.name, config.log_file, config.log_rotation, echo=True,
+                                      observe=self.observe_event)
         self.started = time.monotonic()
         services = [f"{pb.DESCRIPTOR.package}.Node"] + ([f"{pb.DESCRIPTOR.package}.AirQuality"]
                                                          if config.role == "gateway" else [])
@@ -144,6 +161,7 @@ class Daemon:
         self.housekeeper = Housekeeper(self.requests, self.log, chores=[
             self.event_requests.sweep, endpoints.check_watchers, self.report_dropped_datagrams])
         self.housekeeper.start()
+        self.web = self.metrics_endpoint()
         self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
                                  endpoints.probes_received, self.datagrams_dropped)
         # Every admitted request holds one of the server's threads for its whole life (a streamed
@@ -168,6 +186,7 @@ class Daemon:
             self.gateway = GatewayServicer(config, self.fanout, self.requests, view, self.log,
                                            ResumeTokens(load_or_create_key(config.resume_key_file)), self.replicas)
             self.cluster_events = ClusterEvents(self.log_streams, config.members, self.event_requests, config.tls)
+            self.web.append(self.dashboard_endpoint())
             query_streams = SimpleNamespace(
                 Query=self.requests.watch_reader(self.gateway.Query, "query"),
                 Events=self.event_requests.watch_reader(self.cluster_events.Events, "events"))
@@ -185,6 +204,38 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(self.lifecycle.standard, self.server)
         reflection.enable_server_reflection([*services, LEGACY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME],
                                             self.server)
+
+    def metrics_endpoint(self) -> list[WebServer]:
+        """The metrics read at scrape time, and where Prometheus scrapes them, if the config says."""
+        self.metrics.register(StateCollector(self.config.name, self.config.role, self.monitors,
+                                             lambda: self.requests.active, self.datagrams_dropped, self.counted.held))
+        register_process_metrics(self.metrics, lambda: self.monitor_process.pid)
+        if self.config.metrics_listen is None:
+            return []
+        return [self.web_server("metrics", self.config.metrics_listen, {"/metrics": metrics_page(self.metrics)},
+                                METRICS_CONNECTIONS)]
+
+    def dashboard_endpoint(self) -> WebServer:
+        """The gateway's live dashboard (dashboard/live.py), which also counts the queries it ends."""
+        self.dashboard = Dashboard(self.config, self.monitors, self.children, self.gateway.serving_copies,
+                                   self.cluster_events)
+        self.observers.append(self.dashboard.observe)
+        assert self.config.dashboard_listen is not None, "a gateway's config always has one"
+        return self.web_server("dashboard", self.config.dashboard_listen, dashboard_routes(self.dashboard),
+                               DASHBOARD_CONNECTIONS)
+
+    def observe_event(self, event: Mapping[str, Any]) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    def web_server(self, endpoint: str, address: Address, routes: dict[str, Route], connections: int) -> WebServer:
+        """An HTTP endpoint of this daemon, which logs a port held by another process and, once it
+        has it, where it serves."""
+        web = WebServer(endpoint, address, routes, self.config.tls, connections,
+                        on_held=lambda error: events.HTTP_PORT_HELD.emit(self.log, endpoint=endpoint, url=web.url,
+                                                                         error=error, retry_seconds=HTTP_RETRY_SECONDS),
+                        on_bound=lambda: events.HTTP_LISTENING.emit(self.log, endpoint=endpoint, url=web.url))
+        return web
 
     def datagrams_dropped(self) -> dict[str, int]:
         """Health datagrams not believed so far: probes sent to this daemon, and replies and gasps
@@ -239,24 +290,9 @@ class Daemon:
 
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, on_signal)
-        address = str(self.config.listen)
-        try:
-            if self.config.tls is None:
-                bound = self.server.add_insecure_port(address)
-            else:
-                bound = self.server.add_secure_port(address, server_credentials(self.config.tls))
-        except RuntimeError as error:
-            bound = 0
-            reason = str(error)
-        else:
-            reason = "the port is in use or the address is not local"
-        if not bound:
-            return self.fail(f"cannot listen on {address}: {reason}")
-        try:
-            self.datagrams.start()  # a port another process holds is retried, and logged
-        except OSError as error:
-            return self.fail(f"cannot answer health datagrams on UDP {address}: {error.strerror or error}")
-        self.server.start()
+        problem = self.listen()
+        if problem is not None:
+            return self.fail(problem)
         self.check_placement()
         self.start_monitoring()
         if self.config.data is not None:
@@ -277,6 +313,7 @@ class Daemon:
                 self.stop_monitoring()
                 self.server.stop(0)
                 self.datagrams.stop()
+                self.stop_web()
                 return self.fail(outcome[0])
         self.lifecycle.mark_serving()
         if self.config.role == "gateway":
@@ -309,6 +346,52 @@ class Daemon:
 
     def stop_monitoring(self) -> None:
         self.monitor_process.stop()
+
+    def listen(self) -> str | None:
+        """Takes the gRPC port and starts serving on it, answers health datagrams, and starts the HTTP
+        endpoints; returns why the daemon cannot (having let go of what it took), or None."""
+        address = str(self.config.listen)
+        try:
+            if self.config.tls is None:
+                bound = self.server.add_insecure_port(address)
+            else:
+                bound = self.server.add_secure_port(address, server_credentials(self.config.tls))
+        except RuntimeError as error:
+            bound = 0
+            reason = str(error)
+        else:
+            reason = "the port is in use or the address is not local"
+        if not bound:
+            return f"cannot listen on {address}: {reason}"
+        try:
+            self.datagrams.start()  # a port another process holds is retried, and logged
+        except OSError as error:
+            return f"cannot answer health datagrams on UDP {address}: {error.strerror or error}"
+        self.server.start()
+        problem = self.start_web()
+        if problem is not None:
+            self.server.stop(0)
+            self.datagrams.stop()
+        return problem
+
+    def start_web(self) -> str | None:
+        """Starts the HTTP endpoints; returns why one cannot serve (not a port another process holds:
+        that one is retried, and logged), having stopped the others, or None."""
+        for web in self.web:
+            try:
+                listening = web.start()
+            except OSError as error:
+                self.stop_web()
+                return f"cannot serve {web.name} at {web.address}: {error.strerror or error}"
+            if listening:
+                events.HTTP_LISTENING.emit(self.log, endpoint=web.name, url=web.url)
+        return None
+
+    def stop_web(self) -> None:
+        if self.config.role == "gateway":
+            self.dashboard.close()  # its streams end, and with them their connections
+        for web in self.web:
+            web.stop()
 
     def cache_write_failed(self, partition: str, error: str) -> None:
         events.CACHE_WRITE_FAILED.emit(self.log, partition=partition, error=error)
@@ -355,6 +438,7 @@ class Daemon:
             self.replicas.stop()
         stopped.wait()
         self.datagrams.stop()
+        self.stop_web()
         for child in self.children.values():
             child.close()
         events.DAEMON_STOPPED.emit(self.log, seconds=round(time.monotonic() - began, 6))

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
+import urllib.request
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -183,12 +185,27 @@ def epoch_of(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
+def web_ports() -> dict[str, int]:
+    """Free ports for the HTTP endpoints, keyed as write_configs takes them: `<program>/metrics` and
+    `gateway_a/dashboard`."""
+    names = [f"{program}/metrics" for program in PROGRAMS] + ["gateway_a/dashboard"]
+    return dict(zip(names, free_ports(len(names)), strict=True))
+
+
 def write_configs(home: Path, ports: dict[str, int], cache_dir: Path, edit: Callable[[str, dict], None] | None = None):
-    """The shipped configs with ports renumbered; `edit(program, document)` may change more."""
+    """The shipped configs with ports renumbered; `edit(program, document)` may change more. The
+    HTTP endpoints take the ports `ports` has for them (web_ports), or none: a cluster that is not
+    given any serves no metrics, and its gateway's dashboard at a free port, never at the shipped
+    ones, which a running system holds."""
     default_port = {json.loads((ETC / f"{p}.json").read_text())["listen"].rsplit(":", 1)[1]: p for p in PROGRAMS}
     for program in PROGRAMS:
         document = json.loads((ETC / f"{program}.json").read_text())
         document["listen"] = f"127.0.0.1:{ports[program]}"
+        document.pop("metrics_listen", None)
+        if f"{program}/metrics" in ports:
+            document["metrics_listen"] = f"127.0.0.1:{ports[f'{program}/metrics']}"
+        if "dashboard_listen" in document:
+            document["dashboard_listen"] = f"127.0.0.1:{ports.get(f'{program}/dashboard') or free_ports(1)[0]}"
         for child in document.get("children", []):
             child["address"] = f"127.0.0.1:{ports[default_port[child['address'].rsplit(':', 1)[1]]]}"
         if "data" in document:
@@ -228,7 +245,7 @@ def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = 
     `data_roots` gives some programs a data folder of their own (a host with another copy)."""
     for folder in ("etc", "logs", "var/run"):
         (home / folder).mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(PROGRAMS, free_ports(len(PROGRAMS))))
+    ports = {**dict(zip(PROGRAMS, free_ports(len(PROGRAMS)))), **web_ports()}
     write_configs(home, ports, cache_dir, edit)
     socket_dir = Path(tempfile.mkdtemp(prefix="fq", dir="/tmp"))  # unix socket paths must stay short
     conf = (ETC / "supervisord.conf").read_text()
@@ -288,3 +305,40 @@ class HealthlogFollower:
         self.process.wait(10)
         for reader in self._readers:
             reader.join(5)
+
+
+def prometheus_config(cluster: Cluster, path: Path) -> None:
+    """etc/prometheus.yml, with each shipped metrics port replaced by the private cluster's."""
+    import yaml  # a test dependency; the cluster helpers are used by the benchmarks too
+
+    shipped = {json.loads((ETC / f"{p}.json").read_text())["metrics_listen"]: p for p in PROGRAMS}
+    config = yaml.safe_load((ETC / "prometheus.yml").read_text())
+    for job in config["scrape_configs"]:
+        for group in job["static_configs"]:
+            group["targets"] = [f"127.0.0.1:{cluster.ports[shipped[target] + '/metrics']}" for target in group["targets"]]
+    path.write_text(yaml.safe_dump(config))
+
+
+def start_prometheus(executable: str, config: Path, scratch: Path, port: int) -> subprocess.Popen:
+    """A Prometheus server with `config`, its data and log in `scratch`, its API on loopback at `port`."""
+    with open(scratch / "prometheus.log", "w") as log:  # the process keeps its own copy of the descriptor
+        return subprocess.Popen([executable, f"--config.file={config}", f"--storage.tsdb.path={scratch / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=log)
+
+
+def prometheus_api(port: int, path: str, **query: str) -> Any:
+    """The `data` of a Prometheus HTTP API answer (/api/v1/<path>)."""
+    url = f"http://127.0.0.1:{port}/api/v1/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        document = json.loads(answer.read())
+    assert document["status"] == "success", document
+    return document["data"]
+
+
+def prometheus_scrapes_all(port: int) -> bool:
+    """Prometheus at `port` has scraped each of the six daemons, successfully, last time."""
+    try:
+        targets = prometheus_api(port, "targets")["activeTargets"]
+    except OSError:
+        return False  # not listening yet
+    return len(targets) == len(PROGRAMS) and all(target["health"] == "up" for target in targets)

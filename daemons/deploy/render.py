@@ -4,7 +4,8 @@ The per-program configs (etc/<program>.json) are the one source of every daemon'
 the layout (layout.py) says where each program runs. From the two, for one host, this writes a
 state folder, var/hosts/<layout>/<host>/, holding:
 - etc/<program>.json for all six programs. Each listens on its host's address, at the port of
-  its config, and reaches its children at their hosts' addresses. It holds the copies that the
+  its config (its metrics too; the gateway's dashboard stays where its config says, loopback as
+  shipped), and reaches its children at their hosts' addresses. It holds the copies that the
   placement gives it (planning/placement.py: every partition survives any one daemon or any one
   host other than the gateway's), and the gateway's routes lead to those copies. All six are
   written, though the host runs only its own, because the gateway checks its routes against its
@@ -107,6 +108,9 @@ def render_host(etc: Path, layout_name: str, host_name: str, state_root: Path, t
     for program in programs:
         document = copy.deepcopy(base[program])
         document["listen"] = addresses[program]
+        if "metrics_listen" in document:  # scraped from other hosts: at the host's address, at its port
+            document["metrics_listen"] = str(Address(layout.host_of(program).address,
+                                                     int(document["metrics_listen"].rsplit(":", 1)[1])))
         document["log_file"] = str(state / "logs" / f"{program}.log")
         for child in document.get("children", []):
             child["address"] = addresses[child["name"]]

@@ -51,6 +51,7 @@ from daemons.health.clock import Clock
 from daemons.health.gasp import believed
 from daemons.health.pings import PingRounds
 from daemons.health.state import NeighborState, ProbeResult, Status, Transition
+from daemons.health.tally import ProbeKind, ProbeTally
 from daemons.health.timers import MonitorTimers
 from daemons.health.transport import ProbeFailed, ProbeTransport
 from daemons.rpc import airquality_pb2 as pb
@@ -90,10 +91,12 @@ class NeighborMonitor:
         self.awareness = awareness if awareness is not None else Awareness()
         self.timers = MonitorTimers(clock, self.awareness)
         self.pings = PingRounds(observer, transport, clock, self.timers, self._deadline, self.observe,
-                                functools.partial(self._answered, "ping"), self._running, self._gasped,
+                                functools.partial(self._answered, "ping", ProbeKind.DATAGRAM), self._running,
+                                self._gasped,
                                 self._confirm_hint)
         self._epoch_offset = clock.wall() - clock.now()  # to report `since` as wall-clock time
         self._lock = threading.Lock()
+        self.tally = ProbeTally()  # under _lock, as the state machine
         self._confirmations_in_flight = 0
         self._probe_now: Callable[[bool], None] | None = None  # starts a HealthCheck, once running
         self._next_hint_check = -math.inf  # when an unauthenticated hint may set off a HealthCheck again
@@ -105,14 +108,18 @@ class NeighborMonitor:
 
     # -- feeding the state machine ---------------------------------------------------------------
 
-    def observe(self, ok: bool, reason: str, sent: float | None = None, *, conclusive: bool = False) -> None:
-        """Records one result, of a probe sent at `sent` (None: pushed, not probed). Any thread may
-        call it."""
+    def observe(self, kind: ProbeKind, ok: bool, reason: str, sent: float | None = None, *,
+                conclusive: bool = False) -> None:
+        """Records one result, of a probe of `kind` sent at `sent` (None: pushed, not probed). Any
+        thread may call it."""
         with self._lock:
             now = self.clock.now()
             latency_ms = None if sent is None else (now - sent) * 1000
             transition = self.state.observe(ProbeResult(ok, reason, latency_ms, sent, conclusive), now)
+            # A Watch update's `sent` is when its stream opened: how long it waited, not a latency.
+            self.tally.probe(kind, ok, None if latency_ms is None or kind is ProbeKind.WATCH else latency_ms / 1000)
             if transition is not None:
+                self.tally.transition(transition.previous.value, transition.current.value)
                 self._log_transition(transition)
         if transition is not None and transition.current is Status.UNAVAILABLE:
             self.on_unavailable(self.neighbor)
@@ -188,18 +195,19 @@ class NeighborMonitor:
             "reason": transition.reason, "consecutive_failures": transition.consecutive_failures,
             "latency_ms": latency})
 
-    def _answered(self, via: str, answer: pb.HealthResponse, sent: float) -> None:
+    def _answered(self, via: str, kind: ProbeKind, answer: pb.HealthResponse, sent: float) -> None:
         """A HealthResponse, by datagram or by gRPC: a result, and a restart when the pid changed."""
         previous, self._pid = self._pid, answer.process_id
         if previous is not None and previous != answer.process_id:
             events.NEIGHBOR_RESTARTED.emit(self.log, neighbor=self.neighbor, old_pid=previous,
                                            new_pid=answer.process_id)
-        self.observe(answer.healthy, f"{via}: {answer.status} (pid {answer.process_id})", sent)
+        self.observe(kind, answer.healthy, f"{via}: {answer.status} (pid {answer.process_id})", sent)
 
     def _gasped(self, answer: pb.HealthResponse) -> None:
         """A dying gasp (gasp.py): the neighbour's process ended, if the gasp is true."""
         if believed(answer, self.pings.gasp_token, self._pid):
-            self.observe(False, f"dying gasp: its process (pid {answer.process_id}) ended", conclusive=True)
+            self.observe(ProbeKind.DATAGRAM, False, f"dying gasp: its process (pid {answer.process_id}) ended",
+                         conclusive=True)
 
     # -- the coroutines ----------------------------------------------------------------------------
 
@@ -265,9 +273,9 @@ class NeighborMonitor:
             elif failure.timed_out:
                 self.pings.judge_timeout(sent, functools.partial(self._check_judged, failure.reason, sent))
             else:
-                self.observe(False, failure.reason, sent)
+                self.observe(ProbeKind.GRPC, False, failure.reason, sent)
         else:
-            self._answered("HealthCheck", answer, sent)
+            self._answered("HealthCheck", ProbeKind.GRPC, answer, sent)
         finally:
             if confirming:
                 self._confirmations_in_flight -= 1
@@ -277,7 +285,7 @@ class NeighborMonitor:
         if running:
             self._running()
         else:
-            self.observe(False, f"{reason}, nor to an HTTP/2 PING", sent)
+            self.observe(ProbeKind.GRPC, False, f"{reason}, nor to an HTTP/2 PING", sent)
 
     async def _connectivity(self) -> None:
         while True:
@@ -302,7 +310,7 @@ class NeighborMonitor:
                         # 2026-11-30: healthy -> degraded -> healthy right after a restart), is
                         # outdated like any failure of a probe sent before a success.
                         stale_after = opened if updates == 1 and status != "SERVING" else None
-                        self.observe(status == "SERVING", f"Watch: {status}", stale_after)
+                        self.observe(ProbeKind.WATCH, status == "SERVING", f"Watch: {status}", stale_after)
                         if self.status() is Status.HEALTHY:
                             break  # closing the stream: an idle one would only cost wakeups
             except ProbeFailed as failure:
@@ -312,6 +320,11 @@ class NeighborMonitor:
             await self.clock.sleep(pause)
 
     # -- status view -------------------------------------------------------------------------------
+
+    def counts(self) -> ProbeTally:
+        """What it has seen so far, counted (a copy)."""
+        with self._lock:
+            return self.tally.copy()
 
     def view(self) -> pb.NeighborHealth:
         with self._lock:

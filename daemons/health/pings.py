@@ -23,6 +23,7 @@ from daemons.health.clock import Clock
 from daemons.health.gasp import STATUS_ENDED, TOKEN_BYTES
 from daemons.health.liveness import Decide, Liveness
 from daemons.health.seal import REPLAYED, DropCounts
+from daemons.health.tally import ProbeKind
 from daemons.health.timers import MonitorTimers
 from daemons.health.transport import ProbeTransport
 from daemons.rpc import airquality_pb2 as pb
@@ -35,7 +36,7 @@ BUSY_LIMIT_SECONDS = 5.0
 RECENT_PROBES = 256  # settled probes remembered, to tell a late reply from a replayed one
 WITNESS_AFTER_SECONDS = 0.1  # how long a probe waits for its answer before a PING witnesses it
 
-Observe = Callable[[bool, str, float | None], None]  # the monitor's observe(ok, reason, sent)
+Observe = Callable[[ProbeKind, bool, str, float | None], None]  # the monitor's observe(kind, ok, reason, sent)
 
 
 class PingRounds:
@@ -111,7 +112,7 @@ class PingRounds:
         for stamp in self._out:  # every ping still out went there; none of them can be answered
             self._settle(stamp, answered=False)
         self._out.clear()
-        self._observe(False, reason, None)
+        self._observe(ProbeKind.GRPC, False, reason, None)  # the PING connection's: HTTP/2
 
     def icmp_error(self, reason: str) -> None:
         """An ICMP error came back for a datagram (port unreachable, most often): the neighbour may be
@@ -133,14 +134,16 @@ class PingRounds:
             return
         del self._out[stamp]
         self._settle(stamp, answered=False)
-        self._observe(False, f"ping: no answer within {deadline:.3g} s, nor to an HTTP/2 PING", sent)
+        self._observe(ProbeKind.DATAGRAM, False, f"ping: no answer within {deadline:.3g} s, nor to an HTTP/2 PING",
+                      sent)
 
     def _overdue(self, stamp: int) -> None:
         sent = self._out.pop(stamp, None)
         if sent is not None:
             self._settle(stamp, answered=False)
-            self._observe(False, f"ping: no answer within {BUSY_LIMIT_SECONDS:g} s, though its process runs "
-                                 f"(it answers HTTP/2 PINGs): its interpreter is stuck", sent)
+            self._observe(ProbeKind.DATAGRAM, False,
+                          f"ping: no answer within {BUSY_LIMIT_SECONDS:g} s, though its process runs "
+                          f"(it answers HTTP/2 PINGs): its interpreter is stuck", sent)
 
     # -- the witnesses -------------------------------------------------------------------------------
 

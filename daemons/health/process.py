@@ -14,9 +14,10 @@ daemon's watchers when the daemon's process ends (gasp.py). It and the daemon ta
 pair (SOCK_SEQPACKET, one pickled tuple per message: only the two ends of the pair can write to it):
 - daemon -> monitor process: first the `Setup`, then ("query_call_failed", neighbour, reason) and
   ("gasp_to", recipients), the watchers to gasp to, whenever they change;
-- monitor process -> daemon: ("view", neighbour, NeighborHealth bytes, outages): the neighbour's
-  state after every change, and how many times it has become unavailable, which the daemon's
-  mirror turns into cancelling the calls stuck on it (`on_unavailable`).
+- monitor process -> daemon: ("view", neighbour, NeighborHealth bytes, outages, ProbeTally): the
+  neighbour's state after every change, how many times it has become unavailable, which the
+  daemon's mirror turns into cancelling the calls stuck on it (`on_unavailable`), and its probe
+  and transition counts (tally.py), for the daemon's metrics.
 Neither end ever blocks on the other: a monitor process whose daemon does not read (it is
 stopped, or very busy) keeps only the latest view of each neighbour and sends it when it can; a
 daemon drops a failed-call hint its monitor process has no room for (the next one will do).
@@ -54,6 +55,7 @@ from daemons.health.loop import MonitorLoop
 from daemons.health.monitor import NeighborMonitor
 from daemons.health.seal import UNSEALED, Kind, datagram_seal
 from daemons.health.status import Status
+from daemons.health.tally import ProbeTally
 from daemons.health.transport import GrpcProbeTransport
 from daemons.rpc import airquality_pb2 as pb
 
@@ -109,6 +111,8 @@ class RemoteMonitor:
         self._lock = threading.Lock()
         self._view = self._unknown("no word from the monitor process yet")
         self._outages = 0  # as counted by the current monitor process
+        self._tally = ProbeTally()  # as counted by the current monitor process ...
+        self._earlier = ProbeTally()  # ... and by those before it, so that counts never go back
 
     def _unknown(self, reason: str) -> pb.NeighborHealth:
         return pb.NeighborHealth(observer=self.observer, neighbor=self.neighbor, status=Status.UNKNOWN.value,
@@ -124,12 +128,17 @@ class RemoteMonitor:
             view.CopyFrom(self._view)
             return view
 
+    def counts(self) -> ProbeTally:
+        with self._lock:
+            return self._earlier.plus(self._tally)
+
     def query_call_failed(self, reason: str) -> None:
         self._send(("query_call_failed", self.neighbor, reason))  # a hint: if dropped, the next will do
 
-    def update(self, view: pb.NeighborHealth, outages: int) -> None:
+    def update(self, view: pb.NeighborHealth, outages: int, tally: ProbeTally) -> None:
         with self._lock:
             self._view = view
+            self._tally = tally
             new_outage, self._outages = outages > self._outages, outages
         # An outage that is already over (the daemon read it late) leaves the calls alone: they may
         # be streaming again from the resumed neighbour.
@@ -141,6 +150,7 @@ class RemoteMonitor:
         with self._lock:
             self._view = self._unknown(reason)
             self._outages = 0
+            self._earlier, self._tally = self._earlier.plus(self._tally), ProbeTally()
 
 
 def raise_this_threads_priority() -> None:
@@ -172,6 +182,12 @@ class MonitorProcess:
         # Also the thread that restarts the monitor process: it lives as long as the daemon, since
         # the kernel sends DEATH_SIGNAL when the thread that started the process ends.
         self._thread = threading.Thread(target=self._run, name="monitor-process", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The current monitor process's, if one runs."""
+        with self._lock:
+            return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
         """Call from the thread that lives as long as the daemon (its main thread): the kernel
@@ -264,8 +280,8 @@ class MonitorProcess:
                 return
             message = decode_message(data)
             if message[0] == "view" and message[1] in self._by_name:
-                _kind, neighbor, view, outages = message
-                self._by_name[neighbor].update(pb.NeighborHealth.FromString(view), outages)
+                _kind, neighbor, view, outages, tally = message
+                self._by_name[neighbor].update(pb.NeighborHealth.FromString(view), outages, tally)
 
 
 # -- the monitor process's side ----------------------------------------------------------------------
@@ -327,8 +343,8 @@ class Reporter:
                 view = monitor.view()
                 outages = self._outages.get(neighbor, 0)
                 try:
-                    self._socket.send(encode_message(("view", neighbor, view.SerializeToString(), outages)),
-                                      socket.MSG_DONTWAIT)
+                    self._socket.send(encode_message(("view", neighbor, view.SerializeToString(), outages,
+                                                      monitor.counts())), socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
                 except OSError:

@@ -77,6 +77,15 @@ class GatewayServicer:
         statuses = self.health.statuses()
         return lambda daemon: statuses.get(daemon, "unknown")
 
+    def serving_copies(self, status_of: StatusOf) -> dict[str, tuple[tuple[str, ...], str]]:
+        """partition -> (the path from this gateway a query would read it along, "") or, when no copy
+        is in reach, ((), why): planned as a query is, with the daemons' statuses `status_of` gives."""
+        plan = RequestPlan(self.replicas.choices())
+        copies = {a.partition: ((self.config.name, *a.path), "") for a in plan.assign(status_of)}
+        for partition, status in plan.progress.statuses.items():
+            copies.setdefault(partition, ((), status.error))
+        return copies
+
     def Query(self, request: pb.QueryRequest, context: CallContext) -> Iterator[Payload]:
         try:
             request_id = parse_request_id(request.request_id)

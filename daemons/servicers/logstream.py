@@ -317,7 +317,11 @@ class ClusterEvents:
             own.daemon: own.open, **{link.name: remote_opener(link.name, str(link.address), tls) for link in members}}
 
     def Events(self, request: pb.EventsRequest, context: CallContext) -> Messages:
-        stopped = _admitted(self.registry, request, context)
+        yield from self.stream(request, _admitted(self.registry, request, context))
+
+    def stream(self, request: pb.EventsRequest, stopped: threading.Event) -> Messages:
+        """The merged messages, until `stopped` is set (for a call, when it ends): also read in the
+        gateway itself, by the dashboard."""
         out: queue.Queue[tuple[str, str, Any]] = queue.Queue(QUEUED_MESSAGES)
         sources = [_Source(name, opener, request, out, stopped, self.clock) for name, opener in self.openers.items()]
         try:

@@ -1,6 +1,6 @@
 """bin/benchmark: `query` (speed, start-up, memory, DuckDB ratios), `health` (detection times),
-`failover` (the cost of one failure), `hosts` (host faults on network namespaces) or `tls` (what
-mutual TLS costs)."""
+`failover` (the cost of one failure), `hosts` (host faults on network namespaces), `tls` (what
+mutual TLS costs) or `observability` (what metrics scrapes and the dashboard cost)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tests.benchmarks import failover_bench, health_bench, hosts_bench, query_bench, tls_bench
+from tests.benchmarks import failover_bench, health_bench, hosts_bench, observability_bench, query_bench, tls_bench
 from tests.hosts import LAYOUTS
 
 data_option = click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
@@ -64,6 +64,13 @@ def hosts(data_root: Path | None, faults: int, runs: int, layouts: tuple[str, ..
 def tls(data_root: Path | None, runs: int, faults: int) -> None:
     """Mutual TLS against plaintext in one run: full scan, idle CPU, detection times."""
     tls_bench.run(data_root, runs, faults)
+
+
+@main.command()
+@data_option
+def observability(data_root: Path | None) -> None:
+    """Idle CPU with nobody watching, with Prometheus scraping every 5 s, and with a dashboard open."""
+    observability_bench.run(data_root)
 
 
 main(prog_name="benchmark")

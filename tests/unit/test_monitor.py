@@ -24,6 +24,7 @@ from daemons.events import EventRecorder
 from daemons.health.monitor import NeighborMonitor
 from daemons.health.pings import BUSY_LIMIT_SECONDS, WITNESS_AFTER_SECONDS
 from daemons.health.state import Status, Thresholds
+from daemons.health.tally import ProbeKind
 from tests.unit.fakes import FakeClock, FakeNeighbor
 
 SETTINGS = HealthConfig(jitter_fraction=0.0, thresholds=Thresholds(startup_grace_seconds=5.0))
@@ -282,7 +283,7 @@ def test_a_suspicion_of_a_busy_neighbour_is_settled_by_its_pings_without_a_storm
         s.neighbor.delay = 2.0
         await s.clock.advance(3)
         checks = s.neighbor.checks
-        s.monitor.observe(False, "ping: Connection refused")  # one failure: degraded, and suspected
+        s.monitor.observe(ProbeKind.GRPC, False, "ping: Connection refused")  # one failure: degraded, and suspected
         await s.clock.advance(3)
         assert s.path() == ["healthy", "degraded", "healthy"]  # its late datagram answers heal it
         assert s.neighbor.checks - checks <= 3  # confirmations stopped once its PINGs showed it running
@@ -336,7 +337,7 @@ def test_damped_recovery_needs_the_configured_successes() -> None:
         await s.until(Status.HEALTHY, 1.0)
         s.neighbor.hang()
         await s.until(Status.UNAVAILABLE, 3.0)
-        s.monitor.observe(True, "Watch: SERVING")
+        s.monitor.observe(ProbeKind.WATCH, True, "Watch: SERVING")
         assert s.monitor.status() is Status.UNAVAILABLE  # one success is not enough
         s.neighbor.resume()
         recovered = await s.until(Status.HEALTHY, 2.0)

@@ -7,6 +7,7 @@ ended with its daemon, on real daemons in tests/integration/test_supervision.py.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ from daemons.health.process import (
     monitor_process,
 )
 from daemons.health.status import Status
+from daemons.health.tally import ProbeKind, ProbeTally
 from daemons.rpc import airquality_pb2 as pb
 from tests.unit.fakes import FakeClock, FakeNeighbor
 from tests.waiting import wait_for
@@ -48,18 +50,18 @@ def test_a_neighbour_is_unknown_until_the_monitor_process_reports():
     mirror = Mirror()
     assert mirror.monitor.status() is Status.UNKNOWN
     assert mirror.monitor.view().neighbor == "leader_e"
-    mirror.monitor.update(view(Status.HEALTHY), outages=0)
+    mirror.monitor.update(view(Status.HEALTHY), outages=0, tally=ProbeTally())
     assert mirror.monitor.status() is Status.HEALTHY
 
 
 def test_an_outage_cancels_the_calls_once():
     mirror = Mirror()
-    mirror.monitor.update(view(Status.HEALTHY), outages=0)
-    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=1)
-    mirror.monitor.update(view(Status.UNAVAILABLE, 4), outages=1)  # the same outage, reported again
+    mirror.monitor.update(view(Status.HEALTHY), outages=0, tally=ProbeTally())
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=1, tally=ProbeTally())
+    mirror.monitor.update(view(Status.UNAVAILABLE, 4), outages=1, tally=ProbeTally())  # the same outage, reported again
     assert mirror.cancelled == ["leader_e"]
-    mirror.monitor.update(view(Status.HEALTHY), outages=1)
-    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=2)
+    mirror.monitor.update(view(Status.HEALTHY), outages=1, tally=ProbeTally())
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=2, tally=ProbeTally())
     assert mirror.cancelled == ["leader_e", "leader_e"]
 
 
@@ -67,17 +69,17 @@ def test_an_outage_read_after_it_ended_leaves_the_calls_alone():
     """A daemon that read its reports late (it was stopped) must not cancel calls to a neighbour
     that is streaming again."""
     mirror = Mirror()
-    mirror.monitor.update(view(Status.HEALTHY), outages=1)
+    mirror.monitor.update(view(Status.HEALTHY), outages=1, tally=ProbeTally())
     assert mirror.cancelled == []
 
 
 def test_a_restarted_monitor_process_counts_outages_afresh():
     mirror = Mirror()
-    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=4)
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=4, tally=ProbeTally())
     mirror.monitor.forget("the monitor process exited")
     assert mirror.monitor.status() is Status.UNKNOWN
     assert mirror.monitor.view().last_reason == "the monitor process exited"
-    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=1)
+    mirror.monitor.update(view(Status.UNAVAILABLE, 3), outages=1, tally=ProbeTally())
     assert mirror.cancelled == ["leader_e", "leader_e"]
 
 
@@ -108,19 +110,37 @@ def test_the_reporter_keeps_only_the_latest_view_while_the_daemon_does_not_read(
                                       EventRecorder()) for name in ("leader_b", "leader_e")}
     try:
         for ok in (False, False, False):
-            monitors["leader_e"].observe(ok, "ping: refused")
+            monitors["leader_e"].observe(ProbeKind.DATAGRAM, ok, "ping: refused")
             reporter.changed(monitors["leader_e"])
         reporter.unavailable("leader_e")
-        monitors["leader_b"].observe(True, "ping: SERVING")
+        monitors["leader_b"].observe(ProbeKind.DATAGRAM, True, "ping: SERVING")
         reporter.changed(monitors["leader_b"])
         assert sock.sent == []
         sock.room = True
         wait_for(lambda: len(sock.sent) == 2, 5, "the retry to send the pending views")
     finally:
         reporter.close()
-    latest = {name: (pb.NeighborHealth.FromString(data).consecutive_failures, outages)
-              for _kind, name, data, outages in sock.sent}
-    assert latest == {"leader_e": (3, 1), "leader_b": (0, 0)}
+    latest = {name: (pb.NeighborHealth.FromString(data).consecutive_failures, outages, dict(tally.results))
+              for _kind, name, data, outages, tally in sock.sent}
+    assert latest == {"leader_e": (3, 1, {("datagram", "failure"): 3}), "leader_b": (0, 0, {("datagram", "success"): 1})}
+
+
+def test_counts_never_go_back_when_the_monitor_process_is_restarted():
+    mirror = Mirror()
+    first = ProbeTally()
+    first.probe(ProbeKind.DATAGRAM, True, 0.002)
+    first.transition("unknown", "healthy")
+    mirror.monitor.update(view(Status.HEALTHY), outages=0, tally=first)
+    mirror.monitor.forget("the monitor process exited")
+    second = ProbeTally()
+    second.probe(ProbeKind.DATAGRAM, True, 0.3)
+    second.transition("unknown", "healthy")
+    mirror.monitor.update(view(Status.HEALTHY), outages=0, tally=second)
+    counts = mirror.monitor.counts()
+    assert counts.results == {("datagram", "success"): 2}
+    assert counts.transitions == {("unknown", "healthy"): 2}
+    assert dict(counts.latencies["datagram"].cumulative())[0.0025] == 1
+    assert dict(counts.latencies["datagram"].cumulative())[math.inf] == 2
 
 
 def test_the_monitor_process_reports_views_and_ends_with_its_daemon(tmp_path):
@@ -139,7 +159,7 @@ def test_the_monitor_process_reports_views_and_ends_with_its_daemon(tmp_path):
     runner.start()
     try:
         daemon_end.settimeout(10)
-        kind, name, data, _outages = decode_message(daemon_end.recv(65536))
+        kind, name, data, _outages, _tally = decode_message(daemon_end.recv(65536))
         assert (kind, name) == ("view", "leader_e")
         assert pb.NeighborHealth.FromString(data).last_reason.startswith("ping: ")
         assert gasper.recipients == recipients
@@ -180,15 +200,15 @@ def test_a_new_status_is_reported_at_once_and_routine_changes_at_most_every_inte
     monitor = NeighborMonitor("gateway_a", "leader_e", HealthConfig(), FakeNeighbor(FakeClock()), FakeClock(),
                               EventRecorder())
     try:
-        monitor.observe(True, "ping: SERVING")
+        monitor.observe(ProbeKind.DATAGRAM, True, "ping: SERVING")
         reporter.changed(monitor)  # unknown -> healthy: at once
         assert len(sock.sent) == 1
         for _ in range(5):
-            monitor.observe(True, "ping: SERVING")
+            monitor.observe(ProbeKind.DATAGRAM, True, "ping: SERVING")
             reporter.changed(monitor)  # the same status: only counts changed
         assert len(sock.sent) == 1
         wait_for(lambda: len(sock.sent) == 2, 5, "the routine report")
-        monitor.observe(False, "ping: refused")
+        monitor.observe(ProbeKind.DATAGRAM, False, "ping: refused")
         reporter.changed(monitor)  # healthy -> degraded: at once
         assert len(sock.sent) == 3
     finally:
