@@ -18,6 +18,7 @@ import grpc
 from daemons.cli.options import tls_option
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
+from daemons.config import MAX_CHUNK_SIZE
 from daemons.query.filter import GROUP_KEYS
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import FIELDS
@@ -64,13 +65,16 @@ def _aggregate_rows(answer: pb.AggregateResponse, aggregates: Sequence[str]) -> 
 
 def _stream_rows(client: FireClient, query_filter: pb.QueryFilter, chunk_size: int | None, request_id: str | None,
                  writer: RowWriter) -> int:
-    stream = client.query(query_filter, chunk_size=chunk_size, request_id=request_id)
+    # The largest chunks unless asked otherwise: each chunk's distinct values are made into text once
+    # (daemons/query/text.py), and a larger chunk has fewer of them per row.
+    stream = client.query(query_filter, chunk_size=MAX_CHUNK_SIZE if chunk_size is None else chunk_size,
+                          request_id=request_id)
     total = client.count(query_filter)[0] if sys.stderr.isatty() else None
     progress = contextlib.nullcontext() if total is None else click.progressbar(length=total, label="rows",
                                                                                  file=sys.stderr)
     with progress as bar:
         for batch in stream:
-            writer.write(batch.rows())
+            writer.write_batch(batch)
             if bar is not None:
                 bar.update(len(batch))
         writer.write([])

@@ -8,6 +8,8 @@ as tuples. Run with `bin/benchmark query`; figures go to stdout.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import statistics
@@ -15,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -60,7 +63,9 @@ def median_of(runs: int, measure):
     return [statistics.median(values) for values in zip(*samples)]
 
 
-def duckdb_seconds(data_root: Path, where: str, runs: int) -> float:
+@functools.cache
+def duckdb_table(data_root: Path) -> Any:
+    """A DuckDB connection holding every row in memory as table `rows`, loaded once per run."""
     import duckdb
 
     connection = duckdb.connect()
@@ -71,11 +76,50 @@ def duckdb_seconds(data_root: Path, where: str, runs: int) -> float:
     spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
     connection.execute(f"CREATE TABLE rows AS SELECT * FROM read_csv('{data_root}/*/*.csv', header=false, "
                        f"quote='\"', columns={{{spec}}})")
+    return connection
+
+
+def duckdb_seconds(data_root: Path, where: str, runs: int) -> float:
+    connection = duckdb_table(data_root)
 
     def once():
         started = time.perf_counter()
         connection.execute(f"SELECT * FROM rows {where}").fetchall()
         return (time.perf_counter() - started,)
+
+    return median_of(runs, once)[0]
+
+
+def duckdb_copy_seconds(data_root: Path, where: str, output_format: str, runs: int) -> float:
+    """DuckDB writing the rows as CSV or JSON lines to /dev/null: what bin/query's output is held to."""
+    connection = duckdb_table(data_root)
+    kind = {"csv": "CSV", "jsonl": "JSON"}[output_format]
+
+    def once():
+        started = time.perf_counter()
+        connection.execute(f"COPY (SELECT * FROM rows {where}) TO '/dev/null' (FORMAT {kind})")
+        return (time.perf_counter() - started,)
+
+    return median_of(runs, once)[0]
+
+
+def query_cli_seconds(gateway: str, arguments: list[str], runs: int) -> float:
+    """bin/query with `arguments` run in this process (so that Python's start-up, which DuckDB's
+    figure does not pay either, is left out), its output to /dev/null."""
+    from daemons.cli import query as cli
+
+    def once():
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            started = time.perf_counter()
+            try:
+                cli.main(["--host", gateway, *arguments], standalone_mode=False)
+            except SystemExit as exit_status:
+                status = exit_status.code
+            else:
+                status = 0
+            if status != 0:
+                raise RuntimeError(f"bin/query {arguments} exited with {status}")
+            return (time.perf_counter() - started,)
 
     return median_of(runs, once)[0]
 
@@ -135,6 +179,15 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
         figures += [Figure(f"full scan ({rows:,.0f} rows): total", total, "s", 1.2, duckdb_seconds(data_root, "", runs)),
                     Figure("full scan: first chunk", first, "s"),
                     Figure("full scan: rows per second (millions)", rows / total / 1e6, "M/s")]
+
+        headline_where = "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100"
+        headline_arguments = ["--parameter", "PM2.5", "--parameter", "PM10", "--min-aqi", "0", "--max-aqi", "100"]
+        for label, arguments, where in (("PM2.5+PM10, AQI 0-100", headline_arguments, headline_where),
+                                        ("full scan", [], "")):
+            for output_format in ("csv", "jsonl"):
+                figures.append(Figure(f"bin/query --format {output_format}, {label}", query_cli_seconds(
+                    cluster.gateway, [*arguments, "--format", output_format], runs), "s",
+                    duckdb=duckdb_copy_seconds(data_root, where, output_format, runs)))
 
         _, total, rows = median_of(runs, lambda: timed_query(client, make_filter(sites=[site])))
         quoted = site.replace("'", "''")

@@ -16,6 +16,7 @@ import pytest
 from daemons.client import FireClient, make_filter
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
+from daemons.storage.columns import FIELDS
 from tests import oracle
 from tests.cluster import REPO
 from tests.waiting import wait_for
@@ -261,6 +262,23 @@ def test_cli_count_and_csv(cluster, rows):
     parsed = [(float(f[0]), float(f[1]), f[2], f[3], float(f[4]), f[5], float(f[6]), int(f[7]), int(f[8]), *f[9:])
               for f in lines[1:]]
     assert sorted(parsed) == sorted(row for row in rows if row[oracle.SITE] == site)
+
+
+def test_cli_csv_and_json_lines_are_byte_for_byte_the_source_rows_as_python_writes_them(cluster, rows):
+    """The chunk-at-a-time text (daemons/query/text.py) against the source CSVs read independently
+    (tests/oracle.py): each row as the csv module and json.dumps write it, as bin/query did row by row."""
+    wanted = [row for row in rows if row[oracle.PARAMETER] == "PM10"]
+    expected_csv = io.StringIO()
+    csv.writer(expected_csv, lineterminator="\n").writerows(wanted)
+    expected_jsonl = [json.dumps(dict(zip(FIELDS, row))) for row in wanted]
+    for output_format, expected in (("csv", expected_csv.getvalue().splitlines()), ("jsonl", expected_jsonl)):
+        listed = _run_query(cluster, "--parameter", "PM10", "--format", output_format)
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        if output_format == "csv":
+            assert lines.pop(0) == ",".join(FIELDS)
+        assert len(lines) == len(expected)
+        assert sorted(lines) == sorted(expected), output_format  # rows come in partition order, not the files'
 
 
 def test_cli_rejects_bad_arguments_with_exit_2(cluster):

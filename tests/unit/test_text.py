@@ -1,0 +1,93 @@
+"""Chunks as text (daemons/query/text.py): byte for byte what the csv module and json.dumps make of
+the same rows one at a time, for any values the columns can hold; and a table's rounded floats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemons.cli.output import RowWriter, table_cell
+from daemons.query.text import ChunkText
+from daemons.query.wire import ColumnBatch
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, WIRE_CODE
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+MINUTES_2020 = (26_000_000, 27_000_000)  # epoch minutes around the fire season
+
+
+@st.composite
+def batches(draw, max_rows: int = 40) -> ColumnBatch:
+    rows = draw(st.integers(0, max_rows))
+    numeric = {}
+    for name, dtype in NUMERIC.items():
+        if name == "datetime":
+            values = draw(st.lists(st.integers(*MINUTES_2020), min_size=rows, max_size=rows))
+        elif dtype.kind == "f":
+            # Few distinct values, as in real chunks, and any double: exponents, -0.0, -999.0.
+            pool = draw(st.lists(finite, min_size=1, max_size=5))
+            values = draw(st.lists(st.sampled_from(pool), min_size=rows, max_size=rows))
+        else:
+            limits = np.iinfo(dtype)
+            values = draw(st.lists(st.integers(int(limits.min), int(limits.max)), min_size=rows, max_size=rows))
+        numeric[name] = np.array(values, dtype)
+    codes, values = {}, {}
+    for name in DICTIONARY:
+        dictionary = draw(st.lists(text, min_size=1, max_size=6, unique=True))
+        values[name] = np.array(dictionary, dtype=object)
+        codes[name] = np.array(draw(st.lists(st.integers(0, len(dictionary) - 1), min_size=rows, max_size=rows)),
+                               WIRE_CODE)
+    return ColumnBatch("p", 0, numeric, codes, values)
+
+
+def row_by_row(chunks: list[ColumnBatch], output_format: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for batch in chunks:
+        for row in batch.rows():
+            if output_format == "csv":
+                writer.writerow(row)
+            else:
+                out.write(json.dumps(dict(zip(FIELDS, row))) + "\n")
+    return out.getvalue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(batches(), min_size=1, max_size=3), st.sampled_from(["csv", "jsonl"]))
+def test_a_chunk_at_a_time_is_what_row_by_row_makes(chunks, output_format):
+    text_of = ChunkText(output_format)  # one writer for all chunks: its caches carry over
+    assert b"".join(bytes(text_of.render(batch)) for batch in chunks).decode() == row_by_row(chunks, output_format)
+
+
+def test_a_value_needing_quotes_is_quoted_as_the_csv_module_does():
+    batch = ColumnBatch("p", 0, {name: np.zeros(2, dtype) for name, dtype in NUMERIC.items()},
+                        {name: np.array([0, 1], WIRE_CODE) for name in DICTIONARY},
+                        {name: np.array(['Say "hi", then\nleave', ""], dtype=object) for name in DICTIONARY})
+    assert bytes(ChunkText("csv").render(batch)).decode() == row_by_row([batch], "csv")
+
+
+def test_the_writer_puts_the_header_first_then_the_chunks():
+    out = io.StringIO()
+    writer = RowWriter("csv", FIELDS, out)
+    batch = ColumnBatch("p", 0, {name: np.ones(1, dtype) for name, dtype in NUMERIC.items()},
+                        {name: np.zeros(1, WIRE_CODE) for name in DICTIONARY},
+                        {name: np.array(["x"], dtype=object) for name in DICTIONARY})
+    writer.write_batch(batch)
+    writer.write_batch(batch)
+    assert out.getvalue() == ",".join(FIELDS) + "\n" + row_by_row([batch, batch], "csv")
+
+
+def test_a_table_rounds_computed_floats_and_keeps_measured_ones():
+    assert table_cell(0.34618653069896094) == "0.3462"
+    assert table_cell(12.3456789) == "12.3457"
+    assert table_cell(40.776943) == "40.776943"
+    assert table_cell(-124.20347) == "-124.20347"  # a coordinate as the source wrote it
+    assert table_cell(9.0) == "9.0"
+    assert table_cell(1e-05) == "1e-05"
+    assert table_cell(3) == "3"
+    assert table_cell(None) == ""
