@@ -53,8 +53,9 @@ CACHE_REJECTED = EventType("cache_rejected", ("partition", "path", "reason"), "w
 # their rows count as missing, and answers over the partition say so.
 DATA_FILES_SKIPPED = EventType("data_files_skipped", ("partition", "files"), "warning")
 
+# pruned_partitions: answered without asking anyone, the query's time range missing all their rows.
 QUERY_FINISHED = EventType("query_finished", ("request_id", "kind", "rows", "seconds", "complete",
-                                              "missing_partitions", "outcome"))
+                                              "missing_partitions", "pruned_partitions", "outcome"))
 # Replicas: the gateway's start-up check of its placement, and every re-plan of a partition.
 # `layout`: the host layout the gateway was deployed with (bin/start --layout), "one-host" without one.
 PLACEMENT_CHECKED = EventType("placement_checked", ("layout", "partitions", "single_failure_safe", "single_host_safe"))

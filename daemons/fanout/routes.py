@@ -45,6 +45,11 @@ class Progress:
         return [p for p, status in self.statuses.items() if status.complete]
 
     @property
+    def pruned(self) -> list[str]:
+        """The partitions answered without asking anyone: the query's time range misses them."""
+        return [p for p, status in self.statuses.items() if status.pruned]
+
+    @property
     def missing(self) -> list[str]:
         return [p for p in self.expected if not (p in self.statuses and self.statuses[p].complete)]
 

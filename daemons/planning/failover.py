@@ -57,6 +57,16 @@ class RequestPlan:
     def rows_delivered(self) -> int:
         return sum(self.delivered.values())
 
+    def prune(self, first: int | None, last: int | None) -> list[str]:
+        """Records as complete, with no rows, every partition no copy of which holds a row in
+        [first, last] (epoch minutes, None: unbounded): assign then leaves them out, and nobody
+        holding them is asked. Returns them."""
+        pruned = [partition for partition, choice in self.choices.items()  # none whose rows a client has
+                  if partition not in self.progress.statuses and partition not in self.delivered
+                  and choice.misses(first, last)]
+        self.progress.record(pb.PartitionStatus(partition=partition, complete=True, pruned=True) for partition in pruned)
+        return pruned
+
     def assign(self, status_of: StatusOf) -> list[Assignment]:
         """A copy for every partition that has no status yet; those out of reach are recorded as failed."""
         assignments = []

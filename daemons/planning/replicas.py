@@ -11,14 +11,16 @@ into, per partition:
 - a fallback: copies with gaps, used only while no row of the partition has been delivered, whose
   answers are incomplete by exactly their gaps;
 - a dispute: when complete copies disagree nobody can tell which is right, so the preferred one
-  serves and the answer says the partition is not verified, instead of claiming it complete.
+  serves and the answer says the partition is not verified, instead of claiming it complete;
+- the minutes its rows fall within, across every copy, once every copy has said: a query whose
+  time range misses them is complete for the partition without asking anyone (pruning).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from daemons.planning.paths import Path
 
@@ -28,6 +30,12 @@ class Copy:
     daemon: str
     fingerprint: str
     gaps: tuple[str, ...] = ()
+    # The first and last minute of its rows, NO_ROWS when it holds none, None when not known. Equal
+    # fingerprints mean equal rows, hence equal spans.
+    minutes: tuple[int, int] | None = None
+
+
+NO_ROWS = (1, 0)  # a span no minute falls in
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,16 @@ class PartitionChoice:
     fingerprints: Mapping[Path, str]  # what each copy is expected to hold ("": not known yet)
     fallback: tuple[Path, ...] = ()  # copies with gaps: only before any row is delivered
     disputed: str = ""  # why no copy can be called right, when complete copies disagree
+    # The minutes every copy's rows fall within (the union of their spans), when every copy's is
+    # known; None otherwise. A query whose time range misses it needs no copy at all.
+    minutes: tuple[int, int] | None = None
+
+    def misses(self, first: int | None, last: int | None) -> bool:
+        """No row of any copy falls within [first, last] (None: unbounded on that side)."""
+        if self.minutes is None:
+            return False
+        low, high = self.minutes
+        return low > high or (first is not None and first > high) or (last is not None and last < low)
 
     @classmethod
     def unverified(cls, paths: Sequence[Path]) -> PartitionChoice:
@@ -78,6 +96,9 @@ class ReplicaCatalog:
         if partition not in self.routes or not copy.fingerprint:
             return []
         with self._lock:
+            known = self._copies.get((partition, copy.daemon))
+            if copy.minutes is None and known is not None and known.fingerprint == copy.fingerprint:
+                copy = replace(copy, minutes=known.minutes)  # a scan's status says nothing of the span
             self._copies[(partition, copy.daemon)] = copy
             mismatches = [m for m in self._mismatches(partition) if m not in self._reported]
             self._reported.update(mismatches)
@@ -112,7 +133,20 @@ class ReplicaCatalog:
             elif copy is None or copy.fingerprint == reference:
                 usable.append(path)
         fingerprints = {path: copy.fingerprint for path, copy in copies.items() if copy is not None}
-        return PartitionChoice(tuple(usable), fingerprints, tuple(fallback), disputed)
+        return PartitionChoice(tuple(usable), fingerprints, tuple(fallback), disputed, _span(copies.values()))
 
     def choices(self) -> dict[str, PartitionChoice]:
         return {partition: self.choose(partition) for partition in self.routes}
+
+
+def _span(copies: Iterable[Copy | None]) -> tuple[int, int] | None:
+    """The minutes all of `copies` fall within; None when one of them, or its span, is unknown."""
+    spans = []
+    for copy in copies:
+        if copy is None or copy.minutes is None:
+            return None
+        if copy.minutes != NO_ROWS:
+            spans.append(copy.minutes)
+    if not spans:
+        return NO_ROWS
+    return min(first for first, _last in spans), max(last for _first, last in spans)

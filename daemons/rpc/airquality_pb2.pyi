@@ -137,7 +137,7 @@ class RowColumns(_message.Message):
     def __init__(self, row_count: _Optional[int] = ..., latitude: _Optional[bytes] = ..., longitude: _Optional[bytes] = ..., datetime: _Optional[bytes] = ..., parameter: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., concentration: _Optional[bytes] = ..., unit: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., raw_concentration: _Optional[bytes] = ..., aqi: _Optional[bytes] = ..., category: _Optional[bytes] = ..., site_name: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., agency_name: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., aqs_code: _Optional[_Union[DictionaryColumn, _Mapping]] = ..., full_aqs_code: _Optional[_Union[DictionaryColumn, _Mapping]] = ...) -> None: ...
 
 class PartitionStatus(_message.Message):
-    __slots__ = ("partition", "complete", "rows", "served_by", "error", "fingerprint", "gaps")
+    __slots__ = ("partition", "complete", "rows", "served_by", "error", "fingerprint", "gaps", "pruned")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,7 @@ class PartitionStatus(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     GAPS_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_FIELD_NUMBER: _ClassVar[int]
     partition: str
     complete: bool
     rows: int
@@ -152,7 +153,8 @@ class PartitionStatus(_message.Message):
     error: str
     fingerprint: str
     gaps: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, partition: _Optional[str] = ..., complete: _Optional[bool] = ..., rows: _Optional[int] = ..., served_by: _Optional[str] = ..., error: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ...) -> None: ...
+    pruned: bool
+    def __init__(self, partition: _Optional[str] = ..., complete: _Optional[bool] = ..., rows: _Optional[int] = ..., served_by: _Optional[str] = ..., error: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., pruned: _Optional[bool] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("request_id", "chunk_number", "is_last_chunk", "total_results", "columns", "measurements", "partition", "partition_offset", "partitions", "complete", "missing_partitions", "resume_token", "fingerprint")
@@ -349,7 +351,7 @@ class StatusRequest(_message.Message):
     def __init__(self, cluster: _Optional[bool] = ...) -> None: ...
 
 class PartitionInfo(_message.Message):
-    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from", "fingerprint", "gaps", "daemon")
+    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from", "fingerprint", "gaps", "daemon", "first_minute", "last_minute")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +360,8 @@ class PartitionInfo(_message.Message):
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     GAPS_FIELD_NUMBER: _ClassVar[int]
     DAEMON_FIELD_NUMBER: _ClassVar[int]
+    FIRST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     days: _containers.RepeatedScalarFieldContainer[str]
     rows: int
@@ -366,7 +370,9 @@ class PartitionInfo(_message.Message):
     fingerprint: str
     gaps: _containers.RepeatedScalarFieldContainer[str]
     daemon: str
-    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., daemon: _Optional[str] = ...) -> None: ...
+    first_minute: int
+    last_minute: int
+    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., daemon: _Optional[str] = ..., first_minute: _Optional[int] = ..., last_minute: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester", "copies_below", "unreachable_below", "datagrams_dropped")

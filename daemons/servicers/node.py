@@ -76,9 +76,12 @@ class NodeServicer:
                                     partitions=progress.all_statuses())
 
     def _info(self, partition: Partition) -> pb.PartitionInfo:
-        return pb.PartitionInfo(name=partition.name, days=partition.days, rows=partition.rows,
+        info = pb.PartitionInfo(name=partition.name, days=partition.days, rows=partition.rows,
                                 skipped_lines=partition.skipped_lines, loaded_from=partition.loaded_from,
                                 fingerprint=partition.fingerprint, gaps=partition.gaps, daemon=self.config.name)
+        if partition.minutes is not None:
+            info.first_minute, info.last_minute = partition.minutes
+        return info
 
     def GetStatus(self, request: pb.StatusRequest, context: CallContext) -> pb.StatusResponse:
         answer = pb.StatusResponse(daemon=self.config.name, role=self.config.role, process_id=os.getpid(),

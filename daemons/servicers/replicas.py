@@ -21,7 +21,7 @@ from daemons import events
 from daemons.events import EventLog
 from daemons.fanout.children import Child, UnaryCall
 from daemons.planning.paths import Path
-from daemons.planning.replicas import Copy, PartitionChoice, ReplicaCatalog
+from daemons.planning.replicas import NO_ROWS, Copy, PartitionChoice, ReplicaCatalog
 from daemons.rpc import airquality_pb2 as pb
 
 # Copies change only when a daemon restarts with other files, and a scan reveals that sooner; six
@@ -32,6 +32,13 @@ FETCH_TIMEOUT_SECONDS = 3.0
 # Until some leader has answered once, a plan waits this long for the copies rather than planning
 # blind: a blind plan is never wrong, but may pick a copy with gaps over a complete one.
 FIRST_FETCH_WAIT_SECONDS = 1.0
+
+
+def copy_minutes(info: pb.PartitionInfo) -> tuple[int, int] | None:
+    """The span of a copy's rows as its holder reports it; None from a holder that does not say."""
+    if info.HasField("first_minute") and info.HasField("last_minute"):
+        return info.first_minute, info.last_minute
+    return NO_ROWS if info.rows == 0 and info.fingerprint else None
 
 
 class ReplicaDirectory:
@@ -91,7 +98,7 @@ class ReplicaDirectory:
             self._fetch_within(INCOMPLETE_RETRY_SECONDS)
             return
         for info in [*answer.partitions, *answer.copies_below]:
-            self._learn(info.name, Copy(info.daemon, info.fingerprint, tuple(info.gaps)))
+            self._learn(info.name, Copy(info.daemon, info.fingerprint, tuple(info.gaps), copy_minutes(info)))
         if answer.unreachable_below or not answer.serving:
             self._fetch_within(INCOMPLETE_RETRY_SECONDS)
         self._answered.set()

@@ -362,4 +362,5 @@ class RequestRegistry:
                                    seconds=round(time.perf_counter() - request.started, 6),
                                    complete=outcome == "complete",
                                    missing_partitions=request.progress.missing if request.progress else [],
+                                   pruned_partitions=request.progress.pruned if request.progress else [],
                                    outcome=outcome)

@@ -71,6 +71,12 @@ class Partition:
         return len(self.numeric["datetime"])
 
     @property
+    def minutes(self) -> tuple[int, int] | None:
+        """The first and last minute of its rows (epoch minutes, UTC); None when it holds none."""
+        times = self.numeric["datetime"]
+        return (int(times.min()), int(times.max())) if len(times) else None
+
+    @property
     def gaps(self) -> tuple[str, ...]:
         """What this copy lacks of its configured days, one phrase each; empty when it has it all."""
         return (*(f"day {day} missing on disk" for day in self.missing_days),

@@ -194,6 +194,12 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
         figures.append(Figure(f"narrow query, one site ({rows:,.0f} rows)", total, "s", 0.020,
                               duckdb_seconds(data_root, f"WHERE site_name = '{quoted}'", runs)))
 
+        one_day = {"sites": [site], "datetime_from": "2020-08-15", "datetime_to": "2020-08-15"}
+        _, total, rows = median_of(runs, lambda: timed_query(client, make_filter(**one_day)))
+        figures.append(Figure(f"one site, one day: four partitions pruned ({rows:,.0f} rows)", total, "s", 0.010,
+                              duckdb_seconds(data_root, f"WHERE site_name = '{quoted}' AND datetime "
+                                             "BETWEEN '2020-08-15T00:00' AND '2020-08-15T23:59'", runs)))
+
         def aggregate_once():
             started = time.perf_counter()
             client.aggregate(group_by=["parameter"])

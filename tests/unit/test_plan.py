@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from daemons.planning.failover import Assignment, RequestPlan
 from daemons.planning.paths import Path, choose_path, single_failure_losses
-from daemons.planning.replicas import Copy, Mismatch, ReplicaCatalog, unverified_choices
+from daemons.planning.replicas import NO_ROWS, Copy, Mismatch, ReplicaCatalog, unverified_choices
 from daemons.rpc import airquality_pb2 as pb
 
 CANDIDATES = [("leader_b", "worker_c"), ("leader_e", "worker_d"), ("leader_b", "worker_d")]
@@ -225,3 +225,72 @@ def test_no_failover_ever_mixes_rows_of_different_contents(learned, failing) -> 
             status = failed("p1") if holder in failing else finished("p1", contents[holder], served_by=holder)
         assignment = plan.settle(status, healthy)
     assert len(set(delivered_from)) <= 1
+
+
+# -- pruning: partitions a query's time range misses ---------------------------------------------------
+
+AUGUST_20, AUGUST_21 = 26_631_360, 26_632_800  # epoch minutes of 2020-08-20T00:00 and 2020-08-21T00:00
+
+
+def spanned(*copies: tuple[str, tuple[int, int] | None]) -> ReplicaCatalog:
+    """p1 held by c and d (each with the span of its rows), p2 by nobody known."""
+    known = ReplicaCatalog({"p1": [("b", "c"), ("e", "d")], "p2": [("b", "c")]})
+    for daemon, minutes in copies:
+        known.learn("p1", Copy(daemon, "100:aaa", (), minutes))
+    return known
+
+
+def test_a_partition_whose_every_copy_misses_the_range_is_complete_without_asking_anyone() -> None:
+    plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices())
+    assert plan.prune(AUGUST_21 + 1, None) == ["p1"]
+    assert [a.partition for a in plan.assign(statuses())] == ["p2"]  # nothing is known of p2's copies
+    status = plan.progress.statuses["p1"]
+    assert (status.complete, status.pruned, status.rows) == (True, True, 0)
+    assert plan.progress.pruned == ["p1"] and plan.progress.missing == ["p2"]
+
+
+def test_a_range_touching_a_copy_or_unbounded_prunes_nothing() -> None:
+    for first, last in ((AUGUST_21, None), (None, AUGUST_20), (None, None), (AUGUST_20 + 5, AUGUST_20 + 5)):
+        plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices())
+        assert plan.prune(first, last) == [], (first, last)
+
+
+def test_a_copy_whose_span_is_not_known_keeps_the_partition_asked() -> None:
+    plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21)), ("d", None)).choices())
+    assert plan.prune(AUGUST_21 + 1, None) == []
+    plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21))).choices())  # d has not said yet
+    assert plan.prune(AUGUST_21 + 1, None) == []
+
+
+def test_copies_with_no_rows_miss_every_range_and_spans_combine() -> None:
+    assert spanned(("c", NO_ROWS), ("d", NO_ROWS)).choose("p1").misses(None, None)
+    choice = spanned(("c", NO_ROWS), ("d", (AUGUST_20, AUGUST_21))).choose("p1")
+    assert choice.minutes == (AUGUST_20, AUGUST_21) and not choice.misses(AUGUST_20, AUGUST_20)
+
+
+def test_a_scans_status_keeps_the_span_a_status_fetch_gave() -> None:
+    known = spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21)))
+    known.learn("p1", Copy("c", "100:aaa"))  # from a scan: the fingerprint, no span
+    assert known.known("p1", "c").minutes == (AUGUST_20, AUGUST_21)
+    known.learn("p1", Copy("c", "120:bbb"))  # other rows now: their span is not known
+    assert known.known("p1", "c").minutes is None
+
+
+def test_a_resumed_plan_never_prunes_a_partition_whose_rows_the_client_has() -> None:
+    choices = spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices()
+    plan = RequestPlan.resumed(choices, {"p1": 10}, (), {"p1": "100:aaa"})
+    assert plan.prune(AUGUST_21 + 1, None) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), min_size=1, max_size=3),
+       st.one_of(st.none(), st.integers(-5, 105)), st.one_of(st.none(), st.integers(-5, 105)))
+def test_pruning_never_drops_a_partition_with_a_row_in_range(rows_by_copy, first, last) -> None:
+    """Each copy holds rows at the given minutes; a pruned partition has none in [first, last]."""
+    known = ReplicaCatalog({"p1": [(f"h{i}",) for i in range(len(rows_by_copy))]})
+    for index, (one, other) in enumerate(rows_by_copy):
+        known.learn("p1", Copy(f"h{index}", f"{index}:x", (), (min(one, other), max(one, other))))
+    in_range = any(not ((first is not None and max(minutes) < first) or (last is not None and min(minutes) > last))
+                   for minutes in rows_by_copy)
+    if RequestPlan(known.choices()).prune(first, last):
+        assert not in_range

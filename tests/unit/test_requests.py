@@ -491,7 +491,7 @@ def test_query_finished_reports_rows_outcome_and_missing_partitions() -> None:
     seconds = finished.pop("seconds")
     assert finished == {"event": "query_finished", "level": "info", "request_id": "q1", "kind": "aggregate",
                         "rows": 1234, "complete": False, "missing_partitions": ["aug18-26", "sep14-24"],
-                        "outcome": "partial"}
+                        "pruned_partitions": [], "outcome": "partial"}
     assert isinstance(seconds, float) and seconds >= 0
 
 
