@@ -271,9 +271,9 @@ def test_copies_with_no_rows_miss_every_range_and_spans_combine() -> None:
 def test_a_scans_status_keeps_the_span_a_status_fetch_gave() -> None:
     known = spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21)))
     known.learn("p1", Copy("c", "100:aaa"))  # from a scan: the fingerprint, no span
-    assert known.known("p1", "c").minutes == (AUGUST_20, AUGUST_21)
+    assert known.known("p1", "c") == Copy("c", "100:aaa", (), (AUGUST_20, AUGUST_21))
     known.learn("p1", Copy("c", "120:bbb"))  # other rows now: their span is not known
-    assert known.known("p1", "c").minutes is None
+    assert known.known("p1", "c") == Copy("c", "120:bbb")
 
 
 def test_a_resumed_plan_never_prunes_a_partition_whose_rows_the_client_has() -> None:
