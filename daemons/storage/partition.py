@@ -219,14 +219,14 @@ def _parse(spec: PartitionSpec, root: Path, listing: _Listing, started: float,
            read: Callable[[Path], bytes]) -> Partition:
     builder = ColumnBuilder()
     skipped = list(listing.skipped)
+    files = []
     for path, _ in listing.files:
         label = str(path.relative_to(root))
         try:
-            data = read(path)
+            files.append((read(path), label))
         except OSError as error:  # TimeoutError included
             skipped.append(f"{label}: {error.strerror or error}")
-            continue
-        builder.add_bytes(data, label)
+    builder.add_files(files)
     numeric, codes, values = builder.finish()
     return Partition(spec.name, spec.days, numeric, codes, values, builder.skipped.count,
                      tuple(builder.skipped.examples), tuple(listing.missing_days), "csv",

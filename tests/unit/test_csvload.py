@@ -48,12 +48,37 @@ def expected(*rows: Measurement) -> list[tuple]:
 
 
 def parse_files(folder: Path, *contents: str | bytes) -> Parsed:
+    """The files read together, as a partition's are (add_files: one by one only if that fails)."""
     builder = ColumnBuilder()
+    files = []
     for number, content in enumerate(contents):
         path = folder / f"file{number}.csv"
         path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-        builder.add_file(path, path.name)
+        files.append((path.read_bytes(), path.name))
+    builder.add_files(files)
     return Parsed(builder)
+
+
+def test_files_read_together_make_the_columns_they_make_one_by_one(tmp_path):
+    contents = [airnow_csv([CRESCENT_CITY, EUREKA]), airnow_csv([WEAVERVILLE, CRESCENT_CITY]).rstrip("\n"),
+                airnow_csv([EUREKA])]
+    together = parse_files(tmp_path, *contents)
+    one_by_one = ColumnBuilder()
+    for number, content in enumerate(contents):
+        one_by_one.add_bytes(content.encode(), f"file{number}.csv")
+    alone = Parsed(one_by_one)
+    assert together.measurements() == alone.measurements() == expected(CRESCENT_CITY, EUREKA, WEAVERVILLE,
+                                                                        CRESCENT_CITY, EUREKA)
+    for name in together.values:  # the same dictionaries, in first-appearance order: the same fingerprint
+        assert together.values[name].tolist() == alone.values[name].tolist()
+        assert together.codes[name].tolist() == alone.codes[name].tolist()
+
+
+def test_a_bad_file_among_good_ones_loses_only_its_bad_lines_and_is_named(tmp_path):
+    bad = f"{line(EUREKA)}\n{line(aqi='62.5')}\n"
+    parsed = parse_files(tmp_path, airnow_csv([CRESCENT_CITY]), bad, airnow_csv([WEAVERVILLE]))
+    assert parsed.measurements() == expected(CRESCENT_CITY, EUREKA, WEAVERVILLE)
+    assert parsed.skipped.count == 1 and parsed.skipped.examples[0].startswith("file1.csv:2: ")
 
 
 def line(row: Measurement = CRESCENT_CITY, **fields: str) -> str:
