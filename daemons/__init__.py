@@ -5,7 +5,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - `storage/`: the AirNow row schema (`columns`), the CSV loader (`csvload`), partitions held
   column-wise in memory and cached on disk (`partition`).
 - `query/`: request validation and row selection (`filter`), aggregates (`aggregate`), the
-  columnar wire format (`wire`).
+  columnar wire format (`wire`), chunks as CSV or JSON lines text (`text`) and as Arrow record
+  batches (`arrow`).
 - `fanout/`: routes and partition fates (`routes`, pure), fair merging of streams (`merge`), the
   threads producing answers at once, bounded (`slots`), the `Child` protocol and its gRPC
   implementation (`children`), scanning and forwarding (`engine`).
@@ -16,7 +17,7 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   (`awareness`, pure), deadlines judged after late timers (`timers`), the monitor (`monitor`),
   watchers falling silent (`watchers`, pure),
   its event loop (`loop`) and the process that runs it beside the daemon (`process`), the
-  gateway's cluster view (`view`).
+  gateway's cluster view (`view`), probe and transition counts (`tally`, pure).
 - `planning/`: choosing copies (`paths`), which copies agree (`replicas`), one request's
   failover plan (`failover`) and where copies live for a host layout (`placement`), pure.
 - `security/`: the cluster's certificates (`certs`; `gencerts` is `bin/gen-certs`), who may call
@@ -27,6 +28,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
   (`requests`), idle readers cut off and memory returned (`housekeeping`), method handlers
   (`handlers`), the gateway's replica catalog kept current
   (`replicas`), signed resume tokens (`tokens`), the event logs over gRPC (`logstream`).
+- `web/`: the bounded HTTP server for what is shown to tools and browsers (`server`); `metrics`:
+  the Prometheus metrics; `dashboard/`: the gateway's live page (`picture`, pure; `live`; `static/`).
 - `server`: one daemon process, wiring the above from its config; `config`: configs validated into
   typed objects; `events`/`eventlog`: every event defined once, written as JSON lines.
 - Shared small concepts: `deadline` (one deadline), `cancel` (one cancellation), `errors` (one

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import pyarrow as pa
 
 from daemons.channels import CHANNEL_OPTIONS
 from daemons.deadline import Deadline
+from daemons.query.arrow import SCHEMA as ARROW_SCHEMA
+from daemons.query.arrow import record_batch
 from daemons.query.wire import ColumnBatch, decode_rows
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
@@ -94,6 +97,16 @@ class QueryStream:
                 if not self._client.should_retry(error, attempt, self._deadline):
                     raise
                 attempt += 1
+
+    def record_batches(self) -> Iterator[pa.RecordBatch]:
+        """The answer as Arrow record batches (daemons/query/arrow.py's SCHEMA), as they arrive."""
+        return (record_batch(batch) for batch in self)
+
+    def to_arrow(self) -> pa.Table:
+        """The whole answer as a pyarrow Table: `.to_pandas()`, `polars.from_arrow(...)`, DuckDB's
+        `duckdb.arrow(...)` take it from there. Check `completeness` after: a partial answer holds
+        only the rows that came. Larger chunks (query(chunk_size=65536)) make fewer, longer batches."""
+        return pa.Table.from_batches(list(self.record_batches()), schema=ARROW_SCHEMA)
 
     def cancel(self) -> bool:
         """Asks the gateway to stop the request (one short try), then cancels the local call."""

@@ -49,7 +49,7 @@ from daemons.security.handshakes import StderrTap
 from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.handlers import service_handler
 from daemons.servicers.health import HealthEndpoints, Lifecycle
-from daemons.servicers.housekeeping import Housekeeper
+from daemons.servicers.housekeeping import Housekeeper, malloc_trim
 from daemons.servicers.legacy import LegacyGateway, LegacyHealth
 from daemons.servicers.logstream import MAX_EVENT_STREAMS, ClusterEvents, LogStreams
 from daemons.servicers.node import NodeServicer
@@ -422,6 +422,9 @@ class Daemon:
             if partition.skipped_lines:
                 events.CSV_LINES_SKIPPED.emit(self.log, partition=spec.name, count=partition.skipped_lines,
                                               examples=list(partition.skipped_examples))
+        trim = malloc_trim()
+        if trim is not None:
+            trim(0)  # what parsing the CSVs freed goes back to the system, not kept for later
         return None
 
     def shutdown(self, signal_name: str) -> int:

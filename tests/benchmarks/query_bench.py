@@ -180,6 +180,19 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
                     Figure("full scan: first chunk", first, "s"),
                     Figure("full scan: rows per second (millions)", rows / total / 1e6, "M/s")]
 
+        def arrow_once():
+            started = time.perf_counter()
+            client.query(make_filter(), chunk_size=65536).to_arrow()
+            return (time.perf_counter() - started,)
+
+        def duckdb_arrow_once():
+            started = time.perf_counter()
+            duckdb_table(data_root).sql("SELECT * FROM rows").to_arrow_table()
+            return (time.perf_counter() - started,)
+
+        figures.append(Figure("full scan into a client pyarrow.Table", median_of(runs, arrow_once)[0], "s",
+                              duckdb=median_of(runs, duckdb_arrow_once)[0]))
+
         headline_where = "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100"
         headline_arguments = ["--parameter", "PM2.5", "--parameter", "PM10", "--min-aqi", "0", "--max-aqi", "100"]
         for label, arguments, where in (("PM2.5+PM10, AQI 0-100", headline_arguments, headline_where),

@@ -16,7 +16,7 @@ import pytest
 from daemons.client import FireClient, make_filter
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
-from daemons.storage.columns import FIELDS
+from daemons.storage.columns import DICTIONARY, FIELDS
 from tests import oracle
 from tests.cluster import REPO
 from tests.waiting import wait_for
@@ -279,6 +279,22 @@ def test_cli_csv_and_json_lines_are_byte_for_byte_the_source_rows_as_python_writ
             assert lines.pop(0) == ",".join(FIELDS)
         assert len(lines) == len(expected)
         assert sorted(lines) == sorted(expected), output_format  # rows come in partition order, not the files'
+
+
+def test_a_full_scan_as_an_arrow_table_holds_every_row_once(client, expected):
+    stream = client.query(chunk_size=65536)
+    table = stream.to_arrow().unify_dictionaries()
+    assert stream.completeness is not None and stream.completeness.complete
+    columns: dict = {}
+    for name in FIELDS:
+        column = table.column(name).combine_chunks()
+        if name in DICTIONARY:
+            columns[name] = (column.dictionary.to_numpy(zero_copy_only=False), column.indices.to_numpy())
+        elif name == "datetime":
+            columns[name] = column.cast("int64").to_numpy() // 60  # seconds, UTC, back to epoch minutes
+        else:
+            columns[name] = column.to_numpy()
+    assert oracle.column_checksum(oracle.column_row_hashes(columns)) == expected
 
 
 def test_cli_rejects_bad_arguments_with_exit_2(cluster):
