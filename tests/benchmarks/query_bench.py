@@ -14,6 +14,7 @@ import os
 import signal
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,42 @@ def query_cli_seconds(gateway: str, arguments: list[str], runs: int) -> float:
     return median_of(runs, once)[0]
 
 
+def concurrent_clients(gateway: str, sites: list[str], clients: int = 16, seconds: float = 10.0) -> list[float]:
+    """[queries per second, p99 seconds] of `clients` clients, each on a channel of its own, asking
+    one-site queries over all days in turn for `seconds` (after a second's warm-up), the load
+    generator on the same machine."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    measuring, stop = threading.Event(), threading.Event()
+
+    def client_loop(index: int) -> None:
+        with FireClient(gateway) as client:
+            turn = index
+            while not stop.is_set():
+                started = time.perf_counter()
+                stream = client.query(make_filter(sites=[sites[turn % len(sites)]]))
+                for _ in stream:
+                    pass
+                if stream.completeness is None or not stream.completeness.complete:
+                    raise RuntimeError("a benchmark answer was not complete")
+                if measuring.is_set():
+                    with lock:
+                        latencies.append(time.perf_counter() - started)
+                turn += clients
+
+    threads = [threading.Thread(target=client_loop, args=(index,), daemon=True) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    stop.wait(1.0)
+    measuring.set()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    ordered = sorted(latencies)
+    return [len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)]]
+
+
 def first_chunk_under_load(client: FireClient, gateway: str, site: str, scans: int, samples: int) -> float:
     with full_scans(gateway, scans):
         time.sleep(0.5)  # let the scans reach full flow before sampling
@@ -212,6 +249,11 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
         figures.append(Figure(f"one site, one day: four partitions pruned ({rows:,.0f} rows)", total, "s", 0.010,
                               duckdb_seconds(data_root, f"WHERE site_name = '{quoted}' AND datetime "
                                              "BETWEEN '2020-08-15T00:00' AND '2020-08-15T23:59'", runs)))
+
+        sites = [group.key[0] for group in client.aggregate(group_by=["site"]).groups][:200]
+        rate, p99 = concurrent_clients(cluster.gateway, sites)
+        figures += [Figure("16 clients, one-site queries over all days: queries/s", rate, "q/s"),
+                    Figure("16 clients, one-site queries over all days: p99", p99, "s", 0.200)]
 
         def aggregate_once():
             started = time.perf_counter()
