@@ -474,7 +474,8 @@ def _layout(reader: FieldReader, raw: Any) -> tuple[str, tuple[tuple[str, tuple[
                   for host, programs in hosts.items()))
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address: reachable from this machine alone."""
     if host == "localhost":
         return True
     try:
@@ -570,7 +571,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
 
     listen = reader.address(top["listen"], "listen")
     insecure = reader.typed(top.get("insecure", False), "insecure", bool)
-    if "tls" not in top and not insecure and not _loopback(listen.host):
+    if "tls" not in top and not insecure and not is_loopback(listen.host):
         raise reader.fail("listen", f"{quoted(str(listen))} is reachable from other machines, and without a tls section "
                                     f"anyone there could call this daemon: add tls (bin/gen-certs), or "
                                     f'"insecure": true for a network you trust')
@@ -622,7 +623,7 @@ def _web_address(reader: FieldReader, top: Mapping[str, Any], key: str, insecure
     if key not in top:
         return None
     address = reader.address(top[key], key)
-    if "tls" not in top and not insecure and not _loopback(address.host):
+    if "tls" not in top and not insecure and not is_loopback(address.host):
         raise reader.fail(key, f"{quoted(str(address))} is reachable from other machines, and without a tls section "
                                f"anyone there could read it: add tls (bin/gen-certs), or "
                                f'"insecure": true for a network you trust')

@@ -6,6 +6,7 @@ A table is for people: its floats are rounded to a readable length."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import sys
@@ -42,7 +43,9 @@ class RowWriter:
         self.widths: list[int] | None = None  # table column widths, set by the first write
         self._csv = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
         self._header_written = False
-        self._chunks = ChunkText(output_format) if output_format in ("csv", "jsonl") else None
+        # Chunks are written as UTF-8 bytes: only where the text layer would write UTF-8 too.
+        utf8 = codecs.lookup(getattr(out, "encoding", None) or "utf-8").name == "utf-8"
+        self._chunks = ChunkText(output_format) if output_format in ("csv", "jsonl") and utf8 else None
 
     def write_batch(self, batch: ColumnBatch) -> None:
         """A chunk of a query's answer, whose columns are this writer's header."""

@@ -95,12 +95,14 @@ class Dashboard:
         self._clock = clock
         self._changed = threading.Condition()
         self._version = 0
-        self._picture: dict[str, Any] | None = None
+        self._picture: bytes | None = None  # the current picture, as JSON, encoded once for every viewer
         self._viewers = 0
         self._last_viewer = -float("inf")  # monotonic: when the last viewer left
         self._running: threading.Event | None = None  # set to stop the current threads
         self._closed = False
         self._history = TransitionHistory()
+        self._timeline: dict[str, Any] | None = None  # the history's window, made again when it changes
+        self._timeline_made = -float("inf")  # monotonic
         self._queries = QueryWindow()
         self._unheard: list[str] = []
         self._resume: dict[str, pb.LogPosition] = {}  # daemon -> how far the follower has read its log
@@ -135,11 +137,7 @@ class Dashboard:
     def viewing(self) -> Iterator[None]:
         with self._changed:
             self._viewers += 1
-            if self._running is None and not self._closed:
-                self._running = threading.Event()
-                threading.Thread(target=self._poll, args=(self._running,), name="dashboard-poll", daemon=True).start()
-                threading.Thread(target=self._follow, args=(self._running,), name="dashboard-follow",
-                                 daemon=True).start()
+            self._start_if_needed()
         try:
             yield
         finally:
@@ -147,15 +145,25 @@ class Dashboard:
                 self._viewers -= 1
                 self._last_viewer = time.monotonic()
 
-    def newer_than(self, version: int, timeout: float) -> tuple[int, dict[str, Any] | None]:
-        """The picture once there is one newer than `version`, with its version; (version, None) if
-        none came within `timeout` or the dashboard closed."""
+    def newer_than(self, version: int, timeout: float) -> tuple[int, bytes | None]:
+        """The picture (JSON) once there is one newer than `version`, with its version; (version,
+        None) if none came within `timeout` or the dashboard closed."""
         with self._changed:
-            self._changed.wait_for(lambda: self._closed or (self._picture is not None and self._version > version),
-                                   timeout)
+            self._start_if_needed()
+            running = self._running
+            self._changed.wait_for(lambda: self._closed or self._running is not running
+                                   or (self._picture is not None and self._version > version), timeout)
             if self._closed or self._picture is None or self._version <= version:
-                return version, None
+                return version, None  # a generation that ended: the viewer's next call starts one
             return self._version, self._picture
+
+    def _start_if_needed(self) -> None:
+        """Starts a generation of the poller and the follower if none runs and someone looks;
+        called under the lock."""
+        if self._running is None and not self._closed and self._viewers > 0:
+            self._running = threading.Event()
+            threading.Thread(target=self._poll, args=(self._running,), name="dashboard-poll", daemon=True).start()
+            threading.Thread(target=self._follow, args=(self._running,), name="dashboard-follow", daemon=True).start()
 
     # -- the threads ---------------------------------------------------------------------------
 
@@ -164,22 +172,40 @@ class Dashboard:
         return self._viewers == 0 and time.monotonic() - self._last_viewer > LINGER_SECONDS
 
     def _poll(self, stop: threading.Event) -> None:
+        """Polls until nobody has looked for LINGER_SECONDS; then, or if it fails, this generation of
+        threads ends (the follower with it) and the next viewer starts another: a picture kept
+        from then would show the cluster as it was, as if it were now."""
+        try:
+            self._poll_while_viewed(stop)
+        finally:
+            with self._changed:
+                if self._running is stop:
+                    self._running = None
+                    self._picture = None
+                    self._changed.notify_all()
+            stop.set()
+
+    def _poll_while_viewed(self, stop: threading.Event) -> None:
         shown: dict[str, Any] | None = None
         shown_at = -float("inf")
+        last: dict[str, Any] | None = None  # the last picture made
         while not stop.is_set():
             with self._changed:
                 if self._idle():
-                    self._running = None
-                    stop.set()  # the follower too
                     return
-            now = self._clock()
-            current = self._compose(now)
+            try:
+                current = last = self._compose(self._clock())
+            except Exception as error:  # a bug must not end the page: it shows the last picture, and why
+                if last is None:
+                    raise
+                current = {**last, "notes": [*last["notes"], f"not current: the dashboard could not make its "
+                                                             f"picture: {describe_error(error)}"]}
             essential = {key: value for key, value in current.items() if key != "generated"}
-            essential["timeline"] = current["timeline"]["links"]
             if essential != shown or time.monotonic() - shown_at >= REFRESH_SECONDS:
                 shown, shown_at = essential, time.monotonic()
+                encoded = json.dumps(current).encode()
                 with self._changed:
-                    self._picture = current
+                    self._picture = encoded
                     self._version += 1
                     self._changed.notify_all()
             self._wake.wait(POLL_SECONDS)
@@ -208,13 +234,28 @@ class Dashboard:
         statuses = {daemon["name"]: daemon["status"] for daemon in shown["daemons"]}
         copies = serving(self._serving_copies(lambda daemon: statuses.get(daemon, Status.UNKNOWN.value)))
         with self._changed:
-            timeline = self._history.window(now)
+            # The window is made again when a transition came, and as time moves its start.
+            if self._timeline is None or time.monotonic() - self._timeline_made >= REFRESH_SECONDS:
+                self._timeline, self._timeline_made = self._history.window(now), time.monotonic()
+            timeline = self._timeline
             queries = self._queries.summary(now)
             unheard = list(self._unheard)
         return {"gateway": self.gateway, "generated": iso(now), **shown, "partitions": copies, "queries": queries,
                 "timeline": timeline, "feed": {"unheard": unheard}}
 
     def _follow(self, stop: threading.Event) -> None:
+        """Reads the cluster's transitions until `stop` is set. The merged stream retries each daemon
+        itself and ends only when stopped; should it end otherwise, it sets `stop` too, and this
+        generation of threads ends, for the next call of a viewer to start another."""
+        try:
+            self._read(stop)
+        except Exception as error:  # the page says why its timeline stopped; the next generation tries again
+            with self._changed:
+                self._unheard = [f"the dashboard's event stream failed: {describe_error(error)}"]
+        finally:
+            stop.set()
+
+    def _read(self, stop: threading.Event) -> None:
         with self._changed:
             resume = list(self._resume.values())
         request = pb.EventsRequest(follow=True, event_names=[events.HEALTH_TRANSITION.name], resume=resume)
@@ -234,6 +275,8 @@ class Dashboard:
                     return  # a follower started after this one carries on from the last position kept
                 for event in heard:
                     self._history.add(event)
+                if heard:
+                    self._timeline = None
                 self._resume[message.daemon] = message.position
             if heard:
                 self._wake.set()
@@ -252,8 +295,7 @@ def dashboard_routes(dashboard: Dashboard) -> dict[str, Route]:
             _version, shown = dashboard.newer_than(0, FIRST_PICTURE_SECONDS)
         if shown is None:
             return Response(HTTPStatus.SERVICE_UNAVAILABLE, body=b"no picture yet: the dashboard is starting\n")
-        return Response(body=json.dumps(shown).encode(), content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+        return Response(body=shown, content_type="application/json", headers={"Cache-Control": "no-store"})
 
     def stream(_request: Request) -> Response:
         def pictures() -> Iterator[bytes]:
@@ -264,7 +306,7 @@ def dashboard_routes(dashboard: Dashboard) -> dict[str, Route]:
                     if shown is None and dashboard.closed:
                         return
                     version = newer
-                    yield b": keepalive\n\n" if shown is None else b"data: " + json.dumps(shown).encode() + b"\n\n"
+                    yield b": keepalive\n\n" if shown is None else b"data: " + shown + b"\n\n"
 
         return Response(content_type="text/event-stream", stream=pictures(), headers={"X-Accel-Buffering": "no"})
 

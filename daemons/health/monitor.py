@@ -116,8 +116,10 @@ class NeighborMonitor:
             now = self.clock.now()
             latency_ms = None if sent is None else (now - sent) * 1000
             transition = self.state.observe(ProbeResult(ok, reason, latency_ms, sent, conclusive), now)
-            # A Watch update's `sent` is when its stream opened: how long it waited, not a latency.
-            self.tally.probe(kind, ok, None if latency_ms is None or kind is ProbeKind.WATCH else latency_ms / 1000)
+            # A latency is a probe's answer's: not a timeout's deadline nor a refusal's, and not a Watch
+            # update's, whose `sent` is when its stream opened.
+            answered = ok and latency_ms is not None and kind is not ProbeKind.WATCH
+            self.tally.probe(kind, ok, latency_ms / 1000 if answered and latency_ms is not None else None)
             if transition is not None:
                 self.tally.transition(transition.previous.value, transition.current.value)
                 self._log_transition(transition)
@@ -334,7 +336,7 @@ class NeighborMonitor:
                                      since=iso_utc(self.state.since + self._epoch_offset),
                                      consecutive_failures=self.state.consecutive_failures, success_rate=rate,
                                      probes_in_window=count, window_seconds=self.state.thresholds.window_seconds,
-                                     last_reason=self.state.last_reason)
+                                     last_reason=self.state.last_reason, process_id=self._pid or 0)
             if self.state.last_latency_ms is not None:
                 view.last_latency_ms = self.state.last_latency_ms
         view.datagrams_dropped.update(self.pings.dropped.snapshot())

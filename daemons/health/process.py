@@ -122,6 +122,11 @@ class RemoteMonitor:
         with self._lock:
             return Status(self._view.status)
 
+    def process_id(self) -> int:
+        """The neighbour's process as its last answer named it; 0 before any."""
+        with self._lock:
+            return self._view.process_id
+
     def view(self) -> pb.NeighborHealth:
         with self._lock:
             view = pb.NeighborHealth()

@@ -11,7 +11,7 @@ partition missing but never loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from daemons.fanout.routes import Progress
@@ -57,13 +57,13 @@ class RequestPlan:
     def rows_delivered(self) -> int:
         return sum(self.delivered.values())
 
-    def prune(self, first: int | None, last: int | None) -> list[str]:
+    def prune(self, first: int | None, last: int | None, process_of: Callable[[str], int | None]) -> list[str]:
         """Records as complete, with no rows, every partition no copy of which holds a row in
-        [first, last] (epoch minutes, None: unbounded): assign then leaves them out, and nobody
-        holding them is asked. Returns them."""
+        [first, last] (epoch minutes, None: unbounded), its holders' processes (`process_of`) still
+        those that said so: assign then leaves them out, and nobody holding them is asked. Returns them."""
         pruned = [partition for partition, choice in self.choices.items()  # none whose rows a client has
                   if partition not in self.progress.statuses and partition not in self.delivered
-                  and choice.misses(first, last)]
+                  and choice.misses(first, last, process_of)]
         self.progress.record(pb.PartitionStatus(partition=partition, complete=True, pruned=True) for partition in pruned)
         return pruned
 

@@ -19,7 +19,7 @@ into, per partition:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from daemons.planning.paths import Path
@@ -33,6 +33,7 @@ class Copy:
     # The first and last minute of its rows, NO_ROWS when it holds none, None when not known. Equal
     # fingerprints mean equal rows, hence equal spans.
     minutes: tuple[int, int] | None = None
+    process_id: int = 0  # the holder's process that said so (rows change only with the process)
 
 
 NO_ROWS = (1, 0)  # a span no minute falls in
@@ -56,12 +57,16 @@ class PartitionChoice:
     fallback: tuple[Path, ...] = ()  # copies with gaps: only before any row is delivered
     disputed: str = ""  # why no copy can be called right, when complete copies disagree
     # The minutes every copy's rows fall within (the union of their spans), when every copy's is
-    # known; None otherwise. A query whose time range misses it needs no copy at all.
+    # known; None otherwise. A query whose time range misses it needs no copy at all, as long as
+    # the processes that said so still hold the copies: `holders`, (daemon, its process).
     minutes: tuple[int, int] | None = None
+    holders: tuple[tuple[str, int], ...] = ()
 
-    def misses(self, first: int | None, last: int | None) -> bool:
-        """No row of any copy falls within [first, last] (None: unbounded on that side)."""
-        if self.minutes is None:
+    def misses(self, first: int | None, last: int | None, process_of: Callable[[str], int | None]) -> bool:
+        """No row of any copy falls within [first, last] (None: unbounded on that side), as long as
+        each holder still runs the process that said so (`process_of`: its current one, as its
+        watcher last heard it): a restarted holder may have read other files."""
+        if self.minutes is None or any(not pid or process_of(daemon) != pid for daemon, pid in self.holders):
             return False
         low, high = self.minutes
         return low > high or (first is not None and first > high) or (last is not None and last < low)
@@ -98,7 +103,8 @@ class ReplicaCatalog:
         with self._lock:
             known = self._copies.get((partition, copy.daemon))
             if copy.minutes is None and known is not None and known.fingerprint == copy.fingerprint:
-                copy = replace(copy, minutes=known.minutes)  # a scan's status says nothing of the span
+                # A scan's status says nothing of the span; the same content, the same span.
+                copy = replace(copy, minutes=known.minutes, process_id=known.process_id)
             self._copies[(partition, copy.daemon)] = copy
             mismatches = [m for m in self._mismatches(partition) if m not in self._reported]
             self._reported.update(mismatches)
@@ -133,17 +139,20 @@ class ReplicaCatalog:
             elif copy is None or copy.fingerprint == reference:
                 usable.append(path)
         fingerprints = {path: copy.fingerprint for path, copy in copies.items() if copy is not None}
-        return PartitionChoice(tuple(usable), fingerprints, tuple(fallback), disputed, _span(copies.values()))
+        processes = tuple(sorted({(copy.daemon, copy.process_id) for copy in copies.values() if copy is not None}))
+        return PartitionChoice(tuple(usable), fingerprints, tuple(fallback), disputed, _span(copies.values()), processes)
 
     def choices(self) -> dict[str, PartitionChoice]:
         return {partition: self.choose(partition) for partition in self.routes}
 
 
 def _span(copies: Iterable[Copy | None]) -> tuple[int, int] | None:
-    """The minutes all of `copies` fall within; None when one of them, or its span, is unknown."""
+    """The minutes all of `copies` fall within; None when one of them, or its span, is unknown, or
+    when one has gaps: the rows it lacks could fall anywhere in its days, and its answer must say
+    it is incomplete, never that the partition had nothing."""
     spans = []
     for copy in copies:
-        if copy is None or copy.minutes is None:
+        if copy is None or copy.minutes is None or copy.gaps:
             return None
         if copy.minutes != NO_ROWS:
             spans.append(copy.minutes)

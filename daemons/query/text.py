@@ -25,6 +25,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -120,20 +121,36 @@ class ChunkText:
         if len(names) == 1:
             indices, texts = self._distinct(batch, names[0])
             return pa.array(texts, pa.string()).take(indices)
+        # Each row's combination as one number, its columns' indices as digits. The digits' range is
+        # the product of the columns' distinct counts; where that could pass int64's, the number so
+        # far is first renumbered by its distinct values (fewer than the rows).
         key = np.zeros(len(batch), np.int64)
-        parts = []
-        for name in names:  # each row's combination as one number, its columns' indices as digits
+        bound = 1
+        parts: list[Any] = []  # each column's texts, or (a renumbering, the parts before it)
+        for name in names:
             indices, texts = self._distinct(batch, name)
+            if bound * len(texts) >= 1 << 62:
+                parts = [(pa.array(key).dictionary_encode(), parts)]
+                key = parts[0][0].indices.to_numpy().astype(np.int64)
+                bound = len(parts[0][0].dictionary)
             key = key * len(texts) + indices
+            bound *= len(texts)
             parts.append(texts)
         encoded = pa.array(key).dictionary_encode()
-        combinations = encoded.dictionary.to_numpy()
+        return self._combined(encoded.dictionary.to_numpy(), parts).take(encoded.indices)
+
+    def _combined(self, combinations: np.ndarray, parts: list[Any]) -> pa.Array:
+        """The text of each combination, from its digits: each part a column's texts, or (the
+        renumbering of the combinations of earlier parts, those parts)."""
         pieces = []
-        for texts in reversed(parts):  # each combination's digits, the last column's first
-            pieces.append(pa.array(texts, pa.string()).take(combinations % len(texts)))
-            combinations = combinations // len(texts)
-        made = pc.binary_join_element_wise(*reversed(pieces), self._separator)
-        return made.take(encoded.indices)
+        for part in reversed(parts):  # the last column's digit first
+            if isinstance(part, tuple):
+                renumbered, earlier = part
+                pieces.append(self._combined(renumbered.dictionary.to_numpy()[combinations], earlier))
+                break
+            pieces.append(pa.array(part, pa.string()).take(combinations % len(part)))
+            combinations = combinations // len(part)
+        return pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*reversed(pieces), self._separator)
 
     def render(self, batch: ColumnBatch) -> memoryview:
         """The rows of `batch`, each ending in a newline, as bytes (a view of Arrow's buffer)."""

@@ -351,7 +351,7 @@ class StatusRequest(_message.Message):
     def __init__(self, cluster: _Optional[bool] = ...) -> None: ...
 
 class PartitionInfo(_message.Message):
-    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from", "fingerprint", "gaps", "daemon", "first_minute", "last_minute")
+    __slots__ = ("name", "days", "rows", "skipped_lines", "loaded_from", "fingerprint", "gaps", "daemon", "first_minute", "last_minute", "process_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -362,6 +362,7 @@ class PartitionInfo(_message.Message):
     DAEMON_FIELD_NUMBER: _ClassVar[int]
     FIRST_MINUTE_FIELD_NUMBER: _ClassVar[int]
     LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     days: _containers.RepeatedScalarFieldContainer[str]
     rows: int
@@ -372,7 +373,8 @@ class PartitionInfo(_message.Message):
     daemon: str
     first_minute: int
     last_minute: int
-    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., daemon: _Optional[str] = ..., first_minute: _Optional[int] = ..., last_minute: _Optional[int] = ...) -> None: ...
+    process_id: int
+    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., skipped_lines: _Optional[int] = ..., loaded_from: _Optional[str] = ..., fingerprint: _Optional[str] = ..., gaps: _Optional[_Iterable[str]] = ..., daemon: _Optional[str] = ..., first_minute: _Optional[int] = ..., last_minute: _Optional[int] = ..., process_id: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("daemon", "role", "process_id", "uptime_seconds", "serving", "partitions", "children", "active_requests", "health_checks_by_requester", "copies_below", "unreachable_below", "datagrams_dropped")
@@ -457,7 +459,7 @@ class HealthStatusRequest(_message.Message):
     def __init__(self, cluster: _Optional[bool] = ...) -> None: ...
 
 class NeighborHealth(_message.Message):
-    __slots__ = ("observer", "neighbor", "status", "since", "consecutive_failures", "last_latency_ms", "success_rate", "probes_in_window", "window_seconds", "last_reason", "datagrams_dropped")
+    __slots__ = ("observer", "neighbor", "status", "since", "consecutive_failures", "last_latency_ms", "success_rate", "probes_in_window", "window_seconds", "last_reason", "datagrams_dropped", "process_id")
     class DatagramsDroppedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -476,6 +478,7 @@ class NeighborHealth(_message.Message):
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LAST_REASON_FIELD_NUMBER: _ClassVar[int]
     DATAGRAMS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
     observer: str
     neighbor: str
     status: str
@@ -487,7 +490,8 @@ class NeighborHealth(_message.Message):
     window_seconds: float
     last_reason: str
     datagrams_dropped: _containers.ScalarMap[str, int]
-    def __init__(self, observer: _Optional[str] = ..., neighbor: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., last_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., probes_in_window: _Optional[int] = ..., window_seconds: _Optional[float] = ..., last_reason: _Optional[str] = ..., datagrams_dropped: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    process_id: int
+    def __init__(self, observer: _Optional[str] = ..., neighbor: _Optional[str] = ..., status: _Optional[str] = ..., since: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., last_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., probes_in_window: _Optional[int] = ..., window_seconds: _Optional[float] = ..., last_reason: _Optional[str] = ..., datagrams_dropped: _Optional[_Mapping[str, int]] = ..., process_id: _Optional[int] = ...) -> None: ...
 
 class HealthStatusResponse(_message.Message):
     __slots__ = ("daemon", "neighbors", "unreachable_observers")

@@ -108,7 +108,7 @@ class GatewayServicer:
         else:
             plan = RequestPlan.resumed(choices, resumed.delivered, resumed.complete, resumed.fingerprints)
             chunks = resumed.chunks
-        plan.prune(*query.minutes)
+        plan.prune(*query.minutes, self.health.process_ids().get)
         admitted.progress = plan.progress
         scan = pb.ScanRequest(request_id=request_id, filter=request.filter, chunk_size=chunk_size,
                               routes=[self._route(a) for a in plan.assign(self._status_of())])
@@ -159,7 +159,7 @@ class GatewayServicer:
             abort_invalid(context, error)
         admitted = self.requests.admit(context, request_id, kind="aggregate", limited=True)
         plan = RequestPlan(self.replicas.choices())
-        plan.prune(*query.minutes)
+        plan.prune(*query.minutes, self.health.process_ids().get)
         admitted.progress = plan.progress
         total = AggregateTable(group_by, self.fanout.max_aggregate_groups)
         routes = [self._route(a) for a in plan.assign(self._status_of())]

@@ -78,7 +78,8 @@ class NodeServicer:
     def _info(self, partition: Partition) -> pb.PartitionInfo:
         info = pb.PartitionInfo(name=partition.name, days=partition.days, rows=partition.rows,
                                 skipped_lines=partition.skipped_lines, loaded_from=partition.loaded_from,
-                                fingerprint=partition.fingerprint, gaps=partition.gaps, daemon=self.config.name)
+                                fingerprint=partition.fingerprint, gaps=partition.gaps, daemon=self.config.name,
+                                process_id=os.getpid())
         if partition.minutes is not None:
             info.first_minute, info.last_minute = partition.minutes
         return info

@@ -98,7 +98,8 @@ class ReplicaDirectory:
             self._fetch_within(INCOMPLETE_RETRY_SECONDS)
             return
         for info in [*answer.partitions, *answer.copies_below]:
-            self._learn(info.name, Copy(info.daemon, info.fingerprint, tuple(info.gaps), copy_minutes(info)))
+            self._learn(info.name, Copy(info.daemon, info.fingerprint, tuple(info.gaps), copy_minutes(info),
+                                        info.process_id))
         if answer.unreachable_below or not answer.serving:
             self._fetch_within(INCOMPLETE_RETRY_SECONDS)
         self._answered.set()

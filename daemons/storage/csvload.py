@@ -100,7 +100,7 @@ class ColumnBuilder:
 
     def _split_checked(self, data: bytes, label: str) -> tuple[list[list[bytes]], dict[str, np.ndarray]]:
         good: list[list[bytes]] = []
-        text = data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8-sig", errors="replace")  # a byte order mark is no part of the first line, as for Arrow
         reader = csv.reader(io.StringIO(text, newline=""))
         for row in reader:
             number = reader.line_num  # the line a record ends on, counting newlines inside fields

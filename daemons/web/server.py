@@ -29,7 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from daemons.config import Address, TlsConfig
+from daemons.config import Address, TlsConfig, is_loopback
 from daemons.errors import describe_error
 
 IO_TIMEOUT_SECONDS = 10.0  # for a whole request to arrive, a handshake, and each write of an answer
@@ -129,7 +129,12 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         request = Request(parts.path, parse_qs(parts.query), {key.lower(): value for key, value in self.headers.items()})
         try:
-            response = self.web.routes.get(parts.path, not_found)(request)
+            if not self.web.host_allowed(request.headers.get("host")):
+                # On loopback, a page of another site in a browser on this host could reach us under a
+                # name of its own that it made resolve here (DNS rebinding): only local names are answered.
+                response = Response(HTTPStatus.MISDIRECTED_REQUEST, body=b"not a name of this server\n")
+            else:
+                response = self.web.routes.get(parts.path, not_found)(request)
         except Exception as error:  # a bug of one page must not end the server's thread
             response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, body=f"{describe_error(error)}\n".encode())
         self.send_response(response.status)
@@ -183,6 +188,18 @@ class WebServer:
         self._socket: socket.socket | None = None
         self._handler = type(f"{name.title()}Handler", (_Handler,), {"web": self, "timeout": IO_TIMEOUT_SECONDS})
 
+    def host_allowed(self, host: str | None) -> bool:
+        """Whether a request naming `host` (its Host header) is for this server: anything when it
+        listens beyond loopback (TLS or the config's `insecure` decides who may come); on loopback,
+        only loopback names and the configured one."""
+        if host is None or not is_loopback(self.address.host):
+            return True
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # not a host[:port]
+            return False
+        return name == self.address.host.lower() or is_loopback(name)
+
     @property
     def url(self) -> str:
         """Where it serves its first route (the one to open), as the configured address names it."""
@@ -199,16 +216,16 @@ class WebServer:
         retries in the background (`on_bound` once it listens) and returns False. Raises OSError
         for another reason not to bind (an address not of this host)."""
         try:
-            self._bind()
+            return self._bind()
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
                 raise
             self._on_held(error.strerror or str(error))
             threading.Thread(target=self._retry, name=f"{self.name}-port", daemon=True).start()
             return False
-        return True
 
-    def _bind(self) -> None:
+    def _bind(self) -> bool:
+        """Listens, and says True; False if stopped meanwhile."""
         family = socket.AF_INET6 if ":" in self.address.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -221,20 +238,22 @@ class WebServer:
         with self._lock:
             if self._stop.is_set():
                 sock.close()
-                return
+                return False
             self._socket = sock
         threading.Thread(target=self._accept, args=(sock,), name=f"{self.name}-accept", daemon=True).start()
+        return True
 
     def _retry(self) -> None:
         while not self._stop.wait(PORT_RETRY_SECONDS):
             try:
-                self._bind()
+                bound = self._bind()
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     continue
                 self._on_held(error.strerror or str(error))
                 return
-            self._on_bound()
+            if bound:
+                self._on_bound()
             return
 
     def stop(self) -> None:
@@ -261,8 +280,14 @@ class WebServer:
                 self.refused += 1
                 connection.close()
                 continue
-            threading.Thread(target=self._serve, args=(connection, peer), name=f"{self.name}-client",
-                             daemon=True).start()
+            try:
+                threading.Thread(target=self._serve, args=(connection, peer), name=f"{self.name}-client",
+                                 daemon=True).start()
+            except RuntimeError:  # no thread to be had now: this connection only is refused
+                self._slots.release()
+                self.refused += 1
+                connection.close()
+                self._stop.wait(ACCEPT_PAUSE_SECONDS)
 
     def _serve(self, connection: socket.socket, peer: tuple[str, int]) -> None:
         try:

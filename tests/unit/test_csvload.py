@@ -290,3 +290,11 @@ def test_any_valid_rows_written_by_the_csv_module_round_trip(rows, line_end, tmp
     parsed = parse_files(tmp_path, content)
     assert parsed.skipped.count == 0, parsed.skipped.examples
     assert parsed.measurements() == csv_module_rows(content) == expected(*rows)
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_line_either_way(tmp_path):
+    bom = "\ufeff"
+    assert parse_files(tmp_path, bom + airnow_csv([CRESCENT_CITY])).measurements() == expected(CRESCENT_CITY)
+    # With a malformed line the file goes line by line: the first line is still read.
+    parsed = parse_files(tmp_path, f"{bom}{line(CRESCENT_CITY)}\n{line(aqi='62.5')}\n")
+    assert parsed.measurements() == expected(CRESCENT_CITY) and parsed.skipped.count == 1

@@ -107,6 +107,12 @@ def setup(monkeypatch) -> Iterator[Setup]:
     made.dashboard.close()
 
 
+def newer(dashboard: Dashboard, version: int, timeout: float) -> tuple[int, dict | None]:
+    """The dashboard's next picture, decoded."""
+    version, encoded = dashboard.newer_than(version, timeout)
+    return version, None if encoded is None else json.loads(encoded)
+
+
 def status_of(picture: dict, kind: str, name: str) -> str:
     key = "name" if kind == "daemons" else "link"
     for item in picture[kind]:
@@ -119,7 +125,7 @@ def status_of(picture: dict, kind: str, name: str) -> str:
 def test_nothing_runs_until_someone_looks_and_it_stops_after_they_leave(setup):
     assert setup.leader_b.asked == 0
     with setup.dashboard.viewing():
-        version, picture = setup.dashboard.newer_than(0, 5)
+        version, picture = newer(setup.dashboard, 0, 5)
         assert picture is not None and status_of(picture, "daemons", "worker_c") == "healthy"
     wait_for(lambda: all(t.name not in ("dashboard-poll", "dashboard-follow") for t in threading.enumerate()), 5,
              "the dashboard's threads to end")
@@ -130,10 +136,10 @@ def test_nothing_runs_until_someone_looks_and_it_stops_after_they_leave(setup):
 
 def test_a_workers_outage_is_pushed_and_its_partition_moves(setup):
     with setup.dashboard.viewing():
-        version, picture = setup.dashboard.newer_than(0, 5)
+        version, picture = newer(setup.dashboard, 0, 5)
         assert picture["partitions"][0]["holder"] == "worker_c"
         setup.leader_b.workers["worker_c"] = Status.UNAVAILABLE
-        version, picture = setup.dashboard.newer_than(version, 5)
+        version, picture = newer(setup.dashboard, version, 5)
         assert picture is not None
         assert status_of(picture, "daemons", "worker_c") == "unavailable"
         assert status_of(picture, "links", "leader_b->worker_c") == "unavailable"
@@ -143,7 +149,7 @@ def test_a_workers_outage_is_pushed_and_its_partition_moves(setup):
 def test_a_leader_that_cannot_be_asked_leaves_its_workers_unknown_and_says_so(setup):
     setup.own[1].status = Status.UNAVAILABLE
     with setup.dashboard.viewing():
-        _version, picture = setup.dashboard.newer_than(0, 5)
+        _version, picture = newer(setup.dashboard, 0, 5)
     assert picture is not None
     assert status_of(picture, "daemons", "worker_f") == "unknown"
     assert any("leader_e" in note and "worker_f" in note for note in picture["notes"])
@@ -157,14 +163,14 @@ def test_transitions_make_the_timeline_and_a_new_follower_resumes_where_the_last
 
         def timeline_has_it() -> bool:
             nonlocal version
-            version, picture = setup.dashboard.newer_than(version, 0.5)
+            version, picture = newer(setup.dashboard, version, 0.5)
             return picture is not None and any(row["link"] == "leader_b->worker_c" and row["transitions"]
                                                for row in picture["timeline"]["links"])
 
         wait_for(timeline_has_it, 5, "the transition in the timeline")
     wait_for(lambda: all(t.name != "dashboard-follow" for t in threading.enumerate()), 5, "the follower to end")
     with setup.dashboard.viewing():
-        setup.dashboard.newer_than(0, 5)
+        newer(setup.dashboard, 0, 5)
     assert [(p.daemon, p.offset) for p in setup.logs.resumed_from[-1]] == [("leader_b", 100)]
 
 
@@ -183,3 +189,36 @@ def test_the_routes_serve_the_page_its_files_the_picture_and_the_stream(setup):
     assert first.startswith(b"data: ") and json.loads(first[len(b"data: "):])["gateway"] == "gateway_a"
     setup.dashboard.close()
     assert list(pieces) == []  # a closed dashboard ends its streams
+
+
+def test_a_poll_that_fails_shows_the_last_picture_says_why_and_the_page_goes_on(setup):
+    serving = setup.dashboard._serving_copies
+    failing = threading.Event()
+
+    def planning(status_of):
+        if failing.is_set():
+            raise RuntimeError("planning broke")
+        return serving(status_of)
+
+    setup.dashboard._serving_copies = planning
+    with setup.dashboard.viewing():
+        version, picture = newer(setup.dashboard, 0, 5)
+        failing.set()
+        version, picture = newer(setup.dashboard, version, 5)
+        assert picture is not None and any("planning broke" in note for note in picture["notes"])
+        assert status_of(picture, "daemons", "worker_c") == "healthy"  # the last picture, said to be old
+        failing.clear()
+        setup.leader_b.workers["worker_c"] = Status.UNAVAILABLE
+        version, picture = newer(setup.dashboard, version, 5)
+        assert picture is not None and status_of(picture, "daemons", "worker_c") == "unavailable"
+        assert not any("planning broke" in note for note in picture["notes"])
+
+
+def test_a_page_opened_after_an_idle_spell_never_gets_the_old_picture(setup):
+    with setup.dashboard.viewing():
+        newer(setup.dashboard, 0, 5)
+    wait_for(lambda: all(t.name != "dashboard-poll" for t in threading.enumerate()), 5, "the poller to end")
+    setup.leader_b.workers["worker_c"] = Status.UNAVAILABLE  # while nobody looked
+    with setup.dashboard.viewing():
+        _version, picture = newer(setup.dashboard, 0, 5)
+    assert picture is not None and status_of(picture, "daemons", "worker_c") == "unavailable"

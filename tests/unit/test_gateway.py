@@ -50,6 +50,9 @@ class FixedHealthView:
     def statuses(self) -> dict[str, Status]:
         return dict(self.known)
 
+    def process_ids(self) -> dict[str, int]:
+        return {}  # no process known: nothing is pruned here (tests/unit/test_plan.py prunes)
+
 
 @dataclass
 class Overlay:

@@ -39,6 +39,9 @@ class Monitor:
     def status(self) -> Status:
         return self.current
 
+    def process_id(self) -> int:
+        return 0  # not heard yet
+
 
 def view_of(leader: str, **workers: str) -> pb.HealthStatusResponse:
     """A leader's GetHealthStatus answer: what it sees of each neighbour."""
@@ -201,3 +204,13 @@ def test_an_answer_with_a_status_this_version_does_not_know_counts_as_no_answer(
     gateway.now.advance(MAX_AGE_SECONDS + 0.1)
     gateway.statuses()
     assert gateway.statuses() == without(EVERYONE, "worker_f", "worker_d")  # the old copy is gone too
+
+
+def test_the_processes_are_each_watchers_word_and_none_behind_an_unavailable_leader() -> None:
+    gateway = Gateway()
+    gateway.leaders["leader_e"].answer = pb.HealthStatusResponse(daemon="leader_e", neighbors=[
+        pb.NeighborHealth(observer="leader_e", neighbor="worker_f", status="healthy", process_id=4242)])
+    gateway.statuses()  # the first plan asks the leaders
+    assert gateway.view.process_ids() == {"worker_c": 0, "worker_f": 4242, "leader_b": 0, "leader_e": 0}
+    gateway.monitors["leader_e"].current = UNAVAILABLE
+    assert "worker_f" not in gateway.view.process_ids()

@@ -232,17 +232,21 @@ def test_no_failover_ever_mixes_rows_of_different_contents(learned, failing) -> 
 AUGUST_20, AUGUST_21 = 26_631_360, 26_632_800  # epoch minutes of 2020-08-20T00:00 and 2020-08-21T00:00
 
 
+PROCESSES = {"c": 301, "d": 302}  # the holders' processes, as their watchers hear them now
+running = PROCESSES.get
+
+
 def spanned(*copies: tuple[str, tuple[int, int] | None]) -> ReplicaCatalog:
-    """p1 held by c and d (each with the span of its rows), p2 by nobody known."""
+    """p1 held by c and d (each with the span of its rows, said by its process), p2 by nobody known."""
     known = ReplicaCatalog({"p1": [("b", "c"), ("e", "d")], "p2": [("b", "c")]})
     for daemon, minutes in copies:
-        known.learn("p1", Copy(daemon, "100:aaa", (), minutes))
+        known.learn("p1", Copy(daemon, "100:aaa", (), minutes, PROCESSES[daemon]))
     return known
 
 
 def test_a_partition_whose_every_copy_misses_the_range_is_complete_without_asking_anyone() -> None:
     plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices())
-    assert plan.prune(AUGUST_21 + 1, None) == ["p1"]
+    assert plan.prune(AUGUST_21 + 1, None, running) == ["p1"]
     assert [a.partition for a in plan.assign(statuses())] == ["p2"]  # nothing is known of p2's copies
     status = plan.progress.statuses["p1"]
     assert (status.complete, status.pruned, status.rows) == (True, True, 0)
@@ -252,26 +256,26 @@ def test_a_partition_whose_every_copy_misses_the_range_is_complete_without_askin
 def test_a_range_touching_a_copy_or_unbounded_prunes_nothing() -> None:
     for first, last in ((AUGUST_21, None), (None, AUGUST_20), (None, None), (AUGUST_20 + 5, AUGUST_20 + 5)):
         plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices())
-        assert plan.prune(first, last) == [], (first, last)
+        assert plan.prune(first, last, running) == [], (first, last)
 
 
 def test_a_copy_whose_span_is_not_known_keeps_the_partition_asked() -> None:
     plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21)), ("d", None)).choices())
-    assert plan.prune(AUGUST_21 + 1, None) == []
+    assert plan.prune(AUGUST_21 + 1, None, running) == []
     plan = RequestPlan(spanned(("c", (AUGUST_20, AUGUST_21))).choices())  # d has not said yet
-    assert plan.prune(AUGUST_21 + 1, None) == []
+    assert plan.prune(AUGUST_21 + 1, None, running) == []
 
 
 def test_copies_with_no_rows_miss_every_range_and_spans_combine() -> None:
-    assert spanned(("c", NO_ROWS), ("d", NO_ROWS)).choose("p1").misses(None, None)
+    assert spanned(("c", NO_ROWS), ("d", NO_ROWS)).choose("p1").misses(None, None, running)
     choice = spanned(("c", NO_ROWS), ("d", (AUGUST_20, AUGUST_21))).choose("p1")
-    assert choice.minutes == (AUGUST_20, AUGUST_21) and not choice.misses(AUGUST_20, AUGUST_20)
+    assert choice.minutes == (AUGUST_20, AUGUST_21) and not choice.misses(AUGUST_20, AUGUST_20, running)
 
 
 def test_a_scans_status_keeps_the_span_a_status_fetch_gave() -> None:
     known = spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21)))
     known.learn("p1", Copy("c", "100:aaa"))  # from a scan: the fingerprint, no span
-    assert known.known("p1", "c") == Copy("c", "100:aaa", (), (AUGUST_20, AUGUST_21))
+    assert known.known("p1", "c") == Copy("c", "100:aaa", (), (AUGUST_20, AUGUST_21), PROCESSES["c"])
     known.learn("p1", Copy("c", "120:bbb"))  # other rows now: their span is not known
     assert known.known("p1", "c") == Copy("c", "120:bbb")
 
@@ -279,7 +283,7 @@ def test_a_scans_status_keeps_the_span_a_status_fetch_gave() -> None:
 def test_a_resumed_plan_never_prunes_a_partition_whose_rows_the_client_has() -> None:
     choices = spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices()
     plan = RequestPlan.resumed(choices, {"p1": 10}, (), {"p1": "100:aaa"})
-    assert plan.prune(AUGUST_21 + 1, None) == []
+    assert plan.prune(AUGUST_21 + 1, None, running) == []
 
 
 @settings(max_examples=300, deadline=None)
@@ -289,8 +293,24 @@ def test_pruning_never_drops_a_partition_with_a_row_in_range(rows_by_copy, first
     """Each copy holds rows at the given minutes; a pruned partition has none in [first, last]."""
     known = ReplicaCatalog({"p1": [(f"h{i}",) for i in range(len(rows_by_copy))]})
     for index, (one, other) in enumerate(rows_by_copy):
-        known.learn("p1", Copy(f"h{index}", f"{index}:x", (), (min(one, other), max(one, other))))
+        known.learn("p1", Copy(f"h{index}", f"{index}:x", (), (min(one, other), max(one, other)), 1))
     in_range = any(not ((first is not None and max(minutes) < first) or (last is not None and min(minutes) > last))
                    for minutes in rows_by_copy)
-    if RequestPlan(known.choices()).prune(first, last):
+    if RequestPlan(known.choices()).prune(first, last, lambda daemon: 1):
         assert not in_range
+
+
+def test_a_copy_with_gaps_keeps_its_partition_asked_whatever_the_range() -> None:
+    known = ReplicaCatalog({"p1": [("b", "c")]})
+    known.learn("p1", Copy("c", "0:x", ("day 20200821 missing on disk",), NO_ROWS))
+    plan = RequestPlan(known.choices())
+    assert plan.prune(None, None, running) == [] and plan.prune(AUGUST_21, AUGUST_21, running) == []
+
+
+def test_a_restarted_holder_keeps_its_partition_asked_until_its_new_process_says_what_it_holds() -> None:
+    """Rows change only when their holder restarts, perhaps with other files: a span its old process
+    gave is not trusted once its watcher hears another process, nor before it hears any."""
+    choices = spanned(("c", (AUGUST_20, AUGUST_21)), ("d", (AUGUST_20, AUGUST_21))).choices()
+    assert RequestPlan(choices).prune(AUGUST_21 + 1, None, {**PROCESSES, "d": 999}.get) == []
+    assert RequestPlan(choices).prune(AUGUST_21 + 1, None, {"c": 301}.get) == []  # d not heard
+    assert RequestPlan(choices).prune(AUGUST_21 + 1, None, running) == ["p1"]

@@ -91,3 +91,16 @@ def test_a_table_rounds_computed_floats_and_keeps_measured_ones():
     assert table_cell(1e-05) == "1e-05"
     assert table_cell(3) == "3"
     assert table_cell(None) == ""
+
+
+def test_a_chunk_with_tens_of_thousands_of_distinct_strings_per_column_is_still_right():
+    """Four string columns of 60,000 distinct values each: their combinations' numbering would pass
+    int64's range unless renumbered on the way."""
+    rows, distinct = 65536, 60000
+    rng = np.random.default_rng(7)
+    numeric = {name: (rng.integers(*MINUTES_2020, rows) if name == "datetime" else rng.integers(0, 5, rows)).astype(dtype)
+               for name, dtype in NUMERIC.items()}
+    batch = ColumnBatch("p", 0, numeric, {name: rng.integers(0, distinct, rows).astype(WIRE_CODE) for name in DICTIONARY},
+                        {name: np.array([f"{name} {index}" for index in range(distinct)], dtype=object)
+                         for name in DICTIONARY})
+    assert bytes(ChunkText("csv").render(batch)).decode() == row_by_row([batch], "csv")

@@ -187,7 +187,7 @@ def test_a_connection_is_kept_for_request_after_request(serve):
 def test_a_kept_connection_that_falls_silent_is_closed_after_the_deadline(serve):
     server = serve(max_connections=1)
     client = silent_client(server.port)
-    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert read_until(client, b"hello\n").endswith(b"\r\n\r\nhello\n")
     began = time.monotonic()
     assert client.recv(1024) == b""  # no second request came: closed
@@ -268,7 +268,7 @@ def test_a_client_beyond_the_limit_is_closed_at_once_and_served_once_a_slot_free
 def test_a_client_that_never_finishes_its_request_is_dropped_after_the_deadline(serve):
     server = serve(max_connections=1)
     slow = silent_client(server.port)
-    slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+    slow.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the headers never end
     began = time.monotonic()
     assert slow.recv(1024) == b""  # no answer: the connection is closed
     waited = time.monotonic() - began
@@ -284,7 +284,7 @@ def test_a_client_trickling_its_request_a_byte_at_a_time_is_dropped_at_the_deadl
     slow = silent_client(server.port)
     began = time.monotonic()
     closed = False
-    for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Never: " + b"a" * 200:
+    for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never: " + b"a" * 200:
         try:
             slow.sendall(bytes([byte]))
         except OSError:  # reset: the server has closed it
@@ -409,3 +409,17 @@ def test_with_tls_a_client_that_never_starts_its_handshake_is_dropped_after_the_
     silent.close()
     assert once_a_slot_is_free(server.port, context=client_context(tmp_path / "ca.pem", tmp_path / "client")) == (
         200, b"hello\n")
+
+
+def test_on_loopback_only_local_names_are_answered(serve):
+    """A page of another site in a browser on this host could name us under a name of its own that
+    it made resolve here (DNS rebinding): such requests are refused."""
+    server = serve()
+    for host, status in (("localhost", 200), (f"127.0.0.1:{server.port}", 200), (f"[::1]:{server.port}", 200),
+                         (f"localhost:{server.port}", 200), ("attacker.example", 421),
+                         (f"attacker.example:{server.port}", 421), ("10.0.0.1", 421)):
+        assert request(server.port, headers={"Host": host})[0] == status, host
+    client = silent_client(server.port)
+    client.sendall(b"GET / HTTP/1.0\r\n\r\n")  # no Host at all: an old client, not a browser
+    assert read_until(client, b"hello\n").startswith(b"HTTP/1.1 200")
+    client.close()
