@@ -14,7 +14,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -723,72 +723,55 @@ class _Overlay:
                 ", nor does any daemon on this path"
             raise self.fail(field, f"{parent.name}, the end of the path, does not hold {partition}{hint}")
 
+    def _edges(self, field: str) -> Iterator[tuple[DaemonConfig, Link, DaemonConfig, bool]]:
+        """Every edge below the gateway, parents breadth first: (parent, link, child, whether the child
+        is met for the first time); a child's config that cannot be read is an error of `field`."""
+        seen, pending = {self.gateway.name}, [self.gateway]
+        while pending:
+            parent = pending.pop(0)
+            for link in parent.children:
+                child = self.config(link.name, field)
+                first = link.name not in seen
+                if first:
+                    seen.add(link.name)
+                    pending.append(child)
+                yield parent, link, child, first
+
     def check_admission(self) -> None:
         """Every child admits from one connection (half its query.max_internal_requests) all that its
         parent can send over it, so that calls forwarded for the parent's callers are never refused
         while the child's other connections flood it."""
-        seen, pending = {self.gateway.name}, [self.gateway]
-        while pending:
-            parent = pending.pop(0)
+        for parent, _link, child, _first in self._edges("routes"):
             forwarded = parent.query.max_internal_requests + (
                 parent.query.max_concurrent_requests if parent.role == "gateway" else 0)
-            for link in parent.children:
-                child = self.config(link.name, "routes")
-                share = child.query.max_internal_requests // 2
-                if share < forwarded:
-                    sources = "its query.max_internal_requests" + (
-                        " plus query.max_concurrent_requests" if parent.role == "gateway" else "")
-                    raise ConfigError(child.source, "query.max_internal_requests",
-                                      f"half of it ({share}) admits less from one connection than {parent.name} can "
-                                      f"forward over one ({forwarded}: {sources}); make it at least {2 * forwarded}")
-                if link.name not in seen:
-                    seen.add(link.name)
-                    pending.append(child)
+            share = child.query.max_internal_requests // 2
+            if share < forwarded:
+                sources = "its query.max_internal_requests" + (
+                    " plus query.max_concurrent_requests" if parent.role == "gateway" else "")
+                raise ConfigError(child.source, "query.max_internal_requests",
+                                  f"half of it ({share}) admits less from one connection than {parent.name} can "
+                                  f"forward over one ({forwarded}: {sources}); make it at least {2 * forwarded}")
 
     def links(self) -> tuple[OverlayLink, ...]:
         """Every edge below the gateway, parents in breadth-first order."""
-        seen, pending, found = {self.gateway.name}, [self.gateway], []
-        while pending:
-            parent = pending.pop(0)
-            for link in parent.children:
-                found.append(OverlayLink(parent.name, link.name, link.kind,
-                                         link.kind == "query" and parent.health.enabled))
-                if link.name not in seen:
-                    seen.add(link.name)
-                    pending.append(self.config(link.name, "children"))
-        return tuple(found)
+        return tuple(OverlayLink(parent.name, link.name, link.kind, link.kind == "query" and parent.health.enabled)
+                     for parent, link, _child, _first in self._edges("children"))
 
     def roles(self) -> dict[str, str]:
         return {name: config.role for name, config in self._configs.items()}
 
     def members(self) -> tuple[Link, ...]:
         """Every daemon below the gateway, once each, as its first parent reaches it."""
-        seen, pending, found = {self.gateway.name}, [self.gateway], []
-        while pending:
-            parent = pending.pop(0)
-            for link in parent.children:
-                if link.name not in seen:
-                    seen.add(link.name)
-                    found.append(link)
-                    pending.append(self.config(link.name, "children"))
-        return tuple(found)
+        return tuple(link for _parent, link, _child, first in self._edges("children") if first)
 
     def check_all_routed(self) -> None:
         """Every partition a daemon below the gateway holds is routed: the gateway knows partitions only
         from its routes, so an unrouted one would be missing from every answer while answers say complete."""
-        seen, pending = {self.gateway.name}, [self.gateway]
-        while pending:
-            parent = pending.pop(0)
-            for link in parent.children:
-                if link.name in seen:
-                    continue
-                seen.add(link.name)
-                child = self.config(link.name, "routes")
-                for partition in _held(child):
-                    if partition not in self.gateway.routes:
-                        raise self.fail(f"routes.{partition}", f"no route: {link.name} holds it ({child.source}), "
-                                        "so answers would leave it out yet say they are complete")
-                pending.append(child)
+        for _parent, link, child, first in self._edges("routes"):
+            for partition in _held(child) if first else ():
+                if partition not in self.gateway.routes:
+                    raise self.fail(f"routes.{partition}", f"no route: {link.name} holds it ({child.source}), "
+                                    "so answers would leave it out yet say they are complete")
 
 
 def _check_overlay(gateway: DaemonConfig, environ: Mapping[str, str]) -> DaemonConfig:

@@ -98,8 +98,8 @@ def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
         return {**{key: event_dict.pop(key) for key in COMMON_FIELDS if key in event_dict}, **event_dict}
 
     def observed(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-        if observe is not None:
-            observe(event_dict)
+        assert observe is not None  # only in the chain with one
+        observe(event_dict)
         return event_dict
 
     structlog.configure(
@@ -109,7 +109,7 @@ def configure(daemon: str, log_file: Path, rotation: LogRotation | None = None,
             add_daemon,
             structlog.processors.format_exc_info,
             common_fields_first,
-            observed,
+            *([observed] if observe is not None else []),
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

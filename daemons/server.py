@@ -229,8 +229,8 @@ class Daemon:
             observer(event)
 
     def web_server(self, endpoint: str, address: Address, routes: dict[str, Route], connections: int) -> WebServer:
-        """An HTTP endpoint of this daemon, which logs a port held by another process and, once it
-        has it, where it serves."""
+        """An HTTP endpoint of this daemon, which logs where it serves once it listens, and a port
+        held by another process."""
         web = WebServer(endpoint, address, routes, self.config.tls, connections,
                         on_held=lambda error: events.HTTP_PORT_HELD.emit(self.log, endpoint=endpoint, url=web.url,
                                                                          error=error, retry_seconds=HTTP_RETRY_SECONDS),
@@ -379,12 +379,10 @@ class Daemon:
         that one is retried, and logged), having stopped the others, or None."""
         for web in self.web:
             try:
-                listening = web.start()
+                web.start()
             except OSError as error:
                 self.stop_web()
                 return f"cannot serve {web.name} at {web.address}: {error.strerror or error}"
-            if listening:
-                events.HTTP_LISTENING.emit(self.log, endpoint=web.name, url=web.url)
         return None
 
     def stop_web(self) -> None:

@@ -11,8 +11,9 @@ viewer starts two threads, which stop LINGER_SECONDS after the last one leaves:
   where it was, so a viewer who comes back misses no transition made meanwhile.
 Measured 2026-11-30 with one page open: the cluster's CPU rose from 2.2 % to 6.8 % of a core
 with a poll every 0.25 s, about a third of it in the leaders' GetHealthStatus.
-Pages go out by server-sent events (/events), one full picture per message (a few kilobytes),
-with a comment every KEEPALIVE_SECONDS so that a dead connection is noticed and closed.
+Pages go out by server-sent events (/events), one full picture per message, encoded once for
+every viewer (a few kilobytes; a few hundred with links that flapped for an hour: picture.py caps
+them), with a comment every KEEPALIVE_SECONDS so that a dead connection is noticed and closed.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from daemons.healthlog.follow import program_of
 from daemons.healthlog.summary import DAEMON, DEGRADED, FROM, HEALTHY, NEIGHBOR, TO, UNAVAILABLE, UNKNOWN, Event, event_time
 
 # Worst last: the status a cell shows when the link was in several during it.
@@ -76,7 +77,7 @@ def log_files(folder: Path) -> list[Path]:
     daemon's oldest first."""
     ordered = []
     for current in sorted(folder.glob("*.log")):
-        if current.name.endswith((".stdout.log", ".stderr.log")) or current.name == "supervisord.log":
+        if program_of(current) is None:  # supervisord's log, or a program's captured output
             continue
         backups = [path for path in folder.glob(f"{current.name}.*") if path.suffix[1:].isdigit()]
         ordered += [*sorted(backups, key=lambda path: int(path.suffix[1:]), reverse=True), current]

@@ -48,10 +48,6 @@ def csv_field(value: str) -> str:
     return out.getvalue()[:-1]
 
 
-def _json_string(value: str) -> str:
-    return json.dumps(value)
-
-
 class _Formatted:
     """Dictionary values of one column in their output form, remembered across chunks."""
 
@@ -88,7 +84,7 @@ class ChunkText:
         if output_format not in ("csv", "jsonl"):
             raise ValueError(f"no vectorised form for {output_format!r}")
         self.json = output_format == "jsonl"
-        self._strings = {name: _Formatted(_json_string if self.json else csv_field) for name in DICTIONARY}
+        self._strings = {name: _Formatted(json.dumps if self.json else csv_field) for name in DICTIONARY}
         # Each value's text carries what comes before it (JSON: its key, as json.dumps writes a dict
         # of the row; CSV: nothing, the joins put the commas) and, in the last column, the line's end,
         # so that one join makes the lines (a second pass for the newlines took 19 of 240 ms).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -70,9 +71,10 @@ class Partition:
     def rows(self) -> int:
         return len(self.numeric["datetime"])
 
-    @property
+    @functools.cached_property
     def minutes(self) -> tuple[int, int] | None:
-        """The first and last minute of its rows (epoch minutes, UTC); None when it holds none."""
+        """The first and last minute of its rows (epoch minutes, UTC); None when it holds none.
+        Worked out once: the rows never change, and every status fetch reports it."""
         times = self.numeric["datetime"]
         return (int(times.min()), int(times.max())) if len(times) else None
 

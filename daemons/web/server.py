@@ -186,7 +186,7 @@ class WebServer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._handler = type(f"{name.title()}Handler", (_Handler,), {"web": self, "timeout": IO_TIMEOUT_SECONDS})
+        self._handler = type(f"{name.title()}Handler", (_Handler,), {"web": self})  # _serve sets the deadline
 
     def host_allowed(self, host: str | None) -> bool:
         """Whether a request naming `host` (its Host header) is for this server: anything when it
@@ -212,9 +212,9 @@ class WebServer:
             return self._socket.getsockname()[1] if self._socket is not None else self.address.port
 
     def start(self) -> bool:
-        """Listens, and says True; when another process holds the port, says why (`on_held`),
-        retries in the background (`on_bound` once it listens) and returns False. Raises OSError
-        for another reason not to bind (an address not of this host)."""
+        """Listens (`on_bound`), and says True; when another process holds the port, says why
+        (`on_held`), retries in the background (`on_bound` once it listens) and returns False. Raises
+        OSError for another reason not to bind (an address not of this host)."""
         try:
             return self._bind()
         except OSError as error:
@@ -225,7 +225,7 @@ class WebServer:
             return False
 
     def _bind(self) -> bool:
-        """Listens, and says True; False if stopped meanwhile."""
+        """Listens, says so (`on_bound`) and returns True; False if stopped meanwhile."""
         family = socket.AF_INET6 if ":" in self.address.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -241,19 +241,17 @@ class WebServer:
                 return False
             self._socket = sock
         threading.Thread(target=self._accept, args=(sock,), name=f"{self.name}-accept", daemon=True).start()
+        self._on_bound()
         return True
 
     def _retry(self) -> None:
         while not self._stop.wait(PORT_RETRY_SECONDS):
             try:
-                bound = self._bind()
+                self._bind()
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     continue
                 self._on_held(error.strerror or str(error))
-                return
-            if bound:
-                self._on_bound()
             return
 
     def stop(self) -> None:
