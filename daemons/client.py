@@ -25,7 +25,7 @@ from daemons.channels import CHANNEL_OPTIONS
 from daemons.deadline import Deadline
 from daemons.query.arrow import SCHEMA as ARROW_SCHEMA
 from daemons.query.arrow import record_batch
-from daemons.query.wire import ColumnBatch, decode_rows
+from daemons.query.wire import ColumnBatch, RowDecoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import airquality_pb2_grpc as pb_grpc
 
@@ -80,6 +80,7 @@ class QueryStream:
     def __iter__(self) -> Iterator[ColumnBatch]:
         stub = self._client.stub
         attempt = 0
+        decoder = RowDecoder()  # a resumed answer scans its partitions again, and their dictionaries start again
         while True:
             self._call = stub.Query(self.request, timeout=self._deadline.timeout())
             try:
@@ -91,7 +92,7 @@ class QueryStream:
                         self.completeness = Completeness(message.complete, message.total_results,
                                                          list(message.missing_partitions), list(message.partitions))
                     if message.HasField("columns"):
-                        yield decode_rows(message.columns, message.partition, message.partition_offset)
+                        yield decoder.decode(message.columns, message.partition, message.partition_offset)
                 return
             except grpc.RpcError as error:
                 if not self._client.should_retry(error, attempt, self._deadline):
@@ -106,7 +107,8 @@ class QueryStream:
         """The whole answer as a pyarrow Table: `.to_pandas()`, `polars.from_arrow(...)`, DuckDB's
         `duckdb.arrow(...)` take it from there. Check `completeness` after: a partial answer holds
         only the rows that came. Larger chunks (query(chunk_size=65536)) make fewer, longer batches."""
-        return pa.Table.from_batches(list(self.record_batches()), schema=ARROW_SCHEMA)
+        batches = list(self)  # all first: then every batch of a stream shares its whole dictionary
+        return pa.Table.from_batches([record_batch(batch) for batch in batches], schema=ARROW_SCHEMA)
 
     def cancel(self) -> bool:
         """Asks the gateway to stop the request (one short try), then cancels the local call."""

@@ -37,7 +37,7 @@ INTERNAL_REQUESTS_BY_ROLE = {"gateway": 16, "leader": 160, "worker": 320}
 LINK_KINDS = ("query", "control")
 # Where the gateway serves its live dashboard when its config does not say (loopback: see README).
 DEFAULT_DASHBOARD_LISTEN = "127.0.0.1:8050"
-MAX_CHUNK_SIZE = 65536  # chunk dictionaries index rows with uint16 codes
+MAX_CHUNK_SIZE = 65536  # rows a chunk: about 3.5 MB on the wire, a few times that decoded
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _DAY = re.compile(r"[0-9]{8}")  # ASCII digits only: \d also matches full-width and other digits

@@ -122,8 +122,9 @@ def column_row_hashes(columns: dict[str, np.ndarray]) -> np.ndarray:
     for name in ("latitude", "longitude", "datetime", "parameter", "concentration", "unit", "raw_concentration",
                  "aqi", "category", "site_name", "agency_name", "aqs_code", "full_aqs_code"):
         values = columns[name]
-        if isinstance(values, tuple):  # a dictionary-encoded string column: (distinct values, codes)
-            parts.append(_string_hashes(values[0].tolist())[values[1]])
+        if isinstance(values, tuple):  # a dictionary-encoded string column: (distinct values or their hashes, codes)
+            distinct, codes = values
+            parts.append((distinct if distinct.dtype == np.uint64 else _string_hashes(distinct.tolist()))[codes])
         elif values.dtype == object:
             unique, codes = np.unique(values, return_inverse=True)
             parts.append(_string_hashes(unique.tolist())[codes])
@@ -160,8 +161,15 @@ def column_checksum(hashes: np.ndarray) -> tuple[int, int]:
 
 
 def batch_row_hashes(batch) -> np.ndarray:
-    """column_row_hashes of a client ColumnBatch, hashing each distinct string once."""
-    return column_row_hashes({**batch.numeric, **{name: (batch.values[name], batch.codes[name]) for name in batch.codes}})
+    """column_row_hashes of a client ColumnBatch, hashing each string of a stream's dictionary once."""
+    strings = {}
+    for name, dictionary in batch.dictionaries.items():
+        hashes = dictionary.derived.get("oracle", np.empty(0, np.uint64))
+        if len(hashes) < dictionary.size:
+            hashes = dictionary.derived["oracle"] = np.concatenate(
+                [hashes, _string_hashes(dictionary.values[len(hashes):].tolist())])
+        strings[name] = (hashes, batch.codes[name])
+    return column_row_hashes({**batch.numeric, **strings})
 
 
 def load_rows_by_day(root: Path) -> dict[str, list[tuple]]:

@@ -17,6 +17,8 @@ from daemons.locking import exclusive_lock
 
 DEFAULT_SITES = 400
 DEFAULT_SEED = 2020
+# Sites whose generated set matches the real 2020 season in size (1.18M rows); `--scale N` asks for N times that.
+REAL_SET_SITES = 1520
 
 
 @dataclass(frozen=True)

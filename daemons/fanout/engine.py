@@ -26,7 +26,7 @@ from daemons.fanout.merge import FairMerge, SourceEnded
 from daemons.fanout.routes import Progress, RouteSplit, split_routes
 from daemons.query.aggregate import DEFAULT_MAX_GROUPS, AggregateTable
 from daemons.query.filter import Filter, InvalidQuery
-from daemons.query.wire import encode_rows
+from daemons.query.wire import ChunkEncoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.partition import Partition
 
@@ -60,10 +60,11 @@ def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon:
     (days missing on disk, unreadable files) ends incomplete, naming them.
     """
     offset = skip
+    encoder = ChunkEncoder(partition)
     for indices in _rechunk(query.matcher(partition).selected(skip), chunk_size):
         response = pb.QueryResponse(partition=partition.name, partition_offset=offset,
                                     fingerprint=partition.fingerprint)
-        encode_rows(partition, indices, response.columns)
+        encoder.encode(indices, response.columns)
         offset += len(indices)
         yield response
     yield pb.QueryResponse(partitions=[finished_status(partition, offset - skip, daemon)])

@@ -1,8 +1,8 @@
 """A query's chunks as Arrow record batches, for Python users (pandas, polars, DuckDB all read Arrow).
 
 Numbers are handed over without a copy (Arrow wraps the numpy buffers decoded from the wire), each
-string column stays dictionary-encoded as it travelled (the chunk's values and each row's code),
-and the time becomes a timestamp in seconds, UTC (the wire carries epoch minutes).
+string column stays dictionary-encoded as it travelled (the stream's dictionary and each row's
+code), and the time becomes a timestamp in seconds, UTC (the wire carries epoch minutes).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from daemons.query.wire import ColumnBatch
+from daemons.query.wire import ColumnBatch, StreamDictionary
 from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC
 
 SECONDS_PER_MINUTE = 60
@@ -20,8 +20,21 @@ SCHEMA = pa.schema([pa.field(name, TIME if name == "datetime" else STRINGS if na
                              else pa.from_numpy_dtype(NUMERIC[name]), nullable=False) for name in FIELDS])
 
 
+def dictionary_array(dictionary: StreamDictionary) -> pa.Array:
+    """The dictionary's values so far as an Arrow array, extended as it grows: each value is made
+    into Arrow's form once, and the batches of one stream share the array's buffers."""
+    made: pa.Array | None = dictionary.derived.get("arrow")
+    if made is None:
+        made = pa.array(dictionary.values, pa.string())
+    elif len(made) < dictionary.size:
+        made = pa.concat_arrays([made, pa.array(dictionary.values[len(made):], pa.string())])
+    dictionary.derived["arrow"] = made
+    return made
+
+
 def record_batch(batch: ColumnBatch) -> pa.RecordBatch:
-    """One chunk as a record batch of SCHEMA."""
+    """One chunk as a record batch of SCHEMA, its strings indexing their stream's dictionary as it
+    stands now (all of it, for batches converted after the answer ended)."""
     columns = []
     for field in SCHEMA:
         if field.name == "datetime":
@@ -29,7 +42,7 @@ def record_batch(batch: ColumnBatch) -> pa.RecordBatch:
             columns.append(pa.array(seconds, TIME))
         elif field.name in DICTIONARY:
             codes = pa.array(batch.codes[field.name].astype(np.int32))
-            columns.append(pa.DictionaryArray.from_arrays(codes, pa.array(batch.values[field.name], pa.string())))
+            columns.append(pa.DictionaryArray.from_arrays(codes, dictionary_array(batch.dictionaries[field.name])))
         else:
             columns.append(pa.array(batch.numeric[field.name]))
     return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)

@@ -9,8 +9,9 @@ them into lines, whose bytes are written as they lie in the array's buffer:
   a chunk of 8,192 rows has about 700 distinct latitudes. (Arrow's own float to text takes
   0.27 s a million values, no faster than repr, and writes 9.0 as "9" and 1e-05 as "0.00001".)
 - integers and times alike: once per distinct value of the chunk;
-- a string column is already a chunk dictionary: each distinct value is quoted (CSV) or escaped
-  (JSON) once, by the csv module and json.dumps themselves, and kept for the next chunks;
+- a string column is already dictionary-encoded, with a dictionary per partition's stream
+  (wire.py): each value is quoted (CSV) or escaped (JSON) once an answer, by the csv module and
+  json.dumps themselves, as the dictionary grows;
 - what goes around a value (JSON's key, the line's end) is part of its distinct texts, so that a
   single join makes the lines;
 - columns whose values go together are made into text together (GROUPS), their combinations
@@ -31,12 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from daemons.query.wire import ColumnBatch
+from daemons.query.wire import ColumnBatch, StreamDictionary
 from daemons.storage.columns import DICTIONARY, FIELDS, format_datetime
-
-# Formatted dictionary values kept across chunks, per column: the distinct sites, agencies and
-# codes of the whole data set are a few thousand; past this many a column's cache starts afresh.
-MAX_CACHED_VALUES = 100_000
 
 
 def csv_field(value: str) -> str:
@@ -46,26 +43,6 @@ def csv_field(value: str) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow([value])
     return out.getvalue()[:-1]
-
-
-class _Formatted:
-    """Dictionary values of one column in their output form, remembered across chunks."""
-
-    def __init__(self, form: Callable[[str], str]):
-        self.form = form
-        self.known: dict[str, str] = {}
-
-    def texts(self, values: list[str]) -> list[str]:
-        if len(self.known) > MAX_CACHED_VALUES:
-            self.known.clear()
-        known = self.known
-        texts = []
-        for value in values:
-            text = known.get(value)
-            if text is None:
-                text = known[value] = self.form(value)
-            texts.append(text)
-        return texts
 
 
 # Neighbouring columns that take few combinations of values in a chunk (a site's coordinates; its
@@ -84,7 +61,8 @@ class ChunkText:
         if output_format not in ("csv", "jsonl"):
             raise ValueError(f"no vectorised form for {output_format!r}")
         self.json = output_format == "jsonl"
-        self._strings = {name: _Formatted(json.dumps if self.json else csv_field) for name in DICTIONARY}
+        self._form: Callable[[str], str] = json.dumps if self.json else csv_field
+        self._derived = f"text:{output_format}"  # where a dictionary keeps its values' text
         # Each value's text carries what comes before it (JSON: its key, as json.dumps writes a dict
         # of the row; CSV: nothing, the joins put the commas) and, in the last column, the line's end,
         # so that one join makes the lines (a second pass for the newlines took 19 of 240 ms).
@@ -96,27 +74,39 @@ class ChunkText:
             self._around = {name: ("", "\n" if index == last else "") for index, name in enumerate(FIELDS)}
         self._separator = "" if self.json else ","
 
-    def _distinct(self, batch: ColumnBatch, name: str) -> tuple[np.ndarray, list[str]]:
-        """(each row's index into the column's distinct values in the chunk, their texts)."""
+    def _dictionary_texts(self, name: str, dictionary: StreamDictionary) -> pa.Array:
+        """The text of each of the dictionary's values, made for the values new since the last chunk."""
+        made: pa.Array | None = dictionary.derived.get(self._derived)
+        done = 0 if made is None else len(made)
+        if done == dictionary.size:
+            assert made is not None
+            return made
         before, after = self._around[name]
+        form = self._form
+        new = pa.array([before + form(value) + after for value in dictionary.values[done:].tolist()], pa.string())
+        made = new if made is None else pa.concat_arrays([made, new])
+        dictionary.derived[self._derived] = made
+        return made
+
+    def _distinct(self, batch: ColumnBatch, name: str) -> tuple[np.ndarray, pa.Array]:
+        """(each row's index into the column's distinct values, their texts)."""
         if name in DICTIONARY:
-            indices = batch.codes[name]
-            texts = self._strings[name].texts(batch.values[name].tolist())
+            return batch.codes[name], self._dictionary_texts(name, batch.dictionaries[name])
+        before, after = self._around[name]
+        encoded = pa.array(batch.numeric[name]).dictionary_encode()
+        indices = encoded.indices.to_numpy()
+        if name == "datetime":
+            quote = '"' if self.json else ""
+            texts = [f"{quote}{text}{quote}" for text in format_datetime(encoded.dictionary.to_numpy()).tolist()]
         else:
-            encoded = pa.array(batch.numeric[name]).dictionary_encode()
-            indices = encoded.indices.to_numpy()
-            if name == "datetime":
-                quote = '"' if self.json else ""
-                texts = [f"{quote}{text}{quote}" for text in format_datetime(encoded.dictionary.to_numpy()).tolist()]
-            else:
-                texts = [repr(value) for value in encoded.dictionary.to_pylist()]  # a float's repr; an int's str
-        return indices, [before + text + after for text in texts] if before or after else texts
+            texts = [repr(value) for value in encoded.dictionary.to_pylist()]  # a float's repr; an int's str
+        return indices, pa.array([before + text + after for text in texts] if before or after else texts, pa.string())
 
     def _group(self, batch: ColumnBatch, names: tuple[str, ...]) -> pa.Array:
         """The text of neighbouring columns, row by row, made once per combination of their values."""
         if len(names) == 1:
             indices, texts = self._distinct(batch, names[0])
-            return pa.array(texts, pa.string()).take(indices)
+            return texts.take(indices)
         # Each row's combination as one number, its columns' indices as digits. The digits' range is
         # the product of the columns' distinct counts; where that could pass int64's, the number so
         # far is first renumbered by its distinct values (fewer than the rows).
@@ -144,7 +134,7 @@ class ChunkText:
                 renumbered, earlier = part
                 pieces.append(self._combined(renumbered.dictionary.to_numpy()[combinations], earlier))
                 break
-            pieces.append(pa.array(part, pa.string()).take(combinations % len(part)))
+            pieces.append(part.take(combinations % len(part)))
             combinations = combinations // len(part)
         return pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*reversed(pieces), self._separator)
 

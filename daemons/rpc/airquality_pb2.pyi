@@ -97,12 +97,14 @@ class QueryRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., chunk_size: _Optional[int] = ..., encoding: _Optional[_Union[RowEncoding, str]] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class DictionaryColumn(_message.Message):
-    __slots__ = ("values", "codes")
+    __slots__ = ("values", "codes", "first_index")
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CODES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[str]
     codes: bytes
-    def __init__(self, values: _Optional[_Iterable[str]] = ..., codes: _Optional[bytes] = ...) -> None: ...
+    first_index: int
+    def __init__(self, values: _Optional[_Iterable[str]] = ..., codes: _Optional[bytes] = ..., first_index: _Optional[int] = ...) -> None: ...
 
 class RowColumns(_message.Message):
     __slots__ = ("row_count", "latitude", "longitude", "datetime", "parameter", "concentration", "unit", "raw_concentration", "aqi", "category", "site_name", "agency_name", "aqs_code", "full_aqs_code")

@@ -31,7 +31,7 @@ from daemons.planning.paths import StatusOf
 from daemons.planning.replicas import PartitionChoice
 from daemons.query.aggregate import AggregateTable
 from daemons.query.filter import InvalidQuery, parse_chunk_size, parse_filter, parse_group_by, parse_request_id
-from daemons.query.wire import decode_rows
+from daemons.query.wire import RowDecoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.security.identity import caller_of
 from daemons.servicers.node import abort_invalid
@@ -113,6 +113,7 @@ class GatewayServicer:
         scan = pb.ScanRequest(request_id=request_id, filter=request.filter, chunk_size=chunk_size,
                               routes=[self._route(a) for a in plan.assign(self._status_of())])
         session = self.fanout.scan(scan, query, admitted.deadline, merge)
+        decoder = RowDecoder() if request.encoding == pb.ROW_ENCODING_MEASUREMENTS else None
         for payload, message in session:
             if admitted.cancellation.cancelled:
                 break  # sources cut short by the cancel are not failures to fail over from
@@ -128,7 +129,7 @@ class GatewayServicer:
                 chunks += 1
                 header = pb.QueryResponse(request_id=request_id, chunk_number=chunks - 1,
                                           resume_token=self.tokens.issue(digest, chunks, plan))
-                yield self._relay(request.encoding, header, payload, message)
+                yield self._relay(decoder, header, payload, message)
         if admitted.cancellation.cancelled:
             context.abort(grpc.StatusCode.CANCELLED, f"request {request_id} was cancelled")
         missing = plan.progress.missing
@@ -141,10 +142,12 @@ class GatewayServicer:
                                missing_partitions=missing, resume_token=self.tokens.issue(digest, chunks, plan))
 
     @staticmethod
-    def _relay(encoding: int, header: pb.QueryResponse, payload: Payload, message: pb.QueryResponse) -> Payload:
-        if encoding == pb.ROW_ENCODING_MEASUREMENTS:
+    def _relay(decoder: RowDecoder | None, header: pb.QueryResponse, payload: Payload,
+               message: pb.QueryResponse) -> Payload:
+        """A chunk for the client: as the columns came, or (with a decoder) as FireMeasurement rows."""
+        if decoder is not None:
             answer = pb.QueryResponse(partition=message.partition, partition_offset=message.partition_offset,
-                                      measurements=decode_rows(message.columns).to_measurements())
+                                      measurements=decoder.decode(message.columns, message.partition).to_measurements())
             answer.MergeFrom(header)
             return answer
         body = payload if isinstance(payload, bytes) else payload.SerializeToString()

@@ -31,7 +31,7 @@ import grpc
 
 from daemons.config import DaemonConfig
 from daemons.query.filter import InvalidQuery, parse_filter
-from daemons.query.wire import decode_rows
+from daemons.query.wire import RowDecoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.rpc import fire_service_pb2 as fs
 from daemons.security.identity import caller_of
@@ -263,6 +263,7 @@ class LegacyGateway:
         held: fs.QueryResponseChunk | None = None  # sent once the next shows it is not the last
         rows = 0
         chunks = 0  # sent so far
+        decoder = RowDecoder()
         for payload in self.gateway.Query(native, context):
             self.statuses.progress(status)
             message = payload if isinstance(payload, pb.QueryResponse) else pb.QueryResponse.FromString(payload)
@@ -286,7 +287,7 @@ class LegacyGateway:
                 chunks += 1
                 self.statuses.progress(status, delivered=1)
                 yield held
-            batch = decode_rows(message.columns)
+            batch = decoder.decode(message.columns, message.partition)
             rows += len(batch)
             held = fs.QueryResponseChunk(request_id=request.request_id, chunk_number=chunks,
                                          measurements=batch.to_measurements(fs.FireMeasurement))

@@ -31,8 +31,6 @@ MISSING = -999  # AirNow's marker for a missing value
 
 PARAMETERS = ("PM2.5", "PM10", "OZONE", "NO2", "SO2", "CO")
 
-WIRE_CODE = np.dtype("<u2")  # per-chunk dictionary codes; chunks hold at most 65536 rows
-
 MINUTES_PER_DAY = 1440
 
 

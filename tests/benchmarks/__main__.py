@@ -23,9 +23,12 @@ def main() -> None:
 @main.command()
 @data_option
 @click.option("--runs", default=5, show_default=True, help="Repetitions per timed query (the median is shown).")
-def query(data_root: Path | None, runs: int) -> None:
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Also measure on a generated set N times the real season's size (var/fire-data-xN, written on "
+                   "first use), against the --data set's figures.")
+def query(data_root: Path | None, runs: int, scale: int) -> None:
     """Query speed, start-up and memory next to the targets and to DuckDB."""
-    query_bench.run(data_root, runs)
+    query_bench.run(data_root, runs, scale)
 
 
 @main.command()

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import psutil
 
 from daemons.client import FireClient, make_filter
+from daemons.datagen.tree import DEFAULT_SEED, REAL_SET_SITES, generate_if_absent
 from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
 from tests.waiting import wait_for
 
@@ -168,6 +170,22 @@ def first_chunk_under_load(client: FireClient, gateway: str, site: str, scans: i
     return statistics.median(latencies)
 
 
+def memory_figures(cluster, scale: int) -> list[Figure]:
+    figures = []
+    for program in PROGRAMS:
+        rss = psutil.Process(cluster.pid(program)).memory_info().rss
+        target = 3072.0 if scale > 1 else 200.0 if program.startswith("worker") else None
+        figures.append(Figure(f"resident memory of {program}", rss / 2**20, "MB", target))
+        if held := rows_held(cluster, program):
+            figures.append(Figure(f"resident memory of {program} per row held ({held:,} rows)", rss / held, "B"))
+    return figures
+
+
+def rows_held(cluster, program: str) -> int:
+    """Rows of the copies the program loaded last, from its partition_loaded events."""
+    return sum({event["partition"]: event["rows"] for event in cluster.events(program, "partition_loaded")}.values())
+
+
 def restart_figures(cluster, program: str) -> tuple[float, float]:
     """Kills the program and waits for supervisord's replacement to serve.
 
@@ -182,25 +200,68 @@ def restart_figures(cluster, program: str) -> tuple[float, float]:
     return started["startup_seconds"], epoch_of(started) - killed
 
 
-def run(data_root: Path | None, runs: int) -> None:
-    data_root = data_root or (REAL_DATA if REAL_DATA.is_dir() else Path("var/fire-data").resolve())
+def default_data() -> Path:
+    return REAL_DATA if REAL_DATA.is_dir() else Path("var/fire-data").resolve()
+
+
+def scaled_data(scale: int) -> Path:
+    """The generated set `scale` times the real season's size, written to var/ on first use."""
+    root = Path(f"var/fire-data-x{scale}").resolve()
+    if generate_if_absent(root, REAL_SET_SITES * scale, DEFAULT_SEED) is not None:
+        print(f"generated {root}")
+    return root
+
+
+@contextlib.contextmanager
+def private_cluster(data_root: Path, timeout: float) -> Iterator[tuple[Any, float]]:
+    """A cluster on `data_root` with an empty partition cache (so its first start parses every CSV),
+    and the seconds from launch until all six served."""
     with tempfile.TemporaryDirectory(prefix="fire-bench-") as scratch:
         home = Path(scratch)
         launched = time.time()
         cluster = start_cluster(home / "cluster", data_root, home / "cache", wait=False)
         try:
-            cluster.wait_serving(timeout=300)
-            figures = [Figure("all six serving, first start parsing every CSV", time.time() - launched, "s", 10.0)]
-            figures += measure(cluster, data_root, runs)
+            cluster.wait_serving(timeout=timeout)
+            yield cluster, time.time() - launched
         finally:
             cluster.stop()
-    print(f"data: {data_root}")
+
+
+def run(data_root: Path | None, runs: int, scale: int) -> None:
+    data_root = data_root or default_data()
+    if scale == 1:
+        with private_cluster(data_root, 300) as (cluster, first_start):
+            figures = [Figure("all six serving, first start parsing every CSV", first_start, "s", 2.0)]
+            figures += measure(cluster, data_root, runs)
+        print(f"data: {data_root}")
+    else:
+        with private_cluster(data_root, 300) as (cluster, _), FireClient(cluster.gateway) as client:
+            baseline = into_columns(client, runs)
+        large = scaled_data(scale)
+        with private_cluster(large, 60 + 30 * scale) as (cluster, first_start):
+            figures = [Figure("all six serving, first start parsing every CSV", first_start, "s", 2.0 * scale)]
+            figures += measure(cluster, large, runs, scale, baseline)
+        print(f"data: {large}, {scale} times the size of {data_root}")
     for figure in figures:
         print(figure.line())
 
 
-def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
+def into_columns(client: FireClient, runs: int) -> dict[str, float]:
+    """Seconds for the PM query and the full scan to reach the client as column batches."""
+    for _ in range(2):  # warm up connections and caches
+        timed_query(client, make_filter(**HEADLINE))
+    return {"PM": median_of(runs, lambda: timed_query(client, make_filter(**HEADLINE)))[1],
+            "full scan": median_of(runs, lambda: timed_query(client, make_filter()))[1]}
+
+
+def measure(cluster, data_root: Path, runs: int, scale: int = 1, baseline: dict[str, float] | None = None) -> list[Figure]:
+    """Every figure on a running cluster. At `scale` > 1, `baseline` holds into_columns() on the real-size
+    set, and the targets are the large set's: linear growth, memory per row held, 3 GB a daemon."""
     figures = []
+
+    def at_scale(target: float) -> float | None:  # the real set's targets say nothing of a larger set
+        return target if scale == 1 else None
+
     with FireClient(cluster.gateway) as client:
         for _ in range(2):  # warm up connections and caches
             timed_query(client, make_filter(**HEADLINE))
@@ -208,14 +269,21 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
 
         first, total, rows = median_of(runs, lambda: timed_query(client, make_filter(**HEADLINE)))
         duck = duckdb_seconds(data_root, "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100", runs)
-        figures += [Figure(f"PM2.5+PM10, AQI 0-100 ({rows:,.0f} rows): total", total, "s", 0.5, duck),
+        figures += [Figure(f"PM2.5+PM10, AQI 0-100 ({rows:,.0f} rows): total", total, "s", at_scale(0.5), duck),
                     Figure("PM2.5+PM10, AQI 0-100: first chunk", first, "s", 0.050),
                     Figure("PM2.5+PM10, AQI 0-100: rows per second (millions)", rows / total / 1e6, "M/s")]
+        if baseline:
+            figures.append(Figure(f"PM2.5+PM10, AQI 0-100: {scale}x set against real-size set", total / baseline["PM"],
+                                  "x", 1.05 * scale))
 
         first, total, rows = median_of(runs, lambda: timed_query(client, make_filter()))
-        figures += [Figure(f"full scan ({rows:,.0f} rows): total", total, "s", 1.2, duckdb_seconds(data_root, "", runs)),
+        figures += [Figure(f"full scan ({rows:,.0f} rows): total", total, "s", at_scale(1.2),
+                           duckdb_seconds(data_root, "", runs)),
                     Figure("full scan: first chunk", first, "s"),
                     Figure("full scan: rows per second (millions)", rows / total / 1e6, "M/s")]
+        if baseline:
+            figures.append(Figure(f"full scan: {scale}x set against real-size set", total / baseline["full scan"], "x",
+                                  1.05 * scale))
 
         def arrow_once():
             started = time.perf_counter()
@@ -241,41 +309,40 @@ def measure(cluster, data_root: Path, runs: int) -> list[Figure]:
 
         _, total, rows = median_of(runs, lambda: timed_query(client, make_filter(sites=[site])))
         quoted = site.replace("'", "''")
-        figures.append(Figure(f"narrow query, one site ({rows:,.0f} rows)", total, "s", 0.020,
+        figures.append(Figure(f"narrow query, one site ({rows:,.0f} rows)", total, "s", at_scale(0.020),
                               duckdb_seconds(data_root, f"WHERE site_name = '{quoted}'", runs)))
 
         one_day = {"sites": [site], "datetime_from": "2020-08-15", "datetime_to": "2020-08-15"}
         _, total, rows = median_of(runs, lambda: timed_query(client, make_filter(**one_day)))
-        figures.append(Figure(f"one site, one day: four partitions pruned ({rows:,.0f} rows)", total, "s", 0.010,
+        figures.append(Figure(f"one site, one day: four partitions pruned ({rows:,.0f} rows)", total, "s", at_scale(0.010),
                               duckdb_seconds(data_root, f"WHERE site_name = '{quoted}' AND datetime "
                                              "BETWEEN '2020-08-15T00:00' AND '2020-08-15T23:59'", runs)))
 
         sites = [group.key[0] for group in client.aggregate(group_by=["site"]).groups][:200]
         rate, p99 = concurrent_clients(cluster.gateway, sites)
         figures += [Figure("16 clients, one-site queries over all days: queries/s", rate, "q/s"),
-                    Figure("16 clients, one-site queries over all days: p99", p99, "s", 0.200)]
+                    Figure("16 clients, one-site queries over all days: p99", p99, "s", at_scale(0.200))]
 
         def aggregate_once():
             started = time.perf_counter()
             client.aggregate(group_by=["parameter"])
             return (time.perf_counter() - started,)
 
-        figures.append(Figure("aggregate grouped by parameter, all rows", median_of(runs, aggregate_once)[0], "s", 0.050))
+        figures.append(Figure("aggregate grouped by parameter, all rows", median_of(runs, aggregate_once)[0], "s",
+                              at_scale(0.050)))
 
         gateway = psutil.Process(cluster.pid("gateway_a"))
         after_one_scan = gateway.memory_info().rss  # the full scans above have been through it already
         figures.append(Figure("small query's first chunk during 4 full scans", first_chunk_under_load(
-            client, cluster.gateway, site, scans=4, samples=max(5, runs)), "s", 0.100))
+            client, cluster.gateway, site, scans=4, samples=max(5, runs)), "s", at_scale(0.100)))
         for _ in range(3):
             timed_query(client, make_filter())
         figures.append(Figure("gateway RSS growth, one full scan -> 4 concurrent + 3 more",
                               (gateway.memory_info().rss - after_one_scan) / 2**20, "MB"))
-        for program in PROGRAMS:
-            rss = psutil.Process(cluster.pid(program)).memory_info().rss / 2**20
-            target = 200.0 if program.startswith("worker") else None
-            figures.append(Figure(f"resident memory of {program}", rss, "MB", target))
+        figures += memory_figures(cluster, scale)
         for program in ("worker_c", "leader_e"):
             spawn, kill = zip(*(restart_figures(cluster, program) for _ in range(3)))
-            figures.append(Figure(f"{program}: spawn to serving, partition cached", statistics.median(spawn), "s", 0.5))
+            figures.append(Figure(f"{program}: spawn to serving, partition cached", statistics.median(spawn), "s",
+                                  at_scale(0.5)))
             figures.append(Figure(f"{program}: kill -9 to serving again (supervisord)", statistics.median(kill), "s"))
     return figures

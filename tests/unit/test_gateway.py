@@ -20,7 +20,7 @@ from daemons.config import DaemonConfig, load_config
 from daemons.events import EventRecorder
 from daemons.fanout.engine import Fanout, Payload
 from daemons.health.status import Status
-from daemons.query.wire import decode_rows
+from daemons.query.wire import RowDecoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.gateway import GatewayServicer, Replicas
 from daemons.servicers.node import NodeServicer
@@ -122,6 +122,7 @@ class Answer:
     rows: list[tuple[str, int, str]] = field(default_factory=list)
     last: pb.QueryResponse | None = None
     tokens: list[bytes] = field(default_factory=list)
+    decoder: RowDecoder = field(default_factory=RowDecoder)  # one per answer, resumed or not, as a client keeps
 
     def exactly(self, partitions: list[str]) -> bool:
         expected = sorted(row for p in partitions for row in rows_of(p))
@@ -134,7 +135,7 @@ def read(stream: Iterator[Payload], answer: Answer | None = None, stop_after: in
         message = pb.QueryResponse.FromString(payload if isinstance(payload, bytes) else payload.SerializeToString())
         answer.tokens.append(message.resume_token)
         if message.HasField("columns"):
-            batch = decode_rows(message.columns, message.partition, message.partition_offset)
+            batch = answer.decoder.decode(message.columns, message.partition, message.partition_offset)
             answer.rows += [(message.partition, message.partition_offset + i, site)
                             for i, site in enumerate(batch.column("site_name"))]
         if message.is_last_chunk:

@@ -13,12 +13,23 @@ from hypothesis import strategies as st
 
 from daemons.cli.output import RowWriter, table_cell
 from daemons.query.text import ChunkText
-from daemons.query.wire import ColumnBatch
-from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, WIRE_CODE
+from daemons.query.wire import SHORT_CODE, ChunkEncoder, ColumnBatch, RowDecoder, StreamDictionary
+from daemons.rpc import airquality_pb2 as pb
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC
+from tests.unit.helpers import Measurement, partition_from_measurements, pooled_measurements
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 MINUTES_2020 = (26_000_000, 27_000_000)  # epoch minutes around the fire season
+
+
+def column_batch(numeric: dict[str, np.ndarray], codes: dict[str, np.ndarray],
+                 values: dict[str, np.ndarray]) -> ColumnBatch:
+    """A chunk that opens its stream: each string column's dictionary holds `values`."""
+    dictionaries = {name: StreamDictionary() for name in values}
+    for name, dictionary in dictionaries.items():
+        dictionary.extend(list(values[name]))
+    return ColumnBatch("p", 0, numeric, codes, {name: d.values for name, d in dictionaries.items()}, dictionaries)
 
 
 @st.composite
@@ -41,8 +52,8 @@ def batches(draw, max_rows: int = 40) -> ColumnBatch:
         dictionary = draw(st.lists(text, min_size=1, max_size=6, unique=True))
         values[name] = np.array(dictionary, dtype=object)
         codes[name] = np.array(draw(st.lists(st.integers(0, len(dictionary) - 1), min_size=rows, max_size=rows)),
-                               WIRE_CODE)
-    return ColumnBatch("p", 0, numeric, codes, values)
+                               SHORT_CODE)
+    return column_batch(numeric, codes, values)
 
 
 def row_by_row(chunks: list[ColumnBatch], output_format: str) -> str:
@@ -65,8 +76,8 @@ def test_a_chunk_at_a_time_is_what_row_by_row_makes(chunks, output_format):
 
 
 def test_a_value_needing_quotes_is_quoted_as_the_csv_module_does():
-    batch = ColumnBatch("p", 0, {name: np.zeros(2, dtype) for name, dtype in NUMERIC.items()},
-                        {name: np.array([0, 1], WIRE_CODE) for name in DICTIONARY},
+    batch = column_batch({name: np.zeros(2, dtype) for name, dtype in NUMERIC.items()},
+                        {name: np.array([0, 1], SHORT_CODE) for name in DICTIONARY},
                         {name: np.array(['Say "hi", then\nleave', ""], dtype=object) for name in DICTIONARY})
     assert bytes(ChunkText("csv").render(batch)).decode() == row_by_row([batch], "csv")
 
@@ -74,8 +85,8 @@ def test_a_value_needing_quotes_is_quoted_as_the_csv_module_does():
 def test_the_writer_puts_the_header_first_then_the_chunks():
     out = io.StringIO()
     writer = RowWriter("csv", FIELDS, out)
-    batch = ColumnBatch("p", 0, {name: np.ones(1, dtype) for name, dtype in NUMERIC.items()},
-                        {name: np.zeros(1, WIRE_CODE) for name in DICTIONARY},
+    batch = column_batch({name: np.ones(1, dtype) for name, dtype in NUMERIC.items()},
+                        {name: np.zeros(1, SHORT_CODE) for name in DICTIONARY},
                         {name: np.array(["x"], dtype=object) for name in DICTIONARY})
     writer.write_batch(batch)
     writer.write_batch(batch)
@@ -100,7 +111,25 @@ def test_a_chunk_with_tens_of_thousands_of_distinct_strings_per_column_is_still_
     rng = np.random.default_rng(7)
     numeric = {name: (rng.integers(*MINUTES_2020, rows) if name == "datetime" else rng.integers(0, 5, rows)).astype(dtype)
                for name, dtype in NUMERIC.items()}
-    batch = ColumnBatch("p", 0, numeric, {name: rng.integers(0, distinct, rows).astype(WIRE_CODE) for name in DICTIONARY},
+    batch = column_batch(numeric, {name: rng.integers(0, distinct, rows).astype(SHORT_CODE) for name in DICTIONARY},
                         {name: np.array([f"{name} {index}" for index in range(distinct)], dtype=object)
                          for name in DICTIONARY})
     assert bytes(ChunkText("csv").render(batch)).decode() == row_by_row([batch], "csv")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(pooled_measurements(), min_size=1, max_size=60), st.integers(1, 7), st.sampled_from(["csv", "jsonl"]))
+def test_a_stream_whose_dictionaries_grow_chunk_by_chunk_is_what_row_by_row_makes(rows: list[Measurement],
+                                                                                  chunk: int, output_format: str):
+    """Through the real encoder and decoder: later chunks carry only their new strings, and each
+    value's text is made once, as the dictionary grows."""
+    partition = partition_from_measurements(rows)
+    encoder, decoder = ChunkEncoder(partition), RowDecoder()
+    chunks = []
+    for start in range(0, len(rows), chunk):
+        message = pb.RowColumns()
+        encoder.encode(np.arange(start, min(start + chunk, len(rows))), message)
+        chunks.append(decoder.decode(pb.RowColumns.FromString(message.SerializeToString()), "p", start))
+    text_of = ChunkText(output_format)
+    assert b"".join(bytes(text_of.render(batch)) for batch in chunks).decode() == row_by_row(chunks, output_format)
+    assert [row for batch in chunks for row in batch.rows()] == [tuple(row) for row in rows]

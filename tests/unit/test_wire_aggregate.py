@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from daemons.query import aggregate
 from daemons.query.aggregate import METRICS, AggregateTable
 from daemons.query.filter import GROUP_KEYS, parse_filter
-from daemons.query.wire import decode_rows, encode_rows
+from daemons.query.wire import ChunkEncoder, RowDecoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, PARAMETERS
 from daemons.storage.partition import Partition
@@ -55,9 +55,9 @@ ANY_MEASUREMENT = st.builds(
 def round_trip(partition: Partition, indices, name: str = "p", offset: int = 0):
     """Encodes the rows at `indices`, sends the message through its serialized bytes, decodes it."""
     message = pb.RowColumns()
-    encode_rows(partition, np.asarray(indices, dtype=np.int64), message)
+    ChunkEncoder(partition).encode(np.asarray(indices, dtype=np.int64), message)
     received = pb.RowColumns.FromString(message.SerializeToString())
-    return received, decode_rows(received, name, offset)
+    return received, RowDecoder().decode(received, name, offset)
 
 
 @settings(max_examples=150, deadline=None)
@@ -77,7 +77,7 @@ def test_every_column_round_trips_exactly(rows, data):
             assert batch.column(name).tolist() == [getattr(row, name) for row in chosen], name
     assert list(batch.rows()) == [tuple(row) for row in chosen]
     assert list(batch.to_measurements()) == [pb.FireMeasurement(**row._asdict()) for row in chosen]
-    for name in DICTIONARY:  # chunk-local dictionaries hold exactly the values the chunk uses, once each
+    for name in DICTIONARY:  # a stream's first chunk holds exactly the values it uses, once each
         values = list(getattr(message, name).values)
         assert len(values) == len(set(values)) and set(values) == {getattr(row, name) for row in chosen}, name
 
@@ -112,10 +112,63 @@ def test_full_chunk_of_distinct_values_uses_every_uint16_code():
     assert batch.column("site_name").tolist() == sites[codes["site_name"][indices]].tolist()
 
 
+def stream(partition: Partition, chunks: list[list[int]], decoder: RowDecoder | None = None):
+    """The chunks of one scan of the partition, encoded, sent as bytes and decoded in order."""
+    encoder, decoder = ChunkEncoder(partition), decoder or RowDecoder()
+    received = []
+    for indices in chunks:
+        message = pb.RowColumns()
+        encoder.encode(np.asarray(indices, dtype=np.int64), message)
+        received.append(pb.RowColumns.FromString(message.SerializeToString()))
+    return received, [decoder.decode(message, partition.name) for message in received]
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(pooled_measurements(), min_size=1, max_size=30), data=st.data())
+def test_a_stream_sends_each_string_once_and_every_chunk_decodes_exactly(rows, data):
+    partition = partition_from_measurements(rows)
+    chunks = data.draw(st.lists(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=10), max_size=6))
+    messages, batches = stream(partition, chunks)
+    for indices, batch in zip(chunks, batches):
+        assert list(batch.rows()) == [tuple(rows[i]) for i in indices]
+    for name in DICTIONARY:
+        sent = [value for message in messages for value in getattr(message, name).values]
+        assert len(sent) == len(set(sent)) == len({getattr(rows[i], name) for indices in chunks for i in indices})
+        sizes = [len(getattr(message, name).values) for message in messages]
+        assert [getattr(message, name).first_index for message in messages] == [sum(sizes[:i]) for i in range(len(sizes))]
+
+
+def test_a_new_scan_of_the_partition_starts_its_dictionaries_again():
+    """After a failover or a resume the partition's rows come from another scan, numbered afresh:
+    the decoder drops what it kept, and the rows still decode exactly."""
+    rows = [CRESCENT_CITY, CRESCENT_CITY._replace(site_name="Eureka"), CRESCENT_CITY._replace(site_name="Arcata")]
+    partition, decoder = partition_from_measurements(rows), RowDecoder()
+    _, first = stream(partition, [[0], [1]], decoder)
+    _, second = stream(partition, [[2], [1]], decoder)  # the replica's scan, resumed at row 2
+    assert [batch.column("site_name").tolist() for batch in first + second] == [
+        ["Crescent City"], ["Eureka"], ["Arcata"], ["Eureka"]]
+    assert second[0].dictionaries["site_name"] is not first[0].dictionaries["site_name"]
+
+
+def test_codes_widen_once_a_stream_dictionary_passes_65536_values():
+    count = 70_000
+    rows = partition_from_measurements([CRESCENT_CITY])
+    sites = np.array([f"site {n}" for n in range(count)], dtype=object)
+    numeric = {name: np.resize(column, count) for name, column in rows.numeric.items()}
+    codes = {name: np.zeros(count, np.uint32) for name in DICTIONARY}
+    codes["site_name"] = np.arange(count, dtype=np.uint32)
+    partition = Partition("big", (), numeric, codes, dict(rows.values, site_name=sites), 0, (), (), "csv", 0.0)
+    messages, batches = stream(partition, [list(range(60_000)), list(range(60_000, count)), [5, 69_999]])
+    assert [len(m.site_name.codes) // m.row_count for m in messages] == [2, 4, 4]
+    assert [len(m.site_name.values) for m in messages] == [60_000, 10_000, 0]
+    assert batches[2].column("site_name").tolist() == ["site 5", "site 69999"]
+    assert batches[1].column("site_name").tolist() == sites[60_000:].tolist()
+
+
 def encoded_sample() -> pb.RowColumns:
     rows = [CRESCENT_CITY, CRESCENT_CITY._replace(site_name="Eureka"), CRESCENT_CITY._replace(aqi=MISSING)]
     message = pb.RowColumns()
-    encode_rows(partition_from_measurements(rows), np.arange(3), message)
+    ChunkEncoder(partition_from_measurements(rows)).encode(np.arange(3), message)
     return message
 
 
@@ -157,14 +210,23 @@ def _no_dictionary(message):
     del message.aqs_code.values[:]
 
 
+def _continues_no_dictionary(message):
+    message.site_name.first_index = 1
+
+
+def _more_values_than_rows(message):  # never sent by the encoder: it would grow the dictionary for nothing
+    message.unit.values.extend(["a", "b", "c"])
+
+
 @pytest.mark.parametrize("corrupt", [_shorten_latitude, _misalign_latitude, _extra_aqi, _extra_row, _missing_row,
-                                     _code_beyond_dictionary, _short_codes, _odd_codes, _no_dictionary])
+                                     _code_beyond_dictionary, _short_codes, _odd_codes, _no_dictionary,
+                                     _continues_no_dictionary, _more_values_than_rows])
 def test_corrupt_chunk_raises_value_error(corrupt):
     message = encoded_sample()
-    assert len(decode_rows(message)) == 3
+    assert len(RowDecoder().decode(message)) == 3
     corrupt(message)
     with pytest.raises(ValueError, match=r"column|buffer size"):  # ours, or numpy's for a torn buffer
-        decode_rows(message)
+        RowDecoder().decode(message)
 
 
 # --- aggregates ----------------------------------------------------------------------------------
