@@ -45,6 +45,39 @@ def csv_field(value: str) -> str:
     return out.getvalue()[:-1]
 
 
+# Columns that are a site's (its coordinates): each chunk holds about every site again, 15,200 of
+# them in a chunk of a generated set ten times the real one, so their texts are kept across chunks
+# rather than made per chunk (at 15,200 sites, 30,000 float reprs a chunk, superlinear in the data).
+KEPT_ACROSS_CHUNKS = ("latitude", "longitude")
+MAX_KEPT_TEXTS = 1 << 20  # past this many values, a column's kept texts start afresh
+
+
+class _KeptTexts:
+    """A numeric column's texts kept across chunks, looked up by the value's bits in sorted order
+    (bits, not values: -0.0 and 0.0 have different texts, and a NaN equals no value)."""
+
+    def __init__(self) -> None:
+        self.bits = np.empty(0, np.uint64)
+        self.texts = pa.array([], pa.string())
+
+    def of(self, distinct: np.ndarray, make: Callable[[np.ndarray], pa.Array]) -> pa.Array:
+        """The texts of `distinct` (a chunk's distinct values), made with `make` for those new."""
+        bits = distinct.astype(np.float64).view(np.uint64)
+        positions = np.searchsorted(self.bits, bits)
+        known = positions < len(self.bits)
+        known[known] = self.bits[positions[known]] == bits[known]
+        if not known.all():
+            if len(self.bits) > MAX_KEPT_TEXTS:
+                self.bits, self.texts = np.empty(0, np.uint64), pa.array([], pa.string())
+                known[:] = False
+            every = np.concatenate([self.bits, bits[~known]])
+            order = np.argsort(every, kind="stable")
+            self.bits = every[order]
+            self.texts = pa.concat_arrays([self.texts, make(distinct[~known])]).take(order)
+            positions = np.searchsorted(self.bits, bits)
+        return self.texts.take(positions)
+
+
 # Neighbouring columns that take few combinations of values in a chunk (a site's coordinates; its
 # name, agency and codes; an hour and a parameter; a measurement and its unit) are made into text
 # together, once per combination, so that fewer and longer pieces are taken and joined: the full
@@ -73,6 +106,7 @@ class ChunkText:
         else:
             self._around = {name: ("", "\n" if index == last else "") for index, name in enumerate(FIELDS)}
         self._separator = "" if self.json else ","
+        self._kept = {name: _KeptTexts() for name in KEPT_ACROSS_CHUNKS}
 
     def _dictionary_texts(self, name: str, dictionary: StreamDictionary) -> pa.Array:
         """The text of each of the dictionary's values, made for the values new since the last chunk."""
@@ -95,12 +129,20 @@ class ChunkText:
         before, after = self._around[name]
         encoded = pa.array(batch.numeric[name]).dictionary_encode()
         indices = encoded.indices.to_numpy()
+        distinct = encoded.dictionary.to_numpy()
         if name == "datetime":
             quote = '"' if self.json else ""
-            texts = [f"{quote}{text}{quote}" for text in format_datetime(encoded.dictionary.to_numpy()).tolist()]
-        else:
-            texts = [repr(value) for value in encoded.dictionary.to_pylist()]  # a float's repr; an int's str
-        return indices, pa.array([before + text + after for text in texts] if before or after else texts, pa.string())
+            return indices, self._texts([f"{quote}{text}{quote}" for text in format_datetime(distinct).tolist()],
+                                        before, after)
+        if name in self._kept:
+            return indices, self._kept[name].of(distinct, lambda new: self._texts(
+                [repr(value) for value in new.tolist()], before, after))
+        # A float's text is its repr, an int's its str (what the csv module and json.dumps write).
+        return indices, self._texts([repr(value) for value in distinct.tolist()], before, after)
+
+    @staticmethod
+    def _texts(texts: list[str], before: str, after: str) -> pa.Array:
+        return pa.array([before + text + after for text in texts] if before or after else texts, pa.string())
 
     def _group(self, batch: ColumnBatch, names: tuple[str, ...]) -> pa.Array:
         """The text of neighbouring columns, row by row, made once per combination of their values."""

@@ -133,3 +133,18 @@ def test_a_stream_whose_dictionaries_grow_chunk_by_chunk_is_what_row_by_row_make
     text_of = ChunkText(output_format)
     assert b"".join(bytes(text_of.render(batch)) for batch in chunks).decode() == row_by_row(chunks, output_format)
     assert [row for batch in chunks for row in batch.rows()] == [tuple(row) for row in rows]
+
+
+def test_coordinates_texts_kept_across_chunks_stay_exact(monkeypatch):
+    """The coordinates' texts are kept across chunks by the value's bits: -0.0 is not 0.0, a NaN
+    is found again, and the kept texts starting afresh (made small here) changes nothing."""
+    monkeypatch.setattr("daemons.query.text.MAX_KEPT_TEXTS", 3)
+    text_of = ChunkText("csv")
+    chunks = []
+    for latitudes in ([0.0, -0.0, 1.5], [1.5, 2.25, -0.0, float("nan")], [float("nan"), 0.0, 7.0, 8.0, 1.5]):
+        rows = len(latitudes)
+        numeric = {name: np.array(latitudes, dtype) if name in ("latitude", "longitude") else np.zeros(rows, dtype)
+                   for name, dtype in NUMERIC.items()}
+        chunks.append(column_batch(numeric, {name: np.zeros(rows, SHORT_CODE) for name in DICTIONARY},
+                                   {name: np.array(["x"], dtype=object) for name in DICTIONARY}))
+    assert b"".join(bytes(text_of.render(batch)) for batch in chunks).decode() == row_by_row(chunks, "csv")
