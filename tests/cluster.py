@@ -31,6 +31,7 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from daemons.deploy.cli import venv_tool
+from daemons.deploy.wake import wake_supervisord
 from daemons.security.certs import write_cluster
 from daemons.security.gencerts import places as certificate_places
 from tests.waiting import wait_for
@@ -261,6 +262,7 @@ def start_cluster(home: Path, data_root: Path, cache_dir: Path, *, wait: bool = 
     environment = {**os.environ, "FIRE_DATA_DIR": str(data_root)}
     cluster = Cluster(home, socket_dir, ports, environment)
     subprocess.run([venv_tool("supervisord"), "-c", str(cluster.conf)], env=environment, check=True, timeout=60)
+    wake_supervisord(str(socket_dir / "s.sock"))  # as bin/start does
     if wait:
         try:
             cluster.wait_serving(timeout=120)

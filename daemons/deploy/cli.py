@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from daemons.client import FireClient, client_channel
 from daemons.config import ConfigError
 from daemons.deploy.render import CHECKOUT, HostDeployment, render_host
+from daemons.deploy.wake import wake_supervisord
 from daemons.security.certs import CLUSTER_KEY_FILE, write_cluster
 from daemons.security.gencerts import places as certificate_places
 
@@ -111,6 +112,7 @@ def start(layout: str, host: str, etc: Path, state: Path, tls: Path, insecure: b
         subprocess.run([venv_tool("supervisorctl"), "-c", conf, "start", "all"], capture_output=True, check=False)
     else:
         subprocess.run([venv_tool("supervisord"), "-c", conf], check=True)
+        wake_supervisord(str(deployment.state / "run" / "supervisor.sock"))
     deadline = time.monotonic() + READY_SECONDS
     waiting = list(deployment.programs)
     while waiting and time.monotonic() < deadline:
