@@ -120,12 +120,7 @@ class AggregateTable:
         partition = matcher.partition
         if matcher.empty or not partition.rows:
             return 0
-        select: slice | np.ndarray
-        if matcher.selects_all:
-            select = slice(None)  # a slice keeps the columns as views
-        else:
-            mask = matcher.mask(0, partition.rows)
-            select = slice(None) if mask.all() else np.flatnonzero(mask)
+        select = matcher.matching()  # a slice keeps the columns as views
         rows = partition.rows if isinstance(select, slice) else len(select)
         if not rows:
             return 0

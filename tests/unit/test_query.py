@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -335,18 +337,23 @@ def test_selection_equals_the_reference_filter(rows, message, block_rows, skip, 
         return
     expected = [index for index, row in enumerate(rows) if reference_accepts(message, row)]
     matcher = parse_filter(message).matcher(partition_from_measurements(rows))
+    # The rows are found by testing every one, or from a string column's row index (any share up to 1).
+    indexed = data.draw(st.sampled_from([0.0, 1.0]), label="indexed share")
 
-    assert np.flatnonzero(matcher.mask(0, len(rows))).tolist() == expected
+    assert np.flatnonzero(matcher.mask(slice(0, len(rows)))).tolist() == expected
     start = data.draw(st.integers(0, len(rows)), label="start")
     stop = data.draw(st.integers(start, len(rows)), label="stop")
-    assert (np.flatnonzero(matcher.mask(start, stop)) + start).tolist() == [i for i in expected if start <= i < stop]
+    assert (np.flatnonzero(matcher.mask(slice(start, stop))) + start).tolist() == [i for i in expected if start <= i < stop]
     if matcher.empty:
         assert expected == []
 
-    blocks = list(matcher.selected(skip=skip, block_rows=block_rows))
+    with mock.patch("daemons.query.filter.INDEXED_SHARE", indexed):
+        blocks = list(matcher.selected(skip=skip, block_rows=block_rows))
+        matching = matcher.matching()
     assert [int(i) for block in blocks for i in block] == expected[skip:]
+    assert np.arange(len(rows))[matching].tolist() == expected
     for block in blocks:
-        assert len(block) and block[0] // block_rows == block[-1] // block_rows  # one scan block each
+        assert 0 < len(block) <= block_rows  # rows are tested a block at a time
 
 
 def test_names_match_case_insensitively_and_aqs_codes_either_column_exactly():
@@ -367,7 +374,7 @@ def test_filter_naming_nothing_in_the_partition_is_empty():
     matcher = parse_filter(pb.QueryFilter(site_names=["Nowhere"])).matcher(partition_from_measurements([CRESCENT_CITY]))
     assert matcher.empty
     assert list(matcher.selected()) == []
-    assert not matcher.mask(0, 1).any()
+    assert not matcher.mask(slice(0, 1)).any()
 
 
 def test_skip_past_every_match_yields_nothing():

@@ -361,7 +361,7 @@ def test_merged_partials_equal_aggregating_both_partitions_at_once(first, second
 
     assert merged.to_proto(final=True) == direct.to_proto(final=True)
     matcher_rows = [row for partition, rows in zip(partitions, (first, second))
-                    for row, keep in zip(rows, query.matcher(partition).mask(0, partition.rows)) if keep]
+                    for row, keep in zip(rows, query.matcher(partition).mask(slice(0, partition.rows))) if keep]
     assert_matches_reference(merged.to_proto(final=True), matcher_rows, group_by)
 
 
