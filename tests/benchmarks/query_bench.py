@@ -236,7 +236,7 @@ def run(data_root: Path | None, runs: int, scale: int) -> None:
         print(f"data: {data_root}")
     else:
         with private_cluster(data_root, 300) as (cluster, _), FireClient(cluster.gateway) as client:
-            baseline = into_columns(client, runs)
+            baseline = into_columns(cluster, client, runs)
         large = scaled_data(scale)
         with private_cluster(large, 60 + 30 * scale) as (cluster, first_start):
             figures = [Figure("all six serving, first start parsing every CSV", first_start, "s", 2.0 * scale)]
@@ -246,15 +246,39 @@ def run(data_root: Path | None, runs: int, scale: int) -> None:
         print(figure.line())
 
 
-def into_columns(client: FireClient, runs: int) -> dict[str, float]:
-    """Seconds for the PM query and the full scan to reach the client as column batches."""
+def cpu_seconds(cluster) -> float:
+    """CPU seconds used so far by the six daemons and by this process, the client."""
+    processes = [psutil.Process(cluster.pid(program)) for program in PROGRAMS] + [psutil.Process()]
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+@dataclass
+class IntoColumns:
+    """Medians of one query received as column batches."""
+
+    first: float  # seconds to the first chunk
+    total: float  # seconds in all
+    rows: int
+    cpu: float  # CPU seconds of the six daemons and the client: what grows with the data, whatever
+    # else the machine runs (the wall time of the same query swings by a fifth from run to run here)
+
+
+def into_columns(cluster, client: FireClient, runs: int) -> dict[str, IntoColumns]:
+    """The PM query and the full scan received as column batches."""
     for _ in range(2):  # warm up connections and caches
         timed_query(client, make_filter(**HEADLINE))
-    return {"PM": median_of(runs, lambda: timed_query(client, make_filter(**HEADLINE)))[1],
-            "full scan": median_of(runs, lambda: timed_query(client, make_filter()))[1]}
+
+    def once(query_filter) -> tuple[float, ...]:
+        before = cpu_seconds(cluster)
+        first, total, rows = timed_query(client, query_filter)
+        return first, total, rows, cpu_seconds(cluster) - before
+
+    return {name: IntoColumns(*median_of(runs, functools.partial(once, query_filter)))
+            for name, query_filter in (("PM", make_filter(**HEADLINE)), ("full scan", make_filter()))}
 
 
-def measure(cluster, data_root: Path, runs: int, scale: int = 1, baseline: dict[str, float] | None = None) -> list[Figure]:
+def measure(cluster, data_root: Path, runs: int, scale: int = 1,
+            baseline: dict[str, IntoColumns] | None = None) -> list[Figure]:
     """Every figure on a running cluster. At `scale` > 1, `baseline` holds into_columns() on the real-size
     set, and the targets are the large set's: linear growth, memory per row held, 3 GB a daemon."""
     figures = []
@@ -263,27 +287,22 @@ def measure(cluster, data_root: Path, runs: int, scale: int = 1, baseline: dict[
         return target if scale == 1 else None
 
     with FireClient(cluster.gateway) as client:
-        for _ in range(2):  # warm up connections and caches
-            timed_query(client, make_filter(**HEADLINE))
+        received = into_columns(cluster, client, runs)
         site = next(iter(client.aggregate(group_by=["site"]).groups)).key[0]
-
-        first, total, rows = median_of(runs, lambda: timed_query(client, make_filter(**HEADLINE)))
-        duck = duckdb_seconds(data_root, "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100", runs)
-        figures += [Figure(f"PM2.5+PM10, AQI 0-100 ({rows:,.0f} rows): total", total, "s", at_scale(0.5), duck),
-                    Figure("PM2.5+PM10, AQI 0-100: first chunk", first, "s", 0.050),
-                    Figure("PM2.5+PM10, AQI 0-100: rows per second (millions)", rows / total / 1e6, "M/s")]
-        if baseline:
-            figures.append(Figure(f"PM2.5+PM10, AQI 0-100: {scale}x set against real-size set", total / baseline["PM"],
-                                  "x", 1.05 * scale))
-
-        first, total, rows = median_of(runs, lambda: timed_query(client, make_filter()))
-        figures += [Figure(f"full scan ({rows:,.0f} rows): total", total, "s", at_scale(1.2),
-                           duckdb_seconds(data_root, "", runs)),
-                    Figure("full scan: first chunk", first, "s"),
-                    Figure("full scan: rows per second (millions)", rows / total / 1e6, "M/s")]
-        if baseline:
-            figures.append(Figure(f"full scan: {scale}x set against real-size set", total / baseline["full scan"], "x",
-                                  1.05 * scale))
+        for name, label, where, target in (
+                ("PM", "PM2.5+PM10, AQI 0-100", "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100", 0.5),
+                ("full scan", "full scan", "", 1.2)):
+            query = received[name]
+            figures += [Figure(f"{label} ({query.rows:,.0f} rows): total", query.total, "s", at_scale(target),
+                               duckdb_seconds(data_root, where, runs)),
+                        Figure(f"{label}: first chunk", query.first, "s", 0.050 if name == "PM" else None),
+                        Figure(f"{label}: rows per second (millions)", query.rows / query.total / 1e6, "M/s"),
+                        Figure(f"{label}: CPU of the six daemons and the client", query.cpu, "s")]
+            if baseline:
+                figures += [Figure(f"{label}: {scale}x set against real-size set, time", query.total / baseline[name].total,
+                                   "x", 1.05 * scale),
+                            Figure(f"{label}: {scale}x set against real-size set, CPU", query.cpu / baseline[name].cpu,
+                                   "x", 1.05 * scale)]
 
         def arrow_once():
             started = time.perf_counter()
