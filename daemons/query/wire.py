@@ -52,9 +52,10 @@ class ChunkEncoder:
         for name in DICTIONARY:
             codes = partition.codes[name][indices]
             numbers = self._numbers[name]
-            used = np.zeros(len(numbers), bool)
-            used[codes] = True
-            new = np.flatnonzero(used & (numbers < 0))
+            # Work in the chunk's rows, not in the dictionary's size: a chunk of 8,192 rows of a set
+            # of 15,200 sites went through four 15,200-entry dictionaries, 7 % of a full scan's CPU.
+            unsent = codes[numbers[codes] < 0]
+            new = np.unique(unsent) if len(unsent) else unsent  # ascending: the order they are numbered in
             sent = self._sent[name]
             numbers[new] = np.arange(sent, sent + len(new))
             self._sent[name] = sent + len(new)
