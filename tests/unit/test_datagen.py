@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from daemons import datagen
+from daemons.datagen.tree import DEFAULT_SITES, REAL_SET_SITES
 
 SITES = 40
 SEED = 2020
@@ -268,3 +269,15 @@ def test_command_line(tmp_path):
     assert forced.exit_code == 0 and "wrote 516 files" in forced.output
     rejected = runner.invoke(datagen.main, ["--sites", "0", str(root)])
     assert rejected.exit_code != 0
+
+
+def test_scale_asks_for_that_many_times_the_real_seasons_sites(tmp_path, monkeypatch):
+    asked: list[int] = []
+    monkeypatch.setattr("daemons.datagen.cli.generate_if_absent", lambda root, sites, seed: asked.append(sites))
+    runner = CliRunner()
+    assert runner.invoke(datagen.main, ["--scale", "10", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(datagen.main, [str(tmp_path)]).exit_code == 0
+    assert asked == [10 * REAL_SET_SITES, DEFAULT_SITES]
+    both = runner.invoke(datagen.main, ["--scale", "2", "--sites", "5", str(tmp_path)])
+    assert both.exit_code == 2 and "give --sites or --scale, not both" in both.output
+    assert runner.invoke(datagen.main, ["--scale", "0", str(tmp_path)]).exit_code == 2
