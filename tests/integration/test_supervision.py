@@ -159,7 +159,12 @@ def test_sigterm_ends_in_flight_streams_and_releases_the_port(own_cluster, clien
         assert stream.completeness is not None  # the stream ended with its last chunk, not a hang
         assert set(stream.completeness.missing_partitions) <= {"sep05-13", "sep14-24", "aug27-sep04"}
         events = [e["event"] for e in own_cluster.events("leader_e")]
-        assert events[-2:] == ["daemon_stopping", "daemon_stopped"]
+        stopping = len(events) - 1 - events[::-1].index("daemon_stopping")
+        # Stopping, then stopped, last. In between, only what its monitor process saw until then: a
+        # daemon stopped just after a restart logs its monitor's first view of its children late
+        # (CI, 2026-12-01: worker_f and worker_d healthy, 5 ms after daemon_stopping).
+        assert events[-1] == "daemon_stopped"
+        assert set(events[stopping + 1:-1]) <= {"health_transition"}
         assert stopping_took < 10
         assert _port_is_free(own_cluster.ports["leader_e"])
         assert own_cluster.state("leader_e") == "STOPPED"
