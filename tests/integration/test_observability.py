@@ -101,10 +101,17 @@ def test_every_daemon_serves_its_metrics_and_counts_what_the_gateway_answers(obs
         stream = client.query(pb.QueryFilter(parameters=["PM10"]))
         rows = sum(len(batch) for batch in stream)
     assert stream.completeness is not None and stream.completeness.complete and rows > 0
-    after = http_get(metrics).decode()
     complete = {"kind": "query", "outcome": "complete"}
-    assert metric_value(after, "fire_queries_total", **complete) == metric_value(before, "fire_queries_total",
-                                                                                  **complete) + 1
+    counted = metric_value(before, "fire_queries_total", **complete) + 1
+
+    def query_counted() -> str | None:
+        # Counted from the query_finished event, which the gateway writes once its stream has ended
+        # there: a moment after the client has read the last chunk (CI, 2026-12-01: not yet counted
+        # when scraped at once).
+        text = http_get(metrics).decode()
+        return text if metric_value(text, "fire_queries_total", **complete) == counted else None
+
+    after = wait_for(query_counted, 5, "the gateway to count the query")
     assert metric_value(after, "fire_rows_streamed_total", kind="query") == metric_value(
         before, "fire_rows_streamed_total", kind="query") + rows
     for status in ("unknown", "healthy", "degraded", "unavailable"):
