@@ -164,10 +164,8 @@ def batch_row_hashes(batch) -> np.ndarray:
     """column_row_hashes of a client ColumnBatch, hashing each string of a stream's dictionary once."""
     strings = {}
     for name, dictionary in batch.dictionaries.items():
-        hashes = dictionary.derived.get("oracle", np.empty(0, np.uint64))
-        if len(hashes) < dictionary.size:
-            hashes = dictionary.derived["oracle"] = np.concatenate(
-                [hashes, _string_hashes(dictionary.values[len(hashes):].tolist())])
+        hashes = dictionary.derive("oracle", lambda new: _string_hashes(new.tolist()),
+                                   lambda earlier, later: np.concatenate([earlier, later]))
         strings[name] = (hashes, batch.codes[name])
     return column_row_hashes({**batch.numeric, **strings})
 

@@ -23,13 +23,12 @@ SCHEMA = pa.schema([pa.field(name, TIME if name == "datetime" else STRINGS if na
 def dictionary_array(dictionary: StreamDictionary) -> pa.Array:
     """The dictionary's values so far as an Arrow array, extended as it grows: each value is made
     into Arrow's form once, and the batches of one stream share the array's buffers."""
-    made: pa.Array | None = dictionary.derived.get("arrow")
-    if made is None:
-        made = pa.array(dictionary.values, pa.string())
-    elif len(made) < dictionary.size:
-        made = pa.concat_arrays([made, pa.array(dictionary.values[len(made):], pa.string())])
-    dictionary.derived["arrow"] = made
+    made: pa.Array = dictionary.derive("arrow", lambda values: pa.array(values, pa.string()), concat)
     return made
+
+
+def concat(earlier: pa.Array, later: pa.Array) -> pa.Array:
+    return pa.concat_arrays([earlier, later])
 
 
 def record_batch(batch: ColumnBatch) -> pa.RecordBatch:

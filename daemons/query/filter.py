@@ -216,8 +216,8 @@ class Matcher:
         if fewest is None or fewest[0] > partition.rows * INDEXED_SHARE:
             return None
         _, columns, accepted = fewest
-        slices = [partition.rows_of_code(column)(int(code)) for column, table in zip(columns, accepted)
-                  for code in np.flatnonzero(table)]
+        slices = [rows for column, table in zip(columns, accepted)
+                  for rows in partition.rows_with_codes(column, np.flatnonzero(table).tolist())]
         rows = np.concatenate(slices) if slices else np.empty(0, np.int64)
         # Rows of several codes (two sites; aqs_code or full_aqs_code) interleave, and may repeat.
         return np.unique(rows) if len(slices) > 1 else rows

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from daemons.query.arrow import concat
 from daemons.query.wire import ColumnBatch, StreamDictionary
 from daemons.storage.columns import DICTIONARY, FIELDS, format_datetime
 
@@ -73,7 +74,7 @@ class _KeptTexts:
             every = np.concatenate([self.bits, bits[~known]])
             order = np.argsort(every, kind="stable")
             self.bits = every[order]
-            self.texts = pa.concat_arrays([self.texts, make(distinct[~known])]).take(order)
+            self.texts = concat(self.texts, make(distinct[~known])).take(order)
             positions = np.searchsorted(self.bits, bits)
         return self.texts.take(positions)
 
@@ -110,17 +111,12 @@ class ChunkText:
 
     def _dictionary_texts(self, name: str, dictionary: StreamDictionary) -> pa.Array:
         """The text of each of the dictionary's values, made for the values new since the last chunk."""
-        made: pa.Array | None = dictionary.derived.get(self._derived)
-        done = 0 if made is None else len(made)
-        if done == dictionary.size:
-            assert made is not None
-            return made
         before, after = self._around[name]
         form = self._form
-        new = pa.array([before + form(value) + after for value in dictionary.values[done:].tolist()], pa.string())
-        made = new if made is None else pa.concat_arrays([made, new])
-        dictionary.derived[self._derived] = made
-        return made
+        texts: pa.Array = dictionary.derive(
+            self._derived, lambda new: pa.array([before + form(value) + after for value in new.tolist()], pa.string()),
+            concat)
+        return texts
 
     def _distinct(self, batch: ColumnBatch, name: str) -> tuple[np.ndarray, pa.Array]:
         """(each row's index into the column's distinct values, their texts)."""

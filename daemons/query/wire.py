@@ -15,25 +15,18 @@ scan: another copy after a failover, or a resumed answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from daemons.rpc import airquality_pb2 as pb
-from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, format_datetime
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, code_type, format_datetime
 from daemons.storage.partition import Partition
 
 M = TypeVar("M")
-SHORT_CODE = np.dtype("<u2")  # codes while a stream's dictionary holds at most 65,536 values
-LONG_CODE = np.dtype("<u4")  # and past that
-
-
-def code_type(dictionary_size: int) -> np.dtype[Any]:
-    return SHORT_CODE if dictionary_size <= 1 << 16 else LONG_CODE
-
-
+D = TypeVar("D")
 class ChunkEncoder:
     """Encodes the chunks of one scan of one partition: the string dictionaries are the stream's."""
 
@@ -68,19 +61,31 @@ class ChunkEncoder:
 class StreamDictionary:
     """One string column's values for one partition's stream, as they arrive; codes index them.
 
-    `derived` is where readers keep what they make of the values (their text, an Arrow array),
-    extended as the dictionary grows instead of made again each chunk.
+    Readers keep what they make of the values (their text, an Arrow array) with `derive`, which
+    extends it as the dictionary grows instead of making it again each chunk.
     """
 
     def __init__(self) -> None:
         self._values = np.empty(64, object)
         self.size = 0
-        self.derived: dict[str, Any] = {}
+        self._derived: dict[str, tuple[Any, int]] = {}  # key -> (what was made, of how many values)
 
     @property
     def values(self) -> np.ndarray:
         view: np.ndarray = self._values[: self.size]
         return view
+
+    def derive(self, key: str, make: Callable[[np.ndarray], D], join: Callable[[D, D], D]) -> D:
+        """What a reader makes of the values under `key`: made of the values new since it last
+        asked (`make`), and joined to what it made of the earlier ones (`join`)."""
+        kept = self._derived.get(key)
+        if kept is not None and kept[1] == self.size:
+            made: D = kept[0]
+            return made
+        new = make(self.values[0 if kept is None else kept[1]:])
+        made = new if kept is None else join(kept[0], new)
+        self._derived[key] = (made, self.size)
+        return made
 
     def extend(self, values: list[str]) -> None:
         end = self.size + len(values)

@@ -33,6 +33,15 @@ PARAMETERS = ("PM2.5", "PM10", "OZONE", "NO2", "SO2", "CO")
 
 MINUTES_PER_DAY = 1440
 
+# Codes into a dictionary of strings, in memory and on the wire: uint16 while it holds at most
+# 65,536 values, uint32 past that.
+SHORT_CODE = np.dtype("<u2")
+LONG_CODE = np.dtype("<u4")
+
+
+def code_type(dictionary_size: int) -> np.dtype[Any]:
+    return SHORT_CODE if dictionary_size <= 1 << 16 else LONG_CODE
+
 
 def format_datetime(minutes: np.ndarray) -> np.ndarray:
     """Epoch minutes -> "YYYY-MM-DDTHH:MM" strings, vectorised."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, code_type
 
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 _WIDTH = len(FIELDS)
@@ -124,8 +124,7 @@ class ColumnBuilder:
         codes, values = {}, {}
         for name in DICTIONARY:
             indices, distinct = _arrow().unify(self.strings[name]) if self.strings[name] else (np.empty(0, np.int32), [])
-            width = np.uint16 if len(distinct) <= 1 << 16 else np.uint32
-            codes[name] = indices.astype(width)
+            codes[name] = indices.astype(code_type(len(distinct)))
             values[name] = np.array(distinct, dtype=object)
         return numeric, codes, values
 

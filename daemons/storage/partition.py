@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,13 @@ import numpy as np
 
 from daemons.config import PartitionSpec
 from daemons.locking import exclusive_lock
-from daemons.storage.columns import DICTIONARY, NUMERIC
+from daemons.storage.columns import DICTIONARY, LONG_CODE, NUMERIC, SHORT_CODE
 from daemons.storage.csvload import ColumnBuilder
 
 CACHE_FORMAT = 3
 # A read that takes longer than this (a hung network mount) costs its file, not the daemon.
 FILE_READ_TIMEOUT_SECONDS = 30.0
-_CODE_TYPES = (np.dtype(np.uint16), np.dtype(np.uint32))
+_CODE_TYPES = (SHORT_CODE, LONG_CODE)
 
 
 class CacheRejected(ValueError):
@@ -62,11 +62,9 @@ class Partition:
     load_seconds: float
     skipped_files: tuple[str, ...] = ()  # "20200915/20200915-03.csv: why it could not be read"
     fingerprint: str = field(default="")  # computed from the columns when not given
-    _codes_by_value: dict[tuple[str, bool], dict[str, np.ndarray]] = field(default_factory=dict, init=False,
-                                                                            repr=False, compare=False)
-    _code_counts: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _rows_by_code: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False,
-                                                                    compare=False)
+    # What queries look up in the columns, made on first use (the rows never change); threads racing
+    # to make one make the same.
+    _indexes: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -83,38 +81,43 @@ class Partition:
         times = self.numeric["datetime"]
         return (int(times.min()), int(times.max())) if len(times) else None
 
-    def codes_by_value(self, column: str, folded: bool) -> dict[str, np.ndarray]:
-        """A string column's codes by value (casefolded, when `folded`: several values may fold alike).
-        Made once, on first use: a filter then finds its few values without going through the
-        whole dictionary each query (casefolding 1,350 site names took 0.5 of a worker's 2.1 ms a
-        one-site query, measured 2026-11-30). Threads racing to make it make the same."""
-        key = (column, folded)
-        made = self._codes_by_value.get(key)
+    def _index(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
+        made = self._indexes.get(key)
         if made is None:
+            made = self._indexes[key] = make()
+        return made
+
+    def codes_by_value(self, column: str, folded: bool) -> dict[str, np.ndarray]:
+        """A string column's codes by value (casefolded, when `folded`: several values may fold
+        alike): a filter finds its few values without going through the whole dictionary each
+        query (casefolding 1,350 site names took 0.5 of a worker's 2.1 ms a one-site query,
+        measured 2026-11-30)."""
+        def make() -> dict[str, np.ndarray]:
             found: dict[str, list[int]] = {}
             for code, value in enumerate(self.values[column].tolist()):
                 found.setdefault(value.casefold() if folded else value, []).append(code)
-            made = self._codes_by_value[key] = {value: np.array(codes, np.int64) for value, codes in found.items()}
+            return {value: np.array(codes, np.int64) for value, codes in found.items()}
+
+        made: dict[str, np.ndarray] = self._index(("by value", column, "folded" if folded else ""), make)
         return made
 
     def code_counts(self, column: str) -> np.ndarray:
-        """How many rows hold each code of a string column; made once, on first use."""
-        made = self._code_counts.get(column)
-        if made is None:
-            made = self._code_counts[column] = np.bincount(self.codes[column], minlength=len(self.values[column]))
+        """How many rows hold each code of a string column."""
+        made: np.ndarray = self._index(("counts", column), lambda: np.bincount(
+            self.codes[column], minlength=len(self.values[column])))
         return made
 
-    def rows_of_code(self, column: str) -> Callable[[int], np.ndarray]:
-        """A string column's row index: the rows holding a code, ascending. Made once, on first use,
-        4 bytes a row: a filter on a few sites then reads their rows instead of testing every row."""
-        made = self._rows_by_code.get(column)
-        if made is None:
+    def rows_with_codes(self, column: str, codes: Iterable[int]) -> list[np.ndarray]:
+        """The rows holding each of `codes`, ascending, from the column's row index (4 bytes a row):
+        a filter on a few sites reads their rows instead of testing every row."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
             order = np.argsort(self.codes[column], kind="stable").astype(np.int32 if self.rows < 1 << 31 else np.int64)
             starts = np.zeros(len(self.values[column]) + 1, np.int64)
             np.cumsum(self.code_counts(column), out=starts[1:])
-            made = self._rows_by_code[column] = (order, starts)
-        order, starts = made
-        return lambda code: order[starts[code]:starts[code + 1]]
+            return order, starts
+
+        order, starts = self._index(("rows", column), make)
+        return [order[starts[code]:starts[code + 1]] for code in codes]
 
     @property
     def gaps(self) -> tuple[str, ...]:

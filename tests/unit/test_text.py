@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from daemons.cli.output import RowWriter, table_cell
 from daemons.query.text import ChunkText
-from daemons.query.wire import SHORT_CODE, ChunkEncoder, ColumnBatch, RowDecoder, StreamDictionary
+from daemons.query.wire import ChunkEncoder, ColumnBatch, RowDecoder, StreamDictionary
 from daemons.rpc import airquality_pb2 as pb
-from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC
+from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, SHORT_CODE
 from tests.unit.helpers import Measurement, partition_from_measurements, pooled_measurements
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
