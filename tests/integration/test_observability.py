@@ -114,8 +114,14 @@ def test_every_daemon_serves_its_metrics_and_counts_what_the_gateway_answers(obs
     after = wait_for(query_counted, 5, "the gateway to count the query")
     assert metric_value(after, "fire_rows_streamed_total", kind="query") == metric_value(
         before, "fire_rows_streamed_total", kind="query") + rows
+
+    def sees_leader_b_healthy() -> str | None:  # the gateway's monitor reports its first view a moment after start
+        text = http_get(metrics).decode()
+        return text if metric_value(text, "fire_neighbor_status", neighbor="leader_b", status="healthy") == 1 else None
+
+    statuses = wait_for(sees_leader_b_healthy, 10, "the gateway to see leader_b healthy")
     for status in ("unknown", "healthy", "degraded", "unavailable"):
-        assert metric_value(after, "fire_neighbor_status", neighbor="leader_b", status=status) == (
+        assert metric_value(statuses, "fire_neighbor_status", neighbor="leader_b", status=status) == (
             1 if status == "healthy" else 0)
 
     def probed() -> bool:  # the monitor process reports its counts at least every second
