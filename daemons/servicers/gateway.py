@@ -117,15 +117,16 @@ class GatewayServicer:
         for payload, message in session:
             if admitted.cancellation.cancelled:
                 break  # sources cut short by the cancel are not failures to fail over from
+            if message.HasField("columns"):  # before the statuses: a partition's last chunk carries its own
+                plan.rows_received(message.partition, message.partition_offset, message.columns.row_count,
+                                   message.fingerprint)
+                admitted.rows = plan.rows_delivered
             for status in message.partitions:
                 self.replicas.learn_status(status)
                 replacement = plan.settle(status, self._status_of())
                 if replacement is not None:
                     session.route([self._failed_over(request_id, replacement)])
             if message.HasField("columns"):
-                plan.rows_received(message.partition, message.partition_offset, message.columns.row_count,
-                                   message.fingerprint)
-                admitted.rows = plan.rows_delivered
                 chunks += 1
                 header = pb.QueryResponse(request_id=request_id, chunk_number=chunks - 1,
                                           resume_token=self.tokens.issue(digest, chunks, plan))
@@ -144,12 +145,16 @@ class GatewayServicer:
     @staticmethod
     def _relay(decoder: RowDecoder | None, header: pb.QueryResponse, payload: Payload,
                message: pb.QueryResponse) -> Payload:
-        """A chunk for the client: as the columns came, or (with a decoder) as FireMeasurement rows."""
+        """A chunk for the client: as the columns came, or (with a decoder) as FireMeasurement rows.
+        Partition statuses stay here: the client's come together on the last chunk."""
         if decoder is not None:
             answer = pb.QueryResponse(partition=message.partition, partition_offset=message.partition_offset,
                                       measurements=decoder.decode(message.columns, message.partition).to_measurements())
             answer.MergeFrom(header)
             return answer
+        if message.partitions:  # a partition's last chunk: its status cannot be cut from the bytes
+            message.ClearField("partitions")
+            payload = message
         body = payload if isinstance(payload, bytes) else payload.SerializeToString()
         return body + header.SerializeToString()
 

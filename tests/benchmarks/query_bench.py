@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import psutil
 
 from daemons.client import FireClient, make_filter
 from daemons.datagen.tree import DEFAULT_SEED, REAL_SET_SITES, generate_if_absent
+from tests.benchmarks import grpc_floor
 from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
 from tests.waiting import wait_for
 
@@ -127,10 +128,11 @@ def query_cli_seconds(gateway: str, arguments: list[str], runs: int) -> float:
     return median_of(runs, once)[0]
 
 
-def concurrent_clients(gateway: str, sites: list[str], clients: int = 16, seconds: float = 10.0) -> list[float]:
-    """[queries per second, p99 seconds] of `clients` clients, each on a channel of its own, asking
-    one-site queries over all days in turn for `seconds` (after a second's warm-up), the load
-    generator on the same machine."""
+def concurrent_clients(gateway: str, sites: list[str], clients: int = 16, seconds: float = 10.0,
+                       cpu: Callable[[], float] = lambda: 0.0) -> list[float]:
+    """[queries per second, p99 seconds, `cpu` seconds per query] of `clients` clients, each on a
+    channel of its own, asking one-site queries over all days in turn for `seconds` (after a
+    second's warm-up), the load generator on the same machine."""
     latencies: list[float] = []
     lock = threading.Lock()
     measuring, stop = threading.Event(), threading.Event()
@@ -155,12 +157,14 @@ def concurrent_clients(gateway: str, sites: list[str], clients: int = 16, second
         thread.start()
     stop.wait(1.0)
     measuring.set()
+    before = cpu()
     stop.wait(seconds)
+    used = cpu() - before
     stop.set()
     for thread in threads:
         thread.join(30)
     ordered = sorted(latencies)
-    return [len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)]]
+    return [len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)], used / max(1, len(ordered))]
 
 
 def first_chunk_under_load(client: FireClient, gateway: str, site: str, scans: int, samples: int) -> float:
@@ -338,9 +342,15 @@ def measure(cluster, data_root: Path, runs: int, scale: int = 1,
                                              "BETWEEN '2020-08-15T00:00' AND '2020-08-15T23:59'", runs)))
 
         sites = [group.key[0] for group in client.aggregate(group_by=["site"]).groups][:200]
-        rate, p99 = concurrent_clients(cluster.gateway, sites)
+        rate, p99, cpu = concurrent_clients(cluster.gateway, sites, cpu=functools.partial(cpu_seconds, cluster))
         figures += [Figure("16 clients, one-site queries over all days: queries/s", rate, "q/s"),
-                    Figure("16 clients, one-site queries over all days: p99", p99, "s", at_scale(0.200))]
+                    Figure("16 clients, one-site queries over all days: p99", p99, "s", at_scale(0.200)),
+                    Figure("16 clients: CPU per query, six daemons and clients", cpu * 1000, "ms")]
+        if scale == 1:
+            rate, p99, cpu = grpc_floor.floor()
+            figures += [Figure("  the same calls and messages, bare gRPC: queries/s", rate, "q/s"),
+                        Figure("  the same calls and messages, bare gRPC: p99", p99, "s"),
+                        Figure("  the same calls and messages, bare gRPC: CPU per query", cpu * 1000, "ms")]
 
         def aggregate_once():
             started = time.perf_counter()

@@ -18,8 +18,9 @@ import pytest
 from daemons import events
 from daemons.config import DaemonConfig, load_config
 from daemons.events import EventRecorder
-from daemons.fanout.engine import Fanout, Payload
+from daemons.fanout.engine import Fanout, Payload, scan_partition
 from daemons.health.status import Status
+from daemons.query.filter import parse_filter
 from daemons.query.wire import RowDecoder
 from daemons.rpc import airquality_pb2 as pb
 from daemons.servicers.gateway import GatewayServicer, Replicas
@@ -140,6 +141,8 @@ def read(stream: Iterator[Payload], answer: Answer | None = None, stop_after: in
                             for i, site in enumerate(batch.column("site_name"))]
         if message.is_last_chunk:
             answer.last = message
+        else:  # a partition's status rides on its last chunk between daemons, never to the client
+            assert not message.partitions
         if stop_after is not None and count + 1 >= stop_after:
             break
     return answer
@@ -157,6 +160,19 @@ ALL = ["aug10-17", "aug18-26", "aug27-sep04", "sep05-13", "sep14-24"]
 @pytest.fixture
 def overlay() -> Overlay:
     return build_overlay()
+
+
+@pytest.mark.parametrize("rows, skip, chunks", [(10, 0, 3), (8, 0, 2), (3, 0, 1), (10, 8, 1), (10, 10, 0), (0, 0, 0)])
+def test_a_partitions_status_rides_on_its_last_chunk(rows: int, skip: int, chunks: int) -> None:
+    partition = partition_from_measurements([CRESCENT_CITY._replace(aqi=i) for i in range(rows)], "p")
+    messages = list(scan_partition(partition, parse_filter(pb.QueryFilter()), 4, "worker_c", skip))
+    assert [m.columns.row_count for m in messages if m.HasField("columns")] == \
+        [min(4, rows - skip - 4 * i) for i in range(chunks)]
+    assert [m.partition_offset for m in messages[:chunks]] == [skip + 4 * i for i in range(chunks)]
+    assert len(messages) == max(chunks, 1)  # alone only when no row is left to send
+    assert all(not m.partitions for m in messages[:-1])
+    (status,) = messages[-1].partitions
+    assert (status.partition, status.complete, status.rows, status.served_by) == ("p", True, rows - skip, "worker_c")
 
 
 def test_a_healthy_overlay_answers_every_row_once_from_the_primaries(overlay: Overlay) -> None:

@@ -60,19 +60,23 @@ def ends_of(received, name):
     return [item for source, item in received if source == name and isinstance(item, SourceEnded)]
 
 
-SOURCES = st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=5)
+SOURCES = st.lists(st.tuples(st.integers(0, 12), st.booleans(), st.booleans()), max_size=5)  # count, fail, inline
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(sources=SOURCES, depth=st.integers(1, 3))
 def test_every_item_arrives_once_in_source_order_then_one_end(sources, depth):
     merge = FairMerge(depth=depth)
-    for number, (count, fail) in enumerate(sources):
-        merge.add(f"s{number}", numbered(f"s{number}", count, fail))
+    for number, (count, fail, inline) in enumerate(sources):
+        items = numbered(f"s{number}", count, fail)
+        if inline:
+            merge.add_inline(f"s{number}", items)
+        else:
+            merge.add(f"s{number}", items)
     received = Consumer(merge).finish()
 
-    assert len(received) == sum(count for count, _ in sources) + len(sources)
-    for number, (count, fail) in enumerate(sources):
+    assert len(received) == sum(count for count, _, _ in sources) + len(sources)
+    for number, (count, fail, _) in enumerate(sources):
         name = f"s{number}"
         assert items_of(received, name) == [f"{name}:{index}" for index in range(count)]
         (end,) = ends_of(received, name)
@@ -100,6 +104,59 @@ def test_source_failing_before_its_first_item_still_ends_once():
     (end,) = ends_of(received, "broken")
     assert isinstance(end.error, Boom)
     assert items_of(received, "fine") == ["fine:0", "fine:1"]
+
+
+def test_inline_sources_are_advanced_by_the_consumer_in_turn_while_a_pumped_one_is_silent():
+    release = threading.Event()
+    producers: list[str] = []
+
+    def recorded(name: str, count: int):
+        for index in range(count):
+            producers.append(threading.current_thread().name)
+            yield f"{name}:{index}"
+
+    def silent():
+        assert release.wait(TIMEOUT)
+        yield "late"
+
+    merge = FairMerge()
+    merge.add("silent", silent(), cancel=release.set)
+    merge.add_inline("a", recorded("a", 3))
+    merge.add_inline("b", recorded("b", 2))
+    stream = iter(merge)
+    received = [next(stream) for _ in range(7)]  # never waits for the silent source
+    assert [item for _, item in received if not isinstance(item, SourceEnded)] == \
+        ["a:0", "b:0", "a:1", "b:1", "a:2"]
+    assert ends_of(received, "a") and ends_of(received, "b")
+    assert set(producers) == {threading.current_thread().name}  # no thread of their own
+    release.set()
+    rest = list(stream)
+    assert items_of(rest, "silent") == ["late"] and ends_of(rest, "silent")
+
+
+def test_an_inline_source_failing_ends_once_with_its_error_and_is_not_advanced_after_close():
+    def failing():
+        yield "one"
+        raise Boom("inline")
+
+    advanced: list[int] = []
+
+    def endless():
+        for index in itertools.count():
+            advanced.append(index)
+            yield index
+
+    merge = FairMerge()
+    merge.add_inline("failing", failing())
+    merge.add_inline("endless", endless())
+    stream = iter(merge)
+    received = [next(stream) for _ in range(4)]
+    assert items_of(received, "failing") == ["one"]
+    (end,) = ends_of(received, "failing")
+    assert isinstance(end.error, Boom)
+    merge.close()
+    assert list(stream) == []
+    assert advanced == [0, 1]  # nothing asked of it once the merge closed
 
 
 def drained_then_set(items, event: threading.Event):

@@ -1,0 +1,129 @@
+"""What Python's gRPC alone costs a one-site query: the floor under the 16-client figure.
+
+Six bare processes stand in for the overlay: the same daemons, the same calls (client -> gateway
+-> two leaders -> three workers) and the same messages per one-site query over all days, each
+of about its real size (a worker answers with one chunk that carries its status, a leader adds its
+own and relays its children's, the gateway relays all five and ends with the summary). Nothing is
+parsed, planned, scanned, logged or counted. The same 16 client threads ask them in turn; what
+separates this figure from the real one is our own work per query, and what separates it from
+the target is the stack.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import psutil
+
+from daemons.channels import CHANNEL_OPTIONS, SERVER_OPTIONS
+from tests.cluster import free_ports
+
+METHOD = "/floor.Node/Scan"
+CHUNK_BYTES = 700  # a one-site chunk of one partition, as the workers send it (about 100 rows)
+HEADER_BYTES = 60  # what the gateway appends to a chunk: its number and resume token
+SUMMARY_BYTES = 400  # the last message: completeness and the five partitions' statuses
+# daemon -> (partitions it scans itself, its children), as the shipped routes use them
+SHAPE: dict[str, tuple[int, tuple[str, ...]]] = {
+    "worker_c": (1, ()), "worker_d": (1, ()), "worker_f": (1, ()),
+    "leader_b": (1, ("worker_c",)), "leader_e": (1, ("worker_d", "worker_f")),
+    "gateway_a": (0, ("leader_b", "leader_e")),
+}
+MESSAGES_TO_CLIENT = 6
+
+
+def serve(port: int, local: int, child_ports: list[int], gateway: bool) -> None:
+    """One stand-in daemon: starts its children's calls, answers its own chunks, relays theirs."""
+    channels = [grpc.insecure_channel(f"127.0.0.1:{p}", options=CHANNEL_OPTIONS) for p in child_ports]
+    calls = [channel.unary_stream(METHOD) for channel in channels]
+
+    def scan(request: bytes, context: Any) -> Iterator[bytes]:
+        streams = [call(request, timeout=30) for call in calls]
+        for _ in range(local):
+            yield b"c" * CHUNK_BYTES
+        for stream in streams:
+            for message in stream:
+                yield message + b"h" * HEADER_BYTES if gateway else message
+        if gateway:
+            yield b"s" * SUMMARY_BYTES
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "floor.Node", {"Scan": grpc.unary_stream_rpc_method_handler(scan)})])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def floor(clients: int = 16, seconds: float = 10.0) -> tuple[float, float, float]:
+    """(queries/s, p99 seconds, CPU seconds per query of the six processes and the clients)."""
+    ports = dict(zip(SHAPE, free_ports(len(SHAPE))))
+    processes = {}
+    try:
+        for daemon, (local, children) in SHAPE.items():  # children first: SHAPE lists them so
+            processes[daemon] = subprocess.Popen(
+                [sys.executable, "-m", "tests.benchmarks.grpc_floor", str(ports[daemon]), str(local),
+                 ",".join(str(ports[child]) for child in children), "gateway" if daemon == "gateway_a" else ""])
+        with grpc.insecure_channel(f"127.0.0.1:{ports['gateway_a']}", options=CHANNEL_OPTIONS) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            call = channel.unary_stream(METHOD)
+            deadline = time.monotonic() + 30
+            while True:  # until every stand-in listens
+                try:
+                    list(call(b"q" * 100, timeout=5))
+                    break
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+            watched = [psutil.Process(p.pid) for p in processes.values()] + [psutil.Process()]
+            return _load(call, clients, seconds, lambda: sum(sum(p.cpu_times()[:2]) for p in watched))
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
+
+
+def _load(call: Any, clients: int, seconds: float, cpu: Callable[[], float]) -> tuple[float, float, float]:
+    latencies: list[float] = []
+    failed: list[str] = []  # how the answers that were not whole ended
+    measuring, stop = threading.Event(), threading.Event()
+
+    def client_loop() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                messages = len(list(call(b"q" * 100, timeout=30)))
+            except grpc.RpcError as error:
+                failed.append(str(error.code()))
+                return
+            if messages != MESSAGES_TO_CLIENT:
+                failed.append(f"{messages} messages")
+            if measuring.is_set() and not stop.is_set():
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client_loop, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    stop.wait(1.0)
+    measuring.set()
+    before = cpu()
+    stop.wait(seconds)
+    used = cpu() - before
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    if failed:
+        raise RuntimeError(f"{len(failed)} queries to the stand-ins failed: {failed[:5]}")
+    ordered = sorted(latencies)
+    return len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)], used / max(1, len(ordered))
+
+
+if __name__ == "__main__":
+    port_text, local_text, children_text, role = sys.argv[1:5]
+    serve(int(port_text), int(local_text), [int(p) for p in children_text.split(",") if p], role == "gateway")

@@ -1,0 +1,11 @@
+"""The benchmark's floor (tests/benchmarks/grpc_floor.py): six bare processes in the overlay's shape
+answer every query with the gateway's six messages, and the figures it reports are measured."""
+
+from __future__ import annotations
+
+from tests.benchmarks import grpc_floor
+
+
+def test_the_bare_overlay_answers_queries_and_reports_their_rate_latency_and_cpu() -> None:
+    rate, p99, cpu = grpc_floor.floor(clients=2, seconds=0.5)
+    assert rate > 0 and 0 < p99 < 5 and cpu > 0
