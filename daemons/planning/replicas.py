@@ -103,6 +103,8 @@ class ReplicaCatalog:
         with self._lock:
             known = self._copies.get((partition, copy.daemon))
             if copy.minutes is None and known is not None and known.fingerprint == copy.fingerprint:
+                if known.gaps == copy.gaps:  # what every scan of a known copy says: nothing new
+                    return []
                 # A scan's status says nothing of the span; the same content, the same span.
                 copy = replace(copy, minutes=known.minutes, process_id=known.process_id)
             self._copies[(partition, copy.daemon)] = copy
