@@ -26,7 +26,7 @@ from daemons.channels import CHANNEL_OPTIONS, SERVER_OPTIONS
 from tests.cluster import free_ports
 
 METHOD = "/floor.Node/Scan"
-CHUNK_BYTES = 700  # a one-site chunk of one partition, as the workers send it (about 100 rows)
+CHUNK_BYTES = 11_000  # a one-site chunk of one partition, as the workers send it (about 200 rows of 54 bytes)
 HEADER_BYTES = 60  # what the gateway appends to a chunk: its number and resume token
 SUMMARY_BYTES = 400  # the last message: completeness and the five partitions' statuses
 # daemon -> (partitions it scans itself, its children), as the shipped routes use them
@@ -76,11 +76,12 @@ def floor(clients: int = 16, seconds: float = 10.0) -> tuple[float, float, float
             deadline = time.monotonic() + 30
             while True:  # until every stand-in listens
                 try:
-                    list(call(b"q" * 100, timeout=5))
-                    break
+                    if len(list(call(b"q" * 100, timeout=5))) == MESSAGES_TO_CLIENT:
+                        break
                 except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        raise
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the stand-ins did not all answer within 30 s")
             watched = [psutil.Process(p.pid) for p in processes.values()] + [psutil.Process()]
             return _load(call, clients, seconds, lambda: sum(sum(p.cpu_times()[:2]) for p in watched))
     finally:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.fanout.merge import FairMerge, SourceEnded
+from daemons.fanout.merge import FairMerge, SourceEnded, _PumpThreads
 from daemons.fanout.slots import WorkSlots, give_back_slot
 from tests.waiting import wait_for
 
@@ -290,6 +290,34 @@ def test_close_from_another_thread_wakes_a_waiting_consumer():
     merge.close()
     assert all(isinstance(item, SourceEnded) for _, item in consumer.finish())
     assert release.is_set()
+
+
+# -- pump threads ----------------------------------------------------------------------------------------
+
+
+def test_a_pumps_thread_serves_the_next_pump_and_ends_once_idle_long_enough():
+    threads = _PumpThreads(idle_seconds=0.2)
+    ran: list[threading.Thread] = []
+    done = [threading.Event() for _ in range(2)]
+    for index, event in enumerate(done):
+        threads.run(f"reused-{index}", lambda event=event: (ran.append(threading.current_thread()), event.set()))
+        assert event.wait(TIMEOUT)
+        wait_for(lambda: len(threads._idle) == 1, TIMEOUT, "the pump's thread to wait for more")
+        assert ran[-1].name == "merge-idle"
+    assert ran[0] is ran[1]  # no second thread started
+    ran[0].join(TIMEOUT)  # and none kept beyond its idle time
+    assert not ran[0].is_alive()
+
+
+def test_pumps_running_at_once_each_get_a_thread_of_their_own():
+    threads = _PumpThreads(idle_seconds=TIMEOUT)
+    release = threading.Event()
+    running: list[str] = []
+    for index in range(5):  # each holds its thread until released: none may wait for another's
+        threads.run(f"blocking-{index}", lambda: (running.append(threading.current_thread().name), release.wait(TIMEOUT)))
+    wait_for(lambda: len(running) == 5, TIMEOUT, "five pumps to run at once")
+    assert sorted(running) == [f"merge-blocking-{index}" for index in range(5)]
+    release.set()
 
 
 # -- work slots ----------------------------------------------------------------------------------------
