@@ -11,11 +11,12 @@ the target is the stack.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
@@ -23,6 +24,7 @@ import grpc
 import psutil
 
 from daemons.channels import CHANNEL_OPTIONS, SERVER_OPTIONS
+from tests.benchmarks.load import closed_loop
 from tests.cluster import free_ports
 
 METHOD = "/floor.Node/Scan"
@@ -70,59 +72,32 @@ def floor(clients: int = 16, seconds: float = 10.0) -> tuple[float, float, float
             processes[daemon] = subprocess.Popen(
                 [sys.executable, "-m", "tests.benchmarks.grpc_floor", str(ports[daemon]), str(local),
                  ",".join(str(ports[child]) for child in children), "gateway" if daemon == "gateway_a" else ""])
-        with grpc.insecure_channel(f"127.0.0.1:{ports['gateway_a']}", options=CHANNEL_OPTIONS) as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            call = channel.unary_stream(METHOD)
+        with contextlib.ExitStack() as stack:  # a channel per client, as the real load has
+            calls = [stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{ports['gateway_a']}",
+                                                               options=CHANNEL_OPTIONS)).unary_stream(METHOD)
+                     for _ in range(clients)]
             deadline = time.monotonic() + 30
             while True:  # until every stand-in listens
                 try:
-                    if len(list(call(b"q" * 100, timeout=5))) == MESSAGES_TO_CLIENT:
+                    if len(list(calls[0](b"q" * 100, timeout=5))) == MESSAGES_TO_CLIENT:
                         break
                 except grpc.RpcError:
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError("the stand-ins did not all answer within 30 s")
             watched = [psutil.Process(p.pid) for p in processes.values()] + [psutil.Process()]
-            return _load(call, clients, seconds, lambda: sum(sum(p.cpu_times()[:2]) for p in watched))
+            return closed_loop(functools.partial(_ask, calls), clients, seconds,
+                               lambda: sum(sum(p.cpu_times()[:2]) for p in watched))
     finally:
         for process in processes.values():
             process.kill()
             process.wait()
 
 
-def _load(call: Any, clients: int, seconds: float, cpu: Callable[[], float]) -> tuple[float, float, float]:
-    latencies: list[float] = []
-    failed: list[str] = []  # how the answers that were not whole ended
-    measuring, stop = threading.Event(), threading.Event()
-
-    def client_loop() -> None:
-        while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                messages = len(list(call(b"q" * 100, timeout=30)))
-            except grpc.RpcError as error:
-                failed.append(str(error.code()))
-                return
-            if messages != MESSAGES_TO_CLIENT:
-                failed.append(f"{messages} messages")
-            if measuring.is_set() and not stop.is_set():
-                latencies.append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=client_loop, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    stop.wait(1.0)
-    measuring.set()
-    before = cpu()
-    stop.wait(seconds)
-    used = cpu() - before
-    stop.set()
-    for thread in threads:
-        thread.join(30)
-    if failed:
-        raise RuntimeError(f"{len(failed)} queries to the stand-ins failed: {failed[:5]}")
-    ordered = sorted(latencies)
-    return len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)], used / max(1, len(ordered))
+def _ask(calls: list[Any], index: int, turn: int) -> None:
+    messages = len(list(calls[index](b"q" * 100, timeout=30)))
+    if messages != MESSAGES_TO_CLIENT:
+        raise RuntimeError(f"the stand-ins answered {messages} messages, not {MESSAGES_TO_CLIENT}")
 
 
 if __name__ == "__main__":

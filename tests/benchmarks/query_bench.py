@@ -14,7 +14,6 @@ import os
 import signal
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import psutil
 from daemons.client import FireClient, make_filter
 from daemons.datagen.tree import DEFAULT_SEED, REAL_SET_SITES, generate_if_absent
 from tests.benchmarks import grpc_floor
+from tests.benchmarks.load import closed_loop
 from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
 from tests.waiting import wait_for
 
@@ -129,42 +129,21 @@ def query_cli_seconds(gateway: str, arguments: list[str], runs: int) -> float:
 
 
 def concurrent_clients(gateway: str, sites: list[str], clients: int = 16, seconds: float = 10.0,
-                       cpu: Callable[[], float] = lambda: 0.0) -> list[float]:
-    """[queries per second, p99 seconds, `cpu` seconds per query] of `clients` clients, each on a
+                       cpu: Callable[[], float] = lambda: 0.0) -> tuple[float, float, float]:
+    """(queries per second, p99 seconds, `cpu` seconds per query) of `clients` clients, each on a
     channel of its own, asking one-site queries over all days in turn for `seconds` (after a
     second's warm-up), the load generator on the same machine."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    measuring, stop = threading.Event(), threading.Event()
+    with contextlib.ExitStack() as stack:
+        channels = [stack.enter_context(FireClient(gateway)) for _ in range(clients)]
 
-    def client_loop(index: int) -> None:
-        with FireClient(gateway) as client:
-            turn = index
-            while not stop.is_set():
-                started = time.perf_counter()
-                stream = client.query(make_filter(sites=[sites[turn % len(sites)]]))
-                for _ in stream:
-                    pass
-                if stream.completeness is None or not stream.completeness.complete:
-                    raise RuntimeError("a benchmark answer was not complete")
-                if measuring.is_set():
-                    with lock:
-                        latencies.append(time.perf_counter() - started)
-                turn += clients
+        def ask(index: int, turn: int) -> None:
+            stream = channels[index].query(make_filter(sites=[sites[(index + turn * clients) % len(sites)]]))
+            for _ in stream:
+                pass
+            if stream.completeness is None or not stream.completeness.complete:
+                raise RuntimeError("a benchmark answer was not complete")
 
-    threads = [threading.Thread(target=client_loop, args=(index,), daemon=True) for index in range(clients)]
-    for thread in threads:
-        thread.start()
-    stop.wait(1.0)
-    measuring.set()
-    before = cpu()
-    stop.wait(seconds)
-    used = cpu() - before
-    stop.set()
-    for thread in threads:
-        thread.join(30)
-    ordered = sorted(latencies)
-    return [len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)], used / max(1, len(ordered))]
+        return closed_loop(ask, clients, seconds, cpu)
 
 
 def first_chunk_under_load(client: FireClient, gateway: str, site: str, scans: int, samples: int) -> float:
