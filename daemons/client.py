@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import grpc
 import pyarrow as pa
 
-from daemons.channels import CHANNEL_OPTIONS
+from daemons.channels import CHANNEL_OPTIONS, ReadStream
 from daemons.deadline import Deadline
 from daemons.query.arrow import SCHEMA as ARROW_SCHEMA
 from daemons.query.arrow import record_batch
@@ -84,7 +84,7 @@ class QueryStream:
         while True:
             self._call = stub.Query(self.request, timeout=self._deadline.timeout())
             try:
-                for message in self._call:
+                for message in ReadStream(self._call):
                     # Each chunk says where the answer stands: after a gateway restart the request
                     # resumes from the last chunk received, with nothing repeated or left out.
                     self.request.resume_token = message.resume_token

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from daemons.channels import NODE_SERVICE, daemon_channel
+from daemons.channels import NODE_SERVICE, ReadStream, daemon_channel
 from daemons.config import Address, TlsConfig
 from daemons.errors import RpcStatus, describe_error
 from daemons.rpc import airquality_pb2 as pb
@@ -59,6 +59,20 @@ class Child(Protocol):
     def close(self) -> None: ...
 
 
+class _Stream:
+    """A Scan call, read through channels.ReadStream: however its reader stops, nothing is left behind."""
+
+    def __init__(self, call: Any):
+        self._call = call
+
+    def __iter__(self) -> Iterator[bytes]:
+        return ReadStream(self._call)
+
+    def cancel(self) -> bool:
+        cancelled: bool = self._call.cancel()
+        return cancelled
+
+
 class GrpcChild:
     """A child over gRPC; Scan responses stay serialized so they can be forwarded untouched."""
 
@@ -78,8 +92,7 @@ class GrpcChild:
                                                  response_deserializer=pb.StatusResponse.FromString)
 
     def scan(self, request: pb.ScanRequest, timeout: float) -> ScanCall:
-        call: ScanCall = self._scan(request, timeout=timeout)
-        return call
+        return _Stream(self._scan(request, timeout=timeout))
 
     def aggregate(self, request: pb.ScanRequest, timeout: float) -> UnaryCall:
         call: UnaryCall = self._aggregate.future(request, timeout=timeout)

@@ -8,6 +8,7 @@ reached through the `Child` protocol (children.py), so all of this runs in tests
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,7 +35,9 @@ Payload = bytes | pb.QueryResponse  # a child's chunk as received, or one made h
 ReportFailure = Callable[[str], None]  # a health monitor's query_call_failed(reason)
 
 
-def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """(rows, whether they are the last) in chunks of `size`; each full chunk goes as soon as it is
+    full, so only the rest after the last block is known to be the last."""
     pending: list[np.ndarray] = []
     pending_rows = 0
     for block in blocks:
@@ -45,16 +48,17 @@ def _rechunk(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
             pending_rows += len(take)
             rest = rest[len(take):]
             if pending_rows == size:
-                yield np.concatenate(pending)
+                yield np.concatenate(pending), False
                 pending, pending_rows = [], 0
     if pending_rows:
-        yield np.concatenate(pending)
+        yield np.concatenate(pending), True
 
 
 def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon: str,
                    skip: int = 0) -> Iterator[pb.QueryResponse]:
     """The partition's matching rows in partition order after the first `skip`, its status on the
-    last chunk (alone when no row matches).
+    last chunk (alone when no row is left, or when the last chunk was full: a full chunk is sent
+    before the scan knows whether more rows match, so that rows never wait for the next ones).
 
     The order is the same on every copy with the same fingerprint (day, file, line), which is what
     lets a replica take over a stream at the row where a failed copy stopped. A copy with gaps
@@ -64,19 +68,17 @@ def scan_partition(partition: Partition, query: Filter, chunk_size: int, daemon:
     """
     offset = skip
     encoder = ChunkEncoder(partition)
-    chunks = _rechunk(query.matcher(partition).selected(skip), chunk_size)
-    indices = next(chunks, None)
-    while indices is not None:
+    last = False
+    for indices, last in _rechunk(query.matcher(partition).selected(skip), chunk_size):
         response = pb.QueryResponse(partition=partition.name, partition_offset=offset,
                                     fingerprint=partition.fingerprint)
         encoder.encode(indices, response.columns)
         offset += len(indices)
-        indices = next(chunks, None)
-        if indices is None:
+        if last:
             response.partitions.append(finished_status(partition, offset - skip, daemon))
         yield response
-    if offset == skip:
-        yield pb.QueryResponse(partitions=[finished_status(partition, 0, daemon)])
+    if not last:
+        yield pb.QueryResponse(partitions=[finished_status(partition, offset - skip, daemon)])
 
 
 def finished_status(partition: Partition, rows: int, daemon: str) -> pb.PartitionStatus:
@@ -147,7 +149,7 @@ class ScanSession:
             source = f"{child}#{next(self._calls)}"
             self._sources[source] = _ScanSource(child, call, {r.partition for r in child_routes})
             fanout.call_started(child, call)
-            self.merge.add(source, call, cancel=call.cancel)
+            self.merge.add(source, call, cancel=functools.partial(self._cancel, child, call))
 
     def __iter__(self) -> Iterator[tuple[Payload, pb.QueryResponse]]:
         items = iter(self.merge)
@@ -169,6 +171,13 @@ class ScanSession:
             message = item if isinstance(item, pb.QueryResponse) else pb.QueryResponse.FromString(item)
             self._sources[source].unreported.difference_update(status.partition for status in message.partitions)
             yield item, message
+
+    def _cancel(self, child: str, call: ScanCall) -> None:
+        """The merge closed before its consumer saw the call end: the request is over (cancelled,
+        its reader gone) and the call is forgotten with it. Kept, each such call held the last chunk
+        it had received: 0.3 MB per abandoned full scan at leader_e, for good (measured 2026-12-01)."""
+        call.cancel()
+        self.fanout.call_ended(child, call, None, self.request.request_id, [])
 
     def _source_ended(self, source: _ScanSource, error: BaseException | None) -> None:
         unreported = sorted(source.unreported)

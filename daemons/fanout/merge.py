@@ -73,6 +73,7 @@ class _PumpThreads:
             name, work = job
             me.name = f"merge-{name}"  # what a thread dump shows
             work()
+            del job, work  # what the pump held (its merge, its buffers) is not kept while idle
             me.name = "merge-idle"
             with self._lock:
                 self._idle.append(inbox)
@@ -131,6 +132,7 @@ class FairMerge:
                 self._condition.notify_all()
 
     def _pump(self, source: _Source, items: Iterable[Any]) -> None:
+        iterator: Iterator[Any] | None = None
         try:
             iterator = iter(items)
             while True:
@@ -151,6 +153,9 @@ class FairMerge:
         except BaseException as error:  # handed to the consumer, which decides what it means
             source.error = error
         finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:  # a generator left unfinished (the merge closed) ends here, now
+                close()
             with self._condition:
                 source.finished = True
                 self._condition.notify_all()
@@ -205,12 +210,13 @@ class FairMerge:
         return None
 
     def close(self) -> None:
-        """Stops every pump and cancels every source that can be cancelled; idempotent."""
+        """Stops every pump and cancels every source whose end the consumer has not seen (one that
+        has finished, too: its canceller may have more to undo than the call); idempotent."""
         with self._condition:
             if self._closed:
                 return
             self._closed = True
             self._condition.notify_all()
-            cancels = [s.cancel for s in self._sources if s.cancel and not s.finished]
+            cancels = [s.cancel for s in self._sources if s.cancel and not s.ended_sent]
         for cancel in cancels:
             cancel()

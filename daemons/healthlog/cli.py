@@ -28,7 +28,7 @@ import grpc
 
 import daemons
 from daemons import events
-from daemons.channels import CHANNEL_OPTIONS
+from daemons.channels import CHANNEL_OPTIONS, ReadStream
 from daemons.cli.options import tls_option
 from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, client_channel
@@ -207,7 +207,7 @@ class GatewayEvents:
                 with client_channel(self.target, self.tls_dir, [*CHANNEL_OPTIONS, *GATEWAY_KEEPALIVE_OPTIONS]) as channel:
                     request = pb.EventsRequest(follow=self.follow, event_names=self.event_names,
                                                resume=list(self.positions.values()))
-                    for response in pb_grpc.AirQualityStub(channel).Events(request):
+                    for response in ReadStream(pb_grpc.AirQualityStub(channel).Events(request)):
                         if not connected and self.follow and self.positions:
                             click.echo(f"{_clock_now()} reading through the gateway at {self.target} again", err=True)
                         connected = True

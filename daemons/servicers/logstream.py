@@ -31,7 +31,7 @@ from typing import Any
 
 import grpc
 
-from daemons.channels import NODE_SERVICE, daemon_channel
+from daemons.channels import NODE_SERVICE, ReadStream, daemon_channel
 from daemons.config import Link, TlsConfig
 from daemons.errors import describe_error
 from daemons.healthlog.follow import FilePosition, LogFollower, program_of
@@ -292,7 +292,7 @@ def remote_opener(daemon: str, address: str, tls: TlsConfig | None) -> Opener:
 
         def messages() -> Messages:
             try:
-                yield from call
+                yield from ReadStream(call)
             finally:
                 channel.close()
 

@@ -45,5 +45,7 @@ def closed_loop(ask: Callable[[int, int], None], clients: int = 16, seconds: flo
         thread.join(30)
     if failures:
         raise RuntimeError(f"{len(failures)} of the load's queries failed, first: {failures[0]}")
+    if not latencies:
+        raise RuntimeError(f"no query finished within the {seconds} s measured")
     ordered = sorted(latencies)
     return len(ordered) / seconds, ordered[max(0, int(0.99 * len(ordered)) - 1)], used / max(1, len(ordered))

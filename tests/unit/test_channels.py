@@ -1,6 +1,7 @@
 """The query channels' streams are read on the iterating thread (channels.SINGLE_THREADED_STREAMS):
 against a real gRPC server on the loopback interface, the messages, the end, a failure, a cancel
-from another thread and a deadline all still reach that thread."""
+from another thread and a deadline all still reach that thread, and `ReadStream` leaves nothing
+behind of a call however its reading ends."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import grpc.experimental
+import psutil
 import pytest
 
-from daemons.channels import SERVER_OPTIONS, daemon_channel
+from daemons.channels import SERVER_OPTIONS, ReadStream, daemon_channel
 
 WAIT_SECONDS = 5.0  # only ever reached when something is broken
 METHOD = "/test.Streams/Stream"
@@ -58,7 +61,11 @@ def streams() -> Iterator[tuple[Streams, Any]]:
 
 def test_a_stream_is_read_whole_on_the_calling_thread(streams) -> None:
     _, call = streams
-    assert list(call(b"all", timeout=WAIT_SECONDS)) == [b"first", b"second", b"third"]
+    stream = call(b"all", timeout=WAIT_SECONDS)
+    with pytest.raises(grpc.experimental.UsageError):  # only a stream read on its own thread says so
+        stream.code()
+    assert list(ReadStream(stream)) == [b"first", b"second", b"third"]
+    assert stream.code() is grpc.StatusCode.OK
 
 
 def test_a_failed_stream_raises_with_its_code_on_the_reading_thread(streams) -> None:
@@ -100,3 +107,22 @@ def test_a_deadline_ends_a_reader_waiting_on_a_silent_stream(streams) -> None:
     with pytest.raises(grpc.RpcError) as failure:
         next(stream)
     assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_calls_cancelled_mid_stream_or_left_unread_keep_no_memory(streams) -> None:
+    """Without taking what a cancelled call is still due, each kept about 21 KB for good: 2,000 of
+    them grew the process by 40 MB (measured 2026-12-01)."""
+    _, call = streams
+    process = psutil.Process()
+
+    def cancelled_calls(count: int) -> None:
+        for index in range(count):
+            reading = ReadStream(call(b"all", timeout=WAIT_SECONDS))
+            if index % 2:
+                assert next(reading) == b"first"  # stopped after the first message
+            reading.close()  # what a merge's pump does when its merge closes
+
+    cancelled_calls(200)
+    before = process.memory_info().rss
+    cancelled_calls(2000)
+    assert process.memory_info().rss - before < 15 * 2**20

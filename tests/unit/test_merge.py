@@ -296,7 +296,7 @@ def test_close_from_another_thread_wakes_a_waiting_consumer():
 
 
 def test_a_pumps_thread_serves_the_next_pump_and_ends_once_idle_long_enough():
-    threads = _PumpThreads(idle_seconds=0.2)
+    threads = _PumpThreads(idle_seconds=3.0)
     ran: list[threading.Thread] = []
     done = [threading.Event() for _ in range(2)]
     for index, event in enumerate(done):
@@ -307,6 +307,23 @@ def test_a_pumps_thread_serves_the_next_pump_and_ends_once_idle_long_enough():
     assert ran[0] is ran[1]  # no second thread started
     ran[0].join(TIMEOUT)  # and none kept beyond its idle time
     assert not ran[0].is_alive()
+
+
+def test_a_pumped_generator_left_unfinished_by_a_close_is_closed_by_its_pump():
+    closed = threading.Event()
+
+    def stream():
+        try:
+            yield from itertools.count()
+        finally:
+            closed.set()  # where a gRPC stream is cancelled and what it is due is taken
+
+    merge = FairMerge()
+    merge.add("unfinished", stream())
+    stream_of = iter(merge)
+    assert next(stream_of) == ("unfinished", 0)
+    merge.close()
+    assert closed.wait(TIMEOUT)
 
 
 def test_pumps_running_at_once_each_get_a_thread_of_their_own():
