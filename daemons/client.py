@@ -68,7 +68,8 @@ class Completeness:
 
 
 class QueryStream:
-    """Iterates a query's ColumnBatches; `completeness` is filled in by the last chunk."""
+    """Iterates a query's ColumnBatches; `completeness` is filled in by the last chunk. An iteration
+    dropped unfinished cancels its call at once (each iteration asks anew)."""
 
     def __init__(self, client: FireClient, request: pb.QueryRequest, deadline: Deadline):
         self._client = client
