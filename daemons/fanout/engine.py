@@ -240,8 +240,7 @@ class Fanout:
         the last chunk it had received: 0.3 MB per abandoned full scan at leader_e, for good
         (measured 2026-12-01)."""
         call.cancel()
-        with self._lock:
-            self._calls.get(child, set()).discard(call)
+        self.call_ended(child, call, None, "", [])  # no error: nothing to report, only forgotten
 
     def call_ended(self, child: str, call: ScanCall | UnaryCall, error: object | None, request_id: str,
                    partitions: list[str]) -> None:
