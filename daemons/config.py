@@ -19,10 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-
 from daemons.health.state import MAX_SECONDS_OR_COUNT, InvalidThreshold, Thresholds
 from daemons.quoting import SHOWN_CHARACTERS, quoted
 
@@ -498,12 +494,20 @@ def _pem_file(reader: FieldReader, raw: Any, field: str, load: Callable[[bytes],
 
 
 def _public_key_der(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
     """Reads the CA, the certificate and the key, and checks that they make a usable identity now:
     a certificate the CA signed, in its validity period, matching the key."""
+    # Imported only for a TLS config: every daemon and monitor process reads its config at start,
+    # and the library takes 30 ms of CPU to import (twelve processes at once on a first start).
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+
     fields = {"ca", "cert", "key", "cluster_key"}
     section = reader.object(raw, "tls", fields, fields)
     _, ca_pem, ca = _pem_file(reader, section["ca"], "tls.ca", x509.load_pem_x509_certificate)

@@ -27,9 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-TRUST_DOMAIN = "fire.cluster"
-DAEMON_PREFIX = f"spiffe://{TRUST_DOMAIN}/daemon/"
-CLIENT_PREFIX = f"spiffe://{TRUST_DOMAIN}/client/"
+from daemons.security.identity import CLIENT_PREFIX, DAEMON_PREFIX
+
 CLIENT_NAME = "client"
 CA_DAYS = 3650
 LEAF_DAYS = 825  # within what browsers and most TLS stacks accept for a leaf

@@ -14,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from daemons.security.certs import CLIENT_PREFIX, DAEMON_PREFIX
-
+# The identities bin/gen-certs writes into certificates (certs.py): defined here, with the policy
+# that reads them, so that a daemon checks callers without importing the certificate library.
+TRUST_DOMAIN = "fire.cluster"
+DAEMON_PREFIX = f"spiffe://{TRUST_DOMAIN}/daemon/"
+CLIENT_PREFIX = f"spiffe://{TRUST_DOMAIN}/client/"
 NODE_METHODS = "/airquality.v1.Node/"
 SPIFFE_ID = "peer_spiffe_id"  # the key of the peer's SPIFFE ID in gRPC's auth context
 

@@ -24,7 +24,7 @@ import psutil
 
 from daemons.client import FireClient, make_filter
 from daemons.datagen.tree import DEFAULT_SEED, REAL_SET_SITES, generate_if_absent
-from tests.benchmarks import grpc_floor
+from tests.benchmarks import grpc_floor, start_floor
 from tests.benchmarks.load import closed_loop
 from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
 from tests.waiting import wait_for
@@ -216,6 +216,8 @@ def run(data_root: Path | None, runs: int, scale: int) -> None:
         with private_cluster(data_root, 300) as (cluster, first_start):
             figures = [Figure("all six serving, first start parsing every CSV", first_start, "s", 2.0)]
             figures += measure(cluster, data_root, runs)
+        figures.insert(1, Figure("  twelve bare interpreters' imports and Arrow's parse alone", start_floor.floor(data_root),
+                                 "s"))
         print(f"data: {data_root}")
     else:
         with private_cluster(data_root, 300) as (cluster, _), FireClient(cluster.gateway) as client:
