@@ -30,7 +30,6 @@ Pure, apart from the key it is given: the sockets are datagram.py's.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import threading
 from collections import Counter, OrderedDict
@@ -40,13 +39,14 @@ from typing import TYPE_CHECKING, TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from daemons.rpc import airquality_pb2 as pb
+from daemons.security.mac import MAC_BYTES, Mac
 
 if TYPE_CHECKING:
     from daemons.config import TlsConfig
 
 M = TypeVar("M", bound=Message)
 MAGIC = b"FHD1"  # fire health datagram, version 1
-TAG_BYTES = hashlib.sha256().digest_size
+TAG_BYTES = MAC_BYTES
 MAX_DATAGRAM = 2048  # far above any health message (a few hundred bytes); longer is dropped unread
 MAX_PROBERS = 256  # probers whose latest timestamp a responder remembers: a daemon has one or two
 
@@ -79,10 +79,11 @@ class Seal:
 
     def __init__(self, key: bytes | None):
         self.key = key
+        self._mac = None if key is None else Mac(key)
 
     def _tag(self, kind: Kind, body: bytes) -> bytes:
-        assert self.key is not None
-        return hmac.digest(self.key, MAGIC + kind.value + b"\0" + body, "sha256")
+        assert self._mac is not None
+        return self._mac.of(MAGIC + kind.value + b"\0" + body)
 
     def seal(self, kind: Kind, message: Message) -> bytes:
         body = message.SerializeToString()

@@ -10,7 +10,6 @@ gateway's restarts (the very moment tokens are for) and never leaves the gateway
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import os
 import secrets
@@ -20,8 +19,8 @@ from pathlib import Path
 from daemons.planning.failover import RequestPlan
 from daemons.query.filter import InvalidQuery
 from daemons.rpc import airquality_pb2 as pb
+from daemons.security.mac import MAC_BYTES, Mac
 
-MAC_BYTES = hashlib.sha256().digest_size
 KEY_BYTES = 32
 MAX_TOKEN_BYTES = 64 * 1024  # a token names each partition once: far below this
 NOT_OURS = "resume_token: not a token this service issued (resend the query without it to start over)"
@@ -42,10 +41,7 @@ def load_or_create_key(path: Path) -> bytes:
 
 class ResumeTokens:
     def __init__(self, key: bytes):
-        self._key = key
-
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.digest(self._key, body, "sha256")  # one call into OpenSSL: a token goes with every chunk
+        self._mac = Mac(key).of  # a token goes with every chunk
 
     def issue(self, digest: bytes, chunks: int, plan: RequestPlan) -> bytes:
         """What the client has of each partition, which are complete, and from which copy."""
