@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,11 +37,18 @@ from daemons.query.arrow import concat
 from daemons.query.wire import ColumnBatch, StreamDictionary
 from daemons.storage.columns import DICTIONARY, FIELDS, format_datetime
 
+# What may make the csv module quote a field (its delimiter, its quote, a line's end): a value with
+# none of them is written as it is, and only the others go through the module (1.6 us a value,
+# against 0.2 us for the check; a full scan's streams bring about 20,000 values).
+_MAY_NEED_QUOTES = re.compile('[,"\r\n]')
+
 
 def csv_field(value: str) -> str:
     """A string as the csv module writes it in a row of several fields (quoted only if needed)."""
     if not value:
         return value  # alone in a row the module would write '""'; among others, nothing
+    if _MAY_NEED_QUOTES.search(value) is None:
+        return value
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow([value])
     return out.getvalue()[:-1]

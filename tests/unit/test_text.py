@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemons.cli.output import RowWriter, table_cell
-from daemons.query.text import ChunkText
+from daemons.query.text import ChunkText, csv_field
 from daemons.query.wire import ChunkEncoder, ColumnBatch, RowDecoder, StreamDictionary
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import DICTIONARY, FIELDS, NUMERIC, SHORT_CODE
@@ -80,6 +80,20 @@ def test_a_value_needing_quotes_is_quoted_as_the_csv_module_does():
                         {name: np.array([0, 1], SHORT_CODE) for name in DICTIONARY},
                         {name: np.array(['Say "hi", then\nleave', ""], dtype=object) for name in DICTIONARY})
     assert bytes(ChunkText("csv").render(batch)).decode() == row_by_row([batch], "csv")
+
+
+def test_every_character_anywhere_in_a_string_is_written_as_the_csv_module_writes_it():
+    """csv_field asks the module only about values holding a character that may need quotes: every
+    other character, alone or inside or at either end of a value, is left as the module leaves it."""
+    def module_row(values: list[str]) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(values)
+        return out.getvalue()
+
+    for code_point in range(0x3000):
+        character = chr(code_point)
+        for value in (character, f"a{character}b", f"{character}a", f"a{character}"):
+            assert csv_field(value) + ",x\n" == module_row([value, "x"]), repr(value)
 
 
 def test_the_writer_puts_the_header_first_then_the_chunks():
