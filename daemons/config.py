@@ -493,12 +493,6 @@ def _pem_file(reader: FieldReader, raw: Any, field: str, load: Callable[[bytes],
         raise reader.fail(field, f"{path} is not a PEM file of the kind expected: {error}") from None
 
 
-def _public_key_der(key: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
 def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
     """Reads the CA, the certificate and the key, and checks that they make a usable identity now:
     a certificate the CA signed, in its validity period, matching the key."""
@@ -522,7 +516,8 @@ def _tls(reader: FieldReader, raw: Any) -> TlsConfig:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         raise reader.fail("tls.cert", "not signed by the CA of tls.ca") from None
-    if _public_key_der(cert.public_key()) != _public_key_der(key.public_key()):
+    der = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*der) != key.public_key().public_bytes(*der):
         raise reader.fail("tls.key", "not the key of the certificate of tls.cert")
     return TlsConfig(ca_pem, cert_pem, key_pem, cert_file, key_file, _cluster_key(reader, section["cluster_key"]))
 

@@ -38,15 +38,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from daemons.mac import MAC_BYTES, Mac
 from daemons.rpc import airquality_pb2 as pb
-from daemons.security.mac import MAC_BYTES, Mac
 
 if TYPE_CHECKING:
     from daemons.config import TlsConfig
 
 M = TypeVar("M", bound=Message)
 MAGIC = b"FHD1"  # fire health datagram, version 1
-TAG_BYTES = MAC_BYTES
 MAX_DATAGRAM = 2048  # far above any health message (a few hundred bytes); longer is dropped unread
 MAX_PROBERS = 256  # probers whose latest timestamp a responder remembers: a daemon has one or two
 
@@ -106,9 +105,9 @@ class Seal:
             return data
         if not data.startswith(MAGIC):
             raise Dropped(UNAUTHENTICATED)
-        if len(data) < len(MAGIC) + TAG_BYTES:
+        if len(data) < len(MAGIC) + MAC_BYTES:
             raise Dropped(MALFORMED)
-        tag, body = data[len(MAGIC):len(MAGIC) + TAG_BYTES], data[len(MAGIC) + TAG_BYTES:]
+        tag, body = data[len(MAGIC):len(MAGIC) + MAC_BYTES], data[len(MAGIC) + MAC_BYTES:]
         # A truncated datagram fails here too: its tag no longer matches what is left.
         if not hmac.compare_digest(tag, self._tag(kind, body)):
             raise Dropped(UNAUTHENTICATED)

@@ -16,10 +16,10 @@ import secrets
 from collections.abc import Collection
 from pathlib import Path
 
+from daemons.mac import MAC_BYTES, Mac
 from daemons.planning.failover import RequestPlan
 from daemons.query.filter import InvalidQuery
 from daemons.rpc import airquality_pb2 as pb
-from daemons.security.mac import MAC_BYTES, Mac
 
 KEY_BYTES = 32
 MAX_TOKEN_BYTES = 64 * 1024  # a token names each partition once: far below this
@@ -41,7 +41,7 @@ def load_or_create_key(path: Path) -> bytes:
 
 class ResumeTokens:
     def __init__(self, key: bytes):
-        self._mac = Mac(key).of  # a token goes with every chunk
+        self._mac = Mac(key).of  # not hmac.digest: see daemons/mac.py
 
     def issue(self, digest: bytes, chunks: int, plan: RequestPlan) -> bytes:
         """What the client has of each partition, which are complete, and from which copy."""

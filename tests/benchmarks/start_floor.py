@@ -47,7 +47,11 @@ def floor(data_root: Path, runs: int = 3) -> float:
         others = ([[sys.executable, "-c", DAEMON]] * (len(PROGRAMS) - len(parsers))
                   + [[sys.executable, "-c", MONITOR]] * len(PROGRAMS))
         processes = [subprocess.Popen(command) for command in parsers + others]
-        failed = [process.args for process in processes if process.wait(120) != 0]
+        try:
+            failed = [process.args for process in processes if process.wait(120) != 0]
+        finally:
+            for process in processes:  # any still running after a wait ran out
+                process.kill()
         if failed:
             raise RuntimeError(f"a stand-in failed: {failed[0]}")
         return time.perf_counter() - started

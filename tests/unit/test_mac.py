@@ -1,4 +1,4 @@
-"""daemons/security/mac.py: the same tags as hmac.digest, made without letting go of the interpreter lock."""
+"""daemons/mac.py: the same tags as hmac.digest, made without letting go of the interpreter lock."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemons.security.mac import MAC_BYTES, Mac
+from daemons.mac import MAC_BYTES, Mac
 
 
 @given(key=st.binary(min_size=1, max_size=100), messages=st.lists(st.binary(max_size=3000), max_size=4))

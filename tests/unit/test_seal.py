@@ -17,7 +17,6 @@ from daemons.health.seal import (
     OVERSIZED,
     REPLAYED,
     STALE,
-    TAG_BYTES,
     UNAUTHENTICATED,
     UNSEALED,
     Dropped,
@@ -25,6 +24,7 @@ from daemons.health.seal import (
     RequestFreshness,
     Seal,
 )
+from daemons.mac import MAC_BYTES
 from daemons.rpc import airquality_pb2 as pb
 
 KEY = bytes(range(32))
@@ -91,7 +91,7 @@ def test_arbitrary_bytes_are_dropped_never_crash(data: bytes) -> None:
 
 
 def test_a_sealed_datagram_is_its_message_and_a_fixed_overhead() -> None:
-    assert len(SEAL.seal(Kind.REQUEST, REQUEST)) == len(MAGIC) + TAG_BYTES + REQUEST.ByteSize()
+    assert len(SEAL.seal(Kind.REQUEST, REQUEST)) == len(MAGIC) + MAC_BYTES + REQUEST.ByteSize()
 
 
 def test_requests_outside_the_window_are_stale_and_each_is_believed_once() -> None:
