@@ -7,12 +7,18 @@ own and relays its children's, the gateway relays all five and ends with the sum
 parsed, planned, scanned, logged or counted. The same 16 client threads ask them in turn; what
 separates this figure from the real one is our own work per query, and what separates it from
 the target is the stack.
+
+`bulk` sends a full scan's bytes the same way: each stand-in's partition as chunks of the real
+answer's size, relayed up the same hops to one client that only receives them. What separates it
+from DuckDB's time to make the same table in its own process is moving the bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -28,6 +34,8 @@ from tests.benchmarks.load import closed_loop
 from tests.cluster import free_ports
 
 METHOD = "/floor.Node/Scan"
+BULK = "/floor.Node/Bulk"  # the request: struct BULK_REQUEST of (chunks per partition, bytes per chunk)
+BULK_REQUEST = struct.Struct("<II")
 CHUNK_BYTES = 11_000  # a one-site chunk of one partition, as the workers send it (about 200 rows of 54 bytes)
 HEADER_BYTES = 60  # what the gateway appends to a chunk: its number and resume token
 SUMMARY_BYTES = 400  # the last message: completeness and the five partitions' statuses
@@ -45,26 +53,37 @@ def serve(port: int, local: int, child_ports: list[int], gateway: bool) -> None:
     channels = [grpc.insecure_channel(f"127.0.0.1:{p}", options=CHANNEL_OPTIONS) for p in child_ports]
     calls = [channel.unary_stream(METHOD) for channel in channels]
 
-    def scan(request: bytes, context: Any) -> Iterator[bytes]:
-        streams = [call(request, timeout=30) for call in calls]
-        for _ in range(local):
-            yield b"c" * CHUNK_BYTES
+    bulk_calls = [channel.unary_stream(BULK) for channel in channels]
+
+    def answer(request: bytes, own: Iterator[bytes], children: list[Any]) -> Iterator[bytes]:
+        streams = [call(request, timeout=60) for call in children]
+        yield from own
         for stream in streams:
             for message in stream:
                 yield message + b"h" * HEADER_BYTES if gateway else message
         if gateway:
             yield b"s" * SUMMARY_BYTES
 
+    def scan(request: bytes, context: Any) -> Iterator[bytes]:
+        return answer(request, (b"c" * CHUNK_BYTES for _ in range(local)), calls)
+
+    def bulk(request: bytes, context: Any) -> Iterator[bytes]:
+        chunks, chunk_bytes = BULK_REQUEST.unpack(request)
+        chunk = b"c" * chunk_bytes  # made once: what a chunk costs to make is no part of the floor
+        return answer(request, (chunk for _ in range(local * chunks)), bulk_calls)
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "floor.Node", {"Scan": grpc.unary_stream_rpc_method_handler(scan)})])
+        "floor.Node", {"Scan": grpc.unary_stream_rpc_method_handler(scan),
+                       "Bulk": grpc.unary_stream_rpc_method_handler(bulk)})])
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
 
 
-def floor(clients: int = 16, seconds: float = 10.0) -> tuple[float, float, float]:
-    """(queries/s, p99 seconds, CPU seconds per query of the six processes and the clients)."""
+@contextlib.contextmanager
+def stand_ins() -> Iterator[tuple[str, list[psutil.Process]]]:
+    """The six stand-ins, each answering: (the gateway's address, their processes)."""
     ports = dict(zip(SHAPE, free_ports(len(SHAPE))))
     processes = {}
     try:
@@ -72,26 +91,54 @@ def floor(clients: int = 16, seconds: float = 10.0) -> tuple[float, float, float
             processes[daemon] = subprocess.Popen(
                 [sys.executable, "-m", "tests.benchmarks.grpc_floor", str(ports[daemon]), str(local),
                  ",".join(str(ports[child]) for child in children), "gateway" if daemon == "gateway_a" else ""])
-        with contextlib.ExitStack() as stack:  # a channel per client, as the real load has
-            calls = [stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{ports['gateway_a']}",
-                                                               options=CHANNEL_OPTIONS)).unary_stream(METHOD)
-                     for _ in range(clients)]
+        gateway = f"127.0.0.1:{ports['gateway_a']}"
+        with grpc.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
+            call = channel.unary_stream(METHOD)
             deadline = time.monotonic() + 30
             while True:  # until every stand-in listens
                 try:
-                    if len(list(calls[0](b"q" * 100, timeout=5))) == MESSAGES_TO_CLIENT:
+                    if len(list(call(b"q" * 100, timeout=5))) == MESSAGES_TO_CLIENT:
                         break
                 except grpc.RpcError:
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError("the stand-ins did not all answer within 30 s")
-            watched = [psutil.Process(p.pid) for p in processes.values()] + [psutil.Process()]
-            return closed_loop(functools.partial(_ask, calls), clients, seconds,
-                               lambda: sum(sum(p.cpu_times()[:2]) for p in watched))
+        yield gateway, [psutil.Process(p.pid) for p in processes.values()]
     finally:
         for process in processes.values():
             process.kill()
             process.wait()
+
+
+def floor(clients: int = 16, seconds: float = 10.0) -> tuple[float, float, float]:
+    """(queries/s, p99 seconds, CPU seconds per query of the six processes and the clients)."""
+    with stand_ins() as (gateway, processes), contextlib.ExitStack() as stack:
+        # a channel per client, as the real load has
+        calls = [stack.enter_context(grpc.insecure_channel(gateway, options=CHANNEL_OPTIONS)).unary_stream(METHOD)
+                 for _ in range(clients)]
+        watched = [*processes, psutil.Process()]
+        return closed_loop(functools.partial(_ask, calls), clients, seconds,
+                           lambda: sum(sum(p.cpu_times()[:2]) for p in watched))
+
+
+def bulk(answer_bytes: int, chunk_bytes: int, runs: int = 3) -> float:
+    """Median seconds for one client to receive `answer_bytes` through the stand-ins, each of the
+    five partitions sent as chunks of `chunk_bytes`."""
+    partitions = sum(local for local, _ in SHAPE.values())
+    chunks = max(1, round(answer_bytes / partitions / chunk_bytes))
+    request = BULK_REQUEST.pack(chunks, chunk_bytes)
+    with stand_ins() as (gateway, _), grpc.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
+        call = channel.unary_stream(BULK)
+
+        def once() -> float:
+            started = time.perf_counter()
+            received = sum(len(message) for message in call(request, timeout=60))
+            if received < partitions * chunks * chunk_bytes:
+                raise RuntimeError(f"the stand-ins sent {received} bytes, not {partitions * chunks * chunk_bytes}")
+            return time.perf_counter() - started
+
+        once()  # connections warmed up
+        return statistics.median(once() for _ in range(runs))
 
 
 def _ask(calls: list[Any], index: int, turn: int) -> None:

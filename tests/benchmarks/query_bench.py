@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psutil
 
+from daemons.channels import CHANNEL_OPTIONS
 from daemons.client import FireClient, make_filter
+from daemons.config import MAX_CHUNK_SIZE
 from daemons.datagen.tree import DEFAULT_SEED, REAL_SET_SITES, generate_if_absent
+from daemons.rpc import airquality_pb2 as pb
 from tests.benchmarks import grpc_floor, start_floor
 from tests.benchmarks.load import closed_loop
 from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
@@ -105,6 +109,16 @@ def duckdb_copy_seconds(data_root: Path, where: str, output_format: str, runs: i
         return (time.perf_counter() - started,)
 
     return median_of(runs, once)[0]
+
+
+def answer_bytes(gateway: str) -> tuple[int, int]:
+    """(bytes, messages) of the full scan's answer in the largest chunks, as the gateway sends it:
+    what the full scan's floor moves."""
+    with grpc.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
+        call = channel.unary_stream("/airquality.v1.AirQuality/Query", pb.QueryRequest.SerializeToString)
+        request = pb.QueryRequest(request_id=f"bytes-{os.getpid()}", filter=make_filter(), chunk_size=MAX_CHUNK_SIZE)
+        sizes = [len(message) for message in call(request, timeout=60)]
+    return sum(sizes), len(sizes)
 
 
 def query_cli_seconds(gateway: str, arguments: list[str], runs: int) -> float:
@@ -301,6 +315,10 @@ def measure(cluster, data_root: Path, runs: int, scale: int = 1,
 
         figures.append(Figure("full scan into a client pyarrow.Table", median_of(runs, arrow_once)[0], "s",
                               duckdb=median_of(runs, duckdb_arrow_once)[0]))
+        if scale == 1:
+            total, messages = answer_bytes(cluster.gateway)
+            figures.append(Figure(f"  its {total / 1e6:.1f} MB through the same hops, bare gRPC",
+                                  grpc_floor.bulk(total, total // messages, runs), "s"))
 
         headline_where = "WHERE parameter IN ('PM2.5', 'PM10') AND aqi BETWEEN 0 AND 100"
         headline_arguments = ["--parameter", "PM2.5", "--parameter", "PM10", "--min-aqi", "0", "--max-aqi", "100"]
