@@ -121,6 +121,11 @@ class ReadStream:
             self.close()
             raise
 
+    def cancel(self) -> bool:
+        """Cancels the call, from any thread: its reader's wait ends with CANCELLED."""
+        cancelled: bool = self._call.cancel()
+        return cancelled
+
     def close(self) -> None:
         """Stops reading: cancels the call unless it has ended, and takes what it is still due."""
         if self._closed:

@@ -59,20 +59,6 @@ class Child(Protocol):
     def close(self) -> None: ...
 
 
-class _Stream:
-    """A Scan call, read through channels.ReadStream: however its reader stops, nothing is left behind."""
-
-    def __init__(self, call: Any):
-        self._call = call
-
-    def __iter__(self) -> Iterator[bytes]:
-        return ReadStream(self._call)
-
-    def cancel(self) -> bool:
-        cancelled: bool = self._call.cancel()
-        return cancelled
-
-
 class GrpcChild:
     """A child over gRPC; Scan responses stay serialized so they can be forwarded untouched."""
 
@@ -92,7 +78,7 @@ class GrpcChild:
                                                  response_deserializer=pb.StatusResponse.FromString)
 
     def scan(self, request: pb.ScanRequest, timeout: float) -> ScanCall:
-        return _Stream(self._scan(request, timeout=timeout))
+        return ReadStream(self._scan(request, timeout=timeout))  # however its reader stops, nothing is left behind
 
     def aggregate(self, request: pb.ScanRequest, timeout: float) -> UnaryCall:
         call: UnaryCall = self._aggregate.future(request, timeout=timeout)

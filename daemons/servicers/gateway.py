@@ -117,7 +117,8 @@ class GatewayServicer:
         for payload, message in session:
             if admitted.cancellation.cancelled:
                 break  # sources cut short by the cancel are not failures to fail over from
-            if message.HasField("columns"):  # before the statuses: a partition's last chunk carries its own
+            has_rows = message.HasField("columns")
+            if has_rows:  # before the statuses: a partition's last chunk carries its own
                 plan.rows_received(message.partition, message.partition_offset, message.columns.row_count,
                                    message.fingerprint)
                 admitted.rows = plan.rows_delivered
@@ -126,7 +127,7 @@ class GatewayServicer:
                 replacement = plan.settle(status, self._status_of())
                 if replacement is not None:
                     session.route([self._failed_over(request_id, replacement)])
-            if message.HasField("columns"):
+            if has_rows:
                 chunks += 1
                 header = pb.QueryResponse(request_id=request_id, chunk_number=chunks - 1,
                                           resume_token=self.tokens.issue(digest, chunks, plan))
