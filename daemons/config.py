@@ -34,6 +34,7 @@ LINK_KINDS = ("query", "control")
 # Where the gateway serves its live dashboard when its config does not say (loopback: see README).
 DEFAULT_DASHBOARD_LISTEN = "127.0.0.1:8050"
 MAX_CHUNK_SIZE = 65536  # rows a chunk: about 3.5 MB on the wire, a few times that decoded
+MAX_CPUS = 1024  # Linux's CPU_SETSIZE: the CPU numbers an affinity mask can name
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _DAY = re.compile(r"[0-9]{8}")  # ASCII digits only: \d also matches full-width and other digits
@@ -221,6 +222,9 @@ class DaemonConfig:
     # gateway only: every edge of the overlay and every daemon's role, for the dashboard's picture
     overlay: tuple[OverlayLink, ...] = ()
     roles: Mapping[str, str] = field(default_factory=dict)
+    # The CPUs the daemon's threads run on once it serves (daemons/affinity.py); None: wherever the
+    # kernel puts them.
+    cpus: frozenset[int] | None = None
 
     def child(self, name: str) -> Link:
         return next(link for link in self.children if link.name == name)
@@ -458,6 +462,18 @@ def _log_rotation(reader: FieldReader, raw: Any) -> LogRotation:
                              lambda v: None if 1 <= v <= MAX_LOG_BACKUPS else f"must be in 1..{MAX_LOG_BACKUPS}"))
 
 
+def _cpus(reader: FieldReader, raw: Any) -> frozenset[int]:
+    numbers = reader.list(raw, "cpus")
+    if not numbers:
+        raise reader.fail("cpus", "must name at least one CPU (leave the field out to run on all)")
+    cpus = [reader.typed(number, f"cpus[{index}]", int,
+                         lambda n: None if 0 <= n < MAX_CPUS else f"must be a CPU number in 0..{MAX_CPUS - 1}")
+            for index, number in enumerate(numbers)]
+    if len(set(cpus)) != len(cpus):
+        raise reader.fail("cpus", "a CPU is named twice")
+    return frozenset(cpus)
+
+
 def _layout(reader: FieldReader, raw: Any) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
     section = reader.object(raw, "layout", {"name", "hosts"}, {"name", "hosts"})
     hosts = section["hosts"]
@@ -539,7 +555,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
     reader = FieldReader(source)
     top = reader.object(document, "", {"name", "role", "listen", "log_file", "data", "children", "routes", "query",
                                        "health_monitoring", "resume_key_file", "layout", "tls", "insecure",
-                                       "log_rotation", "metrics_listen", "dashboard_listen"},
+                                       "log_rotation", "metrics_listen", "dashboard_listen", "cpus"},
                         {"name", "role", "listen", "log_file"})
     name = reader.name(top["name"], "name")
     role = reader.typed(top["role"], "role", str,
@@ -594,6 +610,7 @@ def parse_config(document: Any, source: Path, environ: Mapping[str, str] = os.en
         tls=_tls(reader, top["tls"]) if "tls" in top else None,
         metrics_listen=web["metrics_listen"],
         dashboard_listen=web["dashboard_listen"],
+        cpus=_cpus(reader, top["cpus"]) if "cpus" in top else None,
     )
 
 

@@ -38,7 +38,9 @@ class EventType:
 
 # load_seconds: from the daemon's first line of code to serving; startup_seconds: from the spawn.
 DAEMON_STARTED = EventType("daemon_started", ("pid", "port", "role", "rows_loaded", "load_seconds",
-                                              "startup_seconds", "partitions"))
+                                              "startup_seconds", "partitions", "cpus"))
+# The config's `cpus` name none this process may use: it runs on all it may (`available`).
+CPUS_UNAVAILABLE = EventType("cpus_unavailable", ("configured", "available"), "warning")
 DAEMON_STOPPING = EventType("daemon_stopping", ("signal", "active_requests"))
 DAEMON_STOPPED = EventType("daemon_stopped", ("seconds",))
 DAEMON_FAILED = EventType("daemon_failed", ("error",), "error")

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from daemons import eventlog, events
+from daemons.affinity import pin_threads
 from daemons.channels import SERVER_OPTIONS, server_credentials
 from daemons.config import Address, ConfigError, DaemonConfig, DataConfig, load_config
 from daemons.fanout.children import GrpcChild
@@ -127,7 +128,8 @@ class Daemon:
         self.children = {link.name: GrpcChild(link.name, link.address, config.tls) for link in config.children}
         self.monitor_process = MonitorProcess(
             Setup(config.name, config.role, config.health,
-                  tuple((link.name, link.address) for link in config.watched), config.log_file, config.tls),
+                  tuple((link.name, link.address) for link in config.watched), config.log_file, config.tls,
+                  frozenset(os.sched_getaffinity(0))),
             self.log, on_unavailable=self.cancel_calls_to)
         self.monitors = self.monitor_process.monitors
         watched = {m.neighbor: m for m in self.monitors}
@@ -267,6 +269,19 @@ class Daemon:
         print(f"{self.config.name}: {error}", file=sys.stderr)
         return 1
 
+    def keep_to_configured_cpus(self) -> list[int]:
+        """Pins the daemon's threads to its config's `cpus` (affinity.py), those it may use; returns
+        the CPUs it runs on."""
+        allowed = os.sched_getaffinity(0)
+        if self.config.cpus is None:
+            return sorted(allowed)
+        usable = self.config.cpus & allowed
+        if not usable:
+            events.CPUS_UNAVAILABLE.emit(self.log, configured=sorted(self.config.cpus), available=sorted(allowed))
+            return sorted(allowed)
+        pin_threads(usable)
+        return sorted(usable)
+
     def run(self) -> int:
         """Serves until a signal; returns the exit status. With TLS, failed handshakes, which only
         gRPC's core sees and writes on stderr, are read from there into the event log."""
@@ -317,6 +332,7 @@ class Daemon:
                 self.datagrams.stop()
                 self.stop_web()
                 return self.fail(outcome[0])
+        cpus = self.keep_to_configured_cpus()
         self.lifecycle.mark_serving()
         if self.config.role == "gateway":
             self.replicas.start()
@@ -325,7 +341,7 @@ class Daemon:
                                    rows_loaded=sum(p.rows for p in partitions),
                                    load_seconds=round(time.monotonic() - self.started, 6),
                                    startup_seconds=round(process_age_seconds(), 3),
-                                   partitions=[p.name for p in partitions])
+                                   partitions=[p.name for p in partitions], cpus=cpus)
         waiting.until(stop)
         return self.shutdown(received[0] if received else "unknown")
 

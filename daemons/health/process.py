@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from daemons import eventlog, events
+from daemons.affinity import pin_threads
 from daemons.companions import start_companion
 from daemons.config import Address, HealthConfig, TlsConfig
 from daemons.events import EventLog
@@ -82,6 +83,10 @@ class Setup:
     neighbors: tuple[tuple[str, Address], ...]  # those it watches; none for a worker
     log_file: Path
     tls: TlsConfig | None = None  # the daemon's, for its health channels; None: plaintext
+    # Where the monitor process runs: every CPU its daemon may use before the daemon keeps itself to
+    # its configured ones (daemons/affinity.py), so that a probe is answered from whichever core is
+    # free; None: where it was started.
+    cpus: frozenset[int] | None = None
 
 
 def encode_message(message: tuple[Any, ...]) -> bytes:
@@ -418,6 +423,8 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
     if kind != "setup" or not isinstance(setup, Setup):
         print(f"monitor process: expected the setup first, got {kind!r}", file=sys.stderr)
         return 2
+    if setup.cpus is not None:  # one the daemon restarts inherits the CPUs the daemon keeps to
+        pin_threads(setup.cpus)
     log = eventlog.configure(setup.observer, setup.log_file, echo=True)  # its daemon rotates the file
     gasper.daemon, gasper.role, gasper.log, gasper.seal = setup.observer, setup.role, log, datagram_seal(setup.tls)
     reporter = Reporter(sock)

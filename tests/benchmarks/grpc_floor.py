@@ -4,7 +4,8 @@ Six bare processes stand in for the overlay: the same daemons, the same calls (c
 -> two leaders -> three workers) and the same messages per one-site query over all days, each
 of about its real size (a worker answers with one chunk that carries its status, a leader adds its
 own and relays its children's, the gateway relays all five and ends with the summary). Nothing is
-parsed, planned, scanned, logged or counted. The same 16 client threads ask them in turn; what
+parsed, planned, scanned, logged or counted; each keeps to the CPUs its daemon's shipped config
+names, as the daemon does once it serves. The same 16 client threads ask them in turn; what
 separates this figure from the real one is our own work per query, and what separates it from
 the target is the stack.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import statistics
 import struct
 import subprocess
@@ -29,9 +31,11 @@ from typing import Any
 import grpc
 import psutil
 
+from daemons.affinity import pin_threads
 from daemons.channels import CHANNEL_OPTIONS, SERVER_OPTIONS
+from daemons.config import load_config
 from tests.benchmarks.load import closed_loop
-from tests.cluster import free_ports
+from tests.cluster import ETC, free_ports
 
 METHOD = "/floor.Node/Scan"
 BULK = "/floor.Node/Bulk"  # the request: struct BULK_REQUEST of (chunks per partition, bytes per chunk)
@@ -48,8 +52,9 @@ SHAPE: dict[str, tuple[int, tuple[str, ...]]] = {
 MESSAGES_TO_CLIENT = 6
 
 
-def serve(port: int, local: int, child_ports: list[int], gateway: bool) -> None:
-    """One stand-in daemon: starts its children's calls, answers its own chunks, relays theirs."""
+def serve(port: int, local: int, child_ports: list[int], gateway: bool, cpus: set[int]) -> None:
+    """One stand-in daemon: starts its children's calls, answers its own chunks, relays theirs. It
+    keeps to `cpus` (all when empty) as the daemon it stands in for does (daemons/affinity.py)."""
     channels = [grpc.insecure_channel(f"127.0.0.1:{p}", options=CHANNEL_OPTIONS) for p in child_ports]
     calls = [channel.unary_stream(METHOD) for channel in channels]
 
@@ -78,6 +83,8 @@ def serve(port: int, local: int, child_ports: list[int], gateway: bool) -> None:
                        "Bulk": grpc.unary_stream_rpc_method_handler(bulk)})])
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
+    if usable := cpus & os.sched_getaffinity(0):
+        pin_threads(usable)
     server.wait_for_termination()
 
 
@@ -88,9 +95,11 @@ def stand_ins() -> Iterator[tuple[str, list[psutil.Process]]]:
     processes = {}
     try:
         for daemon, (local, children) in SHAPE.items():  # children first: SHAPE lists them so
+            cpus = load_config(ETC / f"{daemon}.json").cpus or ()
             processes[daemon] = subprocess.Popen(
                 [sys.executable, "-m", "tests.benchmarks.grpc_floor", str(ports[daemon]), str(local),
-                 ",".join(str(ports[child]) for child in children), "gateway" if daemon == "gateway_a" else ""])
+                 ",".join(str(ports[child]) for child in children), "gateway" if daemon == "gateway_a" else "",
+                 ",".join(map(str, sorted(cpus)))])
         gateway = f"127.0.0.1:{ports['gateway_a']}"
         with grpc.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
             call = channel.unary_stream(METHOD)
@@ -148,5 +157,6 @@ def _ask(calls: list[Any], index: int, turn: int) -> None:
 
 
 if __name__ == "__main__":
-    port_text, local_text, children_text, role = sys.argv[1:5]
-    serve(int(port_text), int(local_text), [int(p) for p in children_text.split(",") if p], role == "gateway")
+    port_text, local_text, children_text, role, cpus_text = sys.argv[1:6]
+    serve(int(port_text), int(local_text), [int(p) for p in children_text.split(",") if p], role == "gateway",
+          {int(cpu) for cpu in cpus_text.split(",") if cpu})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import signal
 import statistics
@@ -28,7 +29,7 @@ from daemons.client import FireClient, make_filter
 from daemons.config import MAX_CHUNK_SIZE
 from daemons.datagen.tree import DEFAULT_SEED, REAL_SET_SITES, generate_if_absent
 from daemons.rpc import airquality_pb2 as pb
-from tests.benchmarks import grpc_floor, start_floor
+from tests.benchmarks import grpc_floor, in_process, start_floor
 from tests.benchmarks.load import closed_loop
 from tests.cluster import PROGRAMS, REAL_DATA, epoch_of, full_scans, start_cluster
 from tests.waiting import wait_for
@@ -246,6 +247,11 @@ def run(data_root: Path | None, runs: int, scale: int) -> None:
         print(figure.line())
 
 
+def cache_dir(cluster) -> Path:
+    """Where the cluster's daemons keep their parsed partitions."""
+    return Path(json.loads(cluster.config_path("leader_b").read_text())["data"]["cache_dir"])
+
+
 def cpu_seconds(cluster) -> float:
     """CPU seconds used so far by the six daemons and by this process, the client."""
     processes = [psutil.Process(cluster.pid(program)) for program in PROGRAMS] + [psutil.Process()]
@@ -350,7 +356,14 @@ def measure(cluster, data_root: Path, runs: int, scale: int = 1,
             rate, p99, cpu = grpc_floor.floor()
             figures += [Figure("  the same calls and messages, bare gRPC: queries/s", rate, "q/s"),
                         Figure("  the same calls and messages, bare gRPC: p99", p99, "s"),
-                        Figure("  the same calls and messages, bare gRPC: CPU per query", cpu * 1000, "ms")]
+                        Figure("  the same calls and messages, bare gRPC: CPU per query", cpu * 1000, "ms"),
+                        Figure("  the same queries through the daemons' code in one process, no gRPC: CPU per query",
+                               in_process.cpu_per_query(data_root, cache_dir(cluster), sites) * 1000, "ms")]
+            # One client asking in turn: what the stack gives without any concurrency to exploit.
+            rate, _, cpu = concurrent_clients(cluster.gateway, sites, clients=1,
+                                              cpu=functools.partial(cpu_seconds, cluster))
+            figures += [Figure("1 client, one-site queries one after another: queries/s", rate, "q/s"),
+                        Figure("1 client: CPU per query, six daemons and the client", cpu * 1000, "ms")]
 
         def aggregate_once():
             started = time.perf_counter()

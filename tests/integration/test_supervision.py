@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 
+import psutil
 import pytest
 
 from daemons.client import FireClient, make_filter
-from tests.cluster import REPO, epoch_of, start_cluster
+from tests.cluster import PROGRAMS, REPO, epoch_of, start_cluster
 from tests.waiting import wait_for
 
 
@@ -100,6 +102,21 @@ def _running(pid: int) -> bool:
         return False
 
 
+def test_each_daemon_runs_on_its_configured_cpus_and_its_monitor_process_on_every_cpu(own_cluster):
+    every = os.sched_getaffinity(0)
+    if len(every) < 2:
+        pytest.skip("needs two CPUs: the shipped configs name CPUs 0 and 1")
+    for program in PROGRAMS:
+        configured = set(json.loads(own_cluster.config_path(program).read_text())["cpus"])
+        process = psutil.Process(own_cluster.pid(program))
+        threads = {thread.id: os.sched_getaffinity(thread.id) for thread in process.threads()}
+        assert all(cpus == configured for cpus in threads.values()), (program, threads)
+        (started,) = own_cluster.events(program, "daemon_started")[-1:]
+        assert set(started["cpus"]) == configured
+        (monitor,) = process.children()
+        assert os.sched_getaffinity(monitor.pid) == every, program  # probes answered from any core
+
+
 def test_a_killed_monitor_process_is_restarted_by_its_daemon_and_watches_again(own_cluster):
     old = _monitor_process(own_cluster, "gateway_a")
     gateway_pid = own_cluster.pid("gateway_a")
@@ -109,6 +126,9 @@ def test_a_killed_monitor_process_is_restarted_by_its_daemon_and_watches_again(o
     exited = own_cluster.events("gateway_a", "monitor_process_exited")[-1]
     assert (exited["pid"], exited["returncode"]) == (old, -signal.SIGKILL)
     assert own_cluster.pid("gateway_a") == gateway_pid  # the daemon itself carried on
+    # started by the daemon's pinned thread, it goes back to every CPU (daemons/affinity.py)
+    wait_for(lambda: os.sched_getaffinity(_monitor_process(own_cluster, "gateway_a")) == os.sched_getaffinity(0), 10,
+             "the new monitor process to run on every CPU")
     # The new process's monitors hear from both leaders, and the gateway reads them: its status says so.
     wait_for(lambda: {e["neighbor"] for e in own_cluster.events("gateway_a", "health_transition")
                       if e["to"] == "healthy" and e["from"] == "unknown" and epoch_of(e) >= since}

@@ -260,6 +260,11 @@ def test_day_ranges_expand_sorted_and_deduplicated(days, expected, tmp_path):
     assert load_config(write_config(tmp_path, document), environ={}).data.partitions[0].days == tuple(expected)
 
 
+def test_cpus_are_a_set_and_absent_means_every_cpu(tmp_path):
+    assert load_config(write_config(tmp_path, edited(worker_doc(), "cpus", [3, 0, 1023])), environ={}).cpus == {0, 3, 1023}
+    assert load_config(write_config(tmp_path, worker_doc()), environ={}).cpus is None
+
+
 @pytest.mark.parametrize("size", [1, 65536])
 def test_chunk_size_limits_are_inclusive(size, tmp_path):
     document = edited(worker_doc(), "query", {"default_chunk_size": size})
@@ -412,6 +417,14 @@ INVALID = [
     ("worker", "log_rotation", {"backups": 0}, "log_rotation.backups"),
     ("worker", "log_rotation", {"backups": "5"}, "log_rotation.backups"),
     ("worker", "log_rotation", {"keep": 5}, "log_rotation.keep"),
+    # CPUs
+    ("worker", "cpus", [], "cpus"),
+    ("worker", "cpus", 0, "cpus"),
+    ("worker", "cpus", [0, 0], "cpus"),
+    ("worker", "cpus", [-1], "cpus[0]"),
+    ("worker", "cpus", [0, 1024], "cpus[1]"),
+    ("worker", "cpus", ["0"], "cpus[0]"),
+    ("worker", "cpus", [True], "cpus[0]"),
 ]
 
 

@@ -16,106 +16,20 @@ import grpc
 import pytest
 
 from daemons import events
-from daemons.config import DaemonConfig, load_config
-from daemons.events import EventRecorder
 from daemons.fanout.engine import Fanout, Payload, scan_partition
 from daemons.health.status import Status
 from daemons.query.filter import parse_filter
 from daemons.query.wire import RowDecoder
 from daemons.rpc import airquality_pb2 as pb
-from daemons.servicers.gateway import GatewayServicer, Replicas
+from daemons.servicers.gateway import GatewayServicer
 from daemons.servicers.node import NodeServicer
-from daemons.servicers.replicas import ReplicaDirectory
 from daemons.servicers.requests import RequestRegistry
-from daemons.servicers.tokens import ResumeTokens
-from tests.cluster import ETC, PROGRAMS
-from tests.unit.fakes import FakeContext, FakeRpcError, InProcessChild, Unverified
+from tests.overlay import ROWS_PER_PARTITION, Overlay, build_overlay, rows_of, serving
+from tests.unit.fakes import FakeContext, FakeRpcError, Unverified
 from tests.unit.helpers import CRESCENT_CITY, partition_from_measurements
 from tests.waiting import wait_for
 
-ROWS_PER_PARTITION = 40
 CHUNK = 4  # ten chunks per partition
-
-
-def rows_of(partition: str) -> list[tuple[str, int, str]]:
-    """What a partition holds, as (partition, position, site): distinct across partitions."""
-    return [(partition, i, f"{partition} site {i}") for i in range(ROWS_PER_PARTITION)]
-
-
-@dataclass
-class FixedHealthView:
-    """The gateway's health view, set by the test: every daemon not named is healthy."""
-
-    known: dict[str, Status]
-
-    def statuses(self) -> dict[str, Status]:
-        return dict(self.known)
-
-    def process_ids(self) -> dict[str, int]:
-        return {}  # no process known: nothing is pruned here (tests/unit/test_plan.py prunes)
-
-
-@dataclass
-class Overlay:
-    configs: dict[str, DaemonConfig]
-    log: EventRecorder
-    fanouts: dict[str, Fanout] = field(default_factory=dict)
-    edges: dict[tuple[str, str], InProcessChild] = field(default_factory=dict)  # (parent, child) -> edge
-    health: FixedHealthView = field(default_factory=lambda: FixedHealthView({}))  # what the gateway believes
-    # daemon -> the children its own health monitor has declared unavailable
-    down_as_seen_by: dict[str, set[str]] = field(default_factory=dict)
-    token_key: bytes = b"k" * 32  # the gateway's, kept across its restarts
-
-    def seen_down_by(self, observer: str, child: str) -> bool:
-        return child in self.down_as_seen_by.get(observer, set())
-
-    def edge(self, parent: str, child: str) -> InProcessChild:
-        return self.edges[parent, child]
-
-    def gateway(self, replicas: Replicas | None = None) -> GatewayServicer:
-        """A gateway process over this overlay (call again for a restarted one); by default it
-        learns the copies' contents from the leaders, as the daemon does."""
-        config = self.configs["gateway_a"]
-        registry = RequestRegistry("gateway_a", _serving(), config.query.max_concurrent_requests, self.log)
-        if replicas is None:
-            leaders = {name: self.edge("gateway_a", name) for name in ("leader_b", "leader_e")}
-            replicas = directory = ReplicaDirectory(config.routes, leaders, self.log)
-            directory.refresh()  # what its thread does at start; the in-memory leaders answer at once
-        return GatewayServicer(config, self.fanouts["gateway_a"], registry, self.health, self.log,
-                               ResumeTokens(self.token_key), replicas)
-
-    def replace_copy(self, daemon: str, partition: str, rows: list[tuple[str, int, str]],
-                     missing_days: tuple[str, ...] = ()) -> None:
-        """Gives `daemon` another copy of `partition`: these rows, with these days missing on disk."""
-        copy = partition_from_measurements([CRESCENT_CITY._replace(site_name=site, aqi=i) for _, i, site in rows],
-                                           partition)
-        copy.missing_days = missing_days
-        self.fanouts[daemon].partitions[partition] = copy
-
-
-def _serving() -> threading.Event:
-    serving = threading.Event()
-    serving.set()
-    return serving
-
-
-def build_overlay() -> Overlay:
-    configs = {program: load_config(ETC / f"{program}.json") for program in PROGRAMS}
-    overlay = Overlay(configs, EventRecorder())
-    for program in ("worker_c", "worker_d", "worker_f", "leader_b", "leader_e", "gateway_a"):  # children first
-        config = configs[program]
-        children = {}
-        for link in config.children:
-            node = NodeServicer(configs[link.name], overlay.fanouts[link.name],
-                                RequestRegistry(link.name, _serving(), 64, overlay.log), 0.0, lambda: True, dict)
-            children[link.name] = overlay.edges[program, link.name] = InProcessChild(link.name, node)
-        fanout = Fanout(program, children, config.query.call_timeout_seconds, overlay.log,
-                        unavailable=functools.partial(overlay.seen_down_by, program))
-        for spec in config.data.partitions if config.data else ():
-            fanout.partitions[spec.name] = partition_from_measurements(
-                [CRESCENT_CITY._replace(site_name=site, aqi=i) for _, i, site in rows_of(spec.name)], spec.name)
-        overlay.fanouts[program] = fanout
-    return overlay
 
 
 @dataclass
@@ -428,7 +342,7 @@ def test_an_aggregate_with_too_many_groups_is_refused_naming_the_limit(overlay: 
 ])
 def test_internal_requests_that_would_multiply_work_are_refused(overlay: Overlay, routes, problem) -> None:
     node = NodeServicer(overlay.configs["leader_e"], overlay.fanouts["leader_e"],
-                        RequestRegistry("leader_e", _serving(), 64, overlay.log), 0.0, lambda: True, dict)
+                        RequestRegistry("leader_e", serving(), 64, overlay.log), 0.0, lambda: True, dict)
     request = pb.ScanRequest(request_id="r", routes=[pb.PartitionRoute(partition=p, path=path) for p, path in routes])
     for call in (lambda: next(iter(node.Scan(request, FakeContext()))), lambda: node.ScanAggregate(request, FakeContext())):
         with pytest.raises(FakeRpcError) as refused:
