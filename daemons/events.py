@@ -41,6 +41,8 @@ DAEMON_STARTED = EventType("daemon_started", ("pid", "port", "role", "rows_loade
                                               "startup_seconds", "partitions", "cpus"))
 # The config's `cpus` name none this process may use: it runs on all it may (`available`).
 CPUS_UNAVAILABLE = EventType("cpus_unavailable", ("configured", "available"), "warning")
+# The daemon's threads moved: to every CPU when it got busy, back to its own once calm (affinity.py).
+CPUS_CHANGED = EventType("cpus_changed", ("cpus", "active_requests"))
 DAEMON_STOPPING = EventType("daemon_stopping", ("signal", "active_requests"))
 DAEMON_STOPPED = EventType("daemon_stopped", ("seconds",))
 DAEMON_FAILED = EventType("daemon_failed", ("error",), "error")

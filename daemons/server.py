@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from daemons import eventlog, events
-from daemons.affinity import pin_threads
+from daemons.affinity import Placement, pin_threads
 from daemons.channels import SERVER_OPTIONS, server_credentials
 from daemons.config import Address, ConfigError, DaemonConfig, DataConfig, load_config
 from daemons.fanout.children import GrpcChild
@@ -115,6 +115,9 @@ def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
 class Daemon:
     def __init__(self, config: DaemonConfig):
         self.config = config
+        # Where its threads run once it serves (keep_to_configured_cpus); None: wherever the kernel puts them.
+        self._placement: Placement | None = None
+        self._placement_lock = threading.Lock()  # guards _placement and orders its moves
         self.metrics = CollectorRegistry(auto_describe=False)
         self.counted = EventMetrics(self.metrics, config.role == "gateway", config.routes)
         # Who sees each event as it is written: the metrics, and at the gateway the dashboard.
@@ -141,7 +144,7 @@ class Daemon:
                                         max_internal=limits.max_internal_requests,
                                         max_per_client=limits.max_requests_per_client,
                                         idle_timeout_seconds=limits.client_idle_timeout_seconds,
-                                        work_slots=WorkSlots(WORK_SLOTS))
+                                        work_slots=WorkSlots(WORK_SLOTS), on_admitted=self.place_threads)
         # Event log streams (logstream.py) are admitted apart from query work, never taking its slots.
         self.event_requests = RequestRegistry(config.name, self.lifecycle.serving, 0, self.log,
                                               max_internal=MAX_EVENT_STREAMS,
@@ -160,7 +163,7 @@ class Daemon:
         self._drops_reported: dict[str, int] = {}
         self._next_drops_report = -math.inf
         self.housekeeper = Housekeeper(self.requests, self.log, chores=[
-            self.event_requests.sweep, endpoints.check_watchers, self.report_dropped_datagrams])
+            self.event_requests.sweep, endpoints.check_watchers, self.report_dropped_datagrams, self.place_threads])
         self.housekeeper.start()
         self.web = self.metrics_endpoint()
         self.node = NodeServicer(config, self.fanout, self.requests, self.started, self.lifecycle.serving.is_set,
@@ -279,8 +282,23 @@ class Daemon:
         if not usable:
             events.CPUS_UNAVAILABLE.emit(self.log, configured=sorted(self.config.cpus), available=sorted(allowed))
             return sorted(allowed)
-        pin_threads(usable)
+        with self._placement_lock:
+            self._placement = Placement(frozenset(usable), frozenset(allowed))
+            pin_threads(usable)
         return sorted(usable)
+
+    def place_threads(self, active: int | None = None) -> None:
+        """Moves the threads as the load asks (affinity.Placement): told on each admission how many
+        requests run, and asked by the housekeeper, which goes back once the daemon is calm."""
+        if self._placement is None:
+            return
+        active = self.requests.active if active is None else active
+        with self._placement_lock:
+            cpus = self._placement.update(active, time.monotonic())
+            if cpus is not None:
+                pin_threads(cpus)
+        if cpus is not None:
+            events.CPUS_CHANGED.emit(self.log, cpus=sorted(cpus), active_requests=active)
 
     def run(self) -> int:
         """Serves until a signal; returns the exit status. With TLS, failed handshakes, which only

@@ -191,8 +191,10 @@ class RequestRegistry:
     def __init__(self, daemon: str, serving: threading.Event, max_concurrent: int, log: EventLog, *,
                  max_internal: int = 128, idle_timeout_seconds: float = 30.0, clock: Clock = time.monotonic,
                  work_slots: WorkSlots | None = None, internal_calls: str = "calls from parents",
-                 internal_limit: str = "query.max_internal_requests", max_per_client: int | None = None):
+                 internal_limit: str = "query.max_internal_requests", max_per_client: int | None = None,
+                 on_admitted: Callable[[int], None] = lambda active: None):
         self.daemon = daemon
+        self.on_admitted = on_admitted  # told how many requests run, each time one is admitted
         self.max_per_client = max_per_client  # client requests of one identity at once; None: no limit
         # What the calls admitted against max_internal are, and what sets their limit, as the
         # refusals name them (another registry admits event streams the same way: logstream.py).
@@ -265,6 +267,8 @@ class RequestRegistry:
                     self._per_client[owner] += 1
             if reader is not None:
                 self._streams.add(request)
+            active = len(self._clients) + len(self._internal)
+        self.on_admitted(active)
         if not context.add_callback(lambda: self._finish(request)):
             self._finish(request)  # the call is already over
             context.abort(grpc.StatusCode.CANCELLED, "the call ended before it started")

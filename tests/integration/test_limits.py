@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -180,6 +181,15 @@ def test_200_concurrent_clients_leave_the_gateways_health_answering(limits_clust
         latencies = _health_answers(limits_cluster, "gateway_a", rounds=40)
     assert max(latencies) < HEALTH_DEADLINE
     wait_for(lambda: _active(limits_cluster, "gateway_a") == 0, 30, "the gateway to drop the cancelled queries")
+    every = sorted(os.sched_getaffinity(0))
+    if len(every) > 1:  # busy, the gateway ran on every CPU, and went back to its own once calm (affinity.py)
+        own = json.loads(limits_cluster.config_path("gateway_a").read_text())["cpus"]
+
+        def moves() -> list[list[int]]:
+            return [e["cpus"] for e in limits_cluster.events("gateway_a", "cpus_changed")]
+
+        assert every in moves()
+        wait_for(lambda: moves()[-1] == own, 30, "the gateway to go back to its own CPUs")
 
 
 def test_node_scan_on_the_gateway_is_admitted_up_to_the_internal_limit(reaper_cluster):

@@ -1,4 +1,5 @@
-"""Pinning a daemon's threads (daemons/affinity.py): every thread, those started meanwhile too."""
+"""Pinning a daemon's threads (daemons/affinity.py): every thread, those started meanwhile too, and
+on every CPU while the daemon is busy."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from daemons.affinity import pin_threads
+from daemons.affinity import Placement, pin_threads
 
 
 def test_every_thread_is_pinned_including_one_started_while_they_are_listed():
@@ -63,3 +66,38 @@ stop.set()
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     cpus, threads = result.stdout.split("] ")
     assert cpus == f"[{cpu}" and int(threads) >= 3
+
+
+# -- where the threads run as the load changes ---------------------------------------------------------
+
+OWN, EVERY = frozenset({1}), frozenset({0, 1})
+
+
+def test_a_busy_daemon_moves_to_every_cpu_at_once_and_back_only_after_a_calm_spell():
+    placement = Placement(OWN, EVERY, busy_above=32, calm_seconds=5.0)
+    assert placement.update(32, now=0.0) is None  # at the bound: still its own
+    assert placement.update(33, now=1.0) == EVERY
+    assert placement.update(160, now=1.5) is None  # already there
+    assert placement.update(10, now=2.0) is None  # calm from here...
+    assert placement.update(40, now=6.0) is None  # ...but busy again: the calm spell starts over
+    assert placement.update(5, now=7.0) is None
+    assert placement.update(5, now=11.9) is None
+    assert placement.update(5, now=12.0) == OWN
+    assert placement.update(5, now=20.0) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 80), st.floats(0, 4)), max_size=40))
+def test_the_threads_are_on_every_cpu_whenever_busy_and_leave_only_after_calm_seconds(steps):
+    placement = Placement(OWN, EVERY, busy_above=32, calm_seconds=5.0)
+    now, last_busy = 0.0, None
+    for active, elapsed in steps:
+        now += elapsed
+        before = placement.current
+        moved = placement.update(active, now)
+        assert moved is None or (moved == placement.current != before)
+        if active > 32:
+            last_busy = now
+            assert placement.current == EVERY
+        elif moved == OWN:
+            assert last_busy is not None and now - last_busy >= 5.0
