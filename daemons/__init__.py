@@ -35,7 +35,8 @@ Where everything lives, lowest layer first (a module imports only from layers ab
 - Shared small concepts: `deadline` (one deadline), `cancel` (one cancellation), `errors` (one
   error describer), `channels` (gRPC channel options), `locking` (one file lock), `quoting` (client
   values shown cut short in errors), `wakeup` (the main thread hears every signal), `companions` (a daemon's helper processes),
-  `mac` (HMAC tags made without letting go of the interpreter lock).
+  `mac` (HMAC tags made without letting go of the interpreter lock), `affinity` (the CPUs a daemon's
+  threads run on, as its load changes).
 - Tools: `client` (the Python client), `cli/` (`bin/query`), `healthlog/` (`bin/healthlog`),
   `deploy/` (`bin/start|stop --layout --host`: layouts, and each host's derived configs),
   `datagen/` (the embedded data set's generator), `rpc/` (generated from proto/).

@@ -34,7 +34,7 @@ LINK_KINDS = ("query", "control")
 # Where the gateway serves its live dashboard when its config does not say (loopback: see README).
 DEFAULT_DASHBOARD_LISTEN = "127.0.0.1:8050"
 MAX_CHUNK_SIZE = 65536  # rows a chunk: about 3.5 MB on the wire, a few times that decoded
-MAX_CPUS = 1024  # Linux's CPU_SETSIZE: the CPU numbers an affinity mask can name
+MAX_CPUS = 8192  # the most CPUs a Linux kernel is built for (NR_CPUS): higher numbers are typing errors
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _DAY = re.compile(r"[0-9]{8}")  # ASCII digits only: \d also matches full-width and other digits
@@ -222,8 +222,8 @@ class DaemonConfig:
     # gateway only: every edge of the overlay and every daemon's role, for the dashboard's picture
     overlay: tuple[OverlayLink, ...] = ()
     roles: Mapping[str, str] = field(default_factory=dict)
-    # The CPUs the daemon's threads run on once it serves (daemons/affinity.py); None: wherever the
-    # kernel puts them.
+    # The CPUs the daemon's threads keep to once it serves, while it is not busy (daemons/affinity.py);
+    # None: wherever the kernel puts them.
     cpus: frozenset[int] | None = None
 
     def child(self, name: str) -> Link:

@@ -39,8 +39,9 @@ class EventType:
 # load_seconds: from the daemon's first line of code to serving; startup_seconds: from the spawn.
 DAEMON_STARTED = EventType("daemon_started", ("pid", "port", "role", "rows_loaded", "load_seconds",
                                               "startup_seconds", "partitions", "cpus"))
-# The config's `cpus` name none this process may use: it runs on all it may (`available`).
-CPUS_UNAVAILABLE = EventType("cpus_unavailable", ("configured", "available"), "warning")
+# The daemon cannot keep to all of its config's `cpus`: some are not among those it may use
+# (`available`), or a thread would not move; `reason` says which, and where it runs instead.
+CPUS_UNAVAILABLE = EventType("cpus_unavailable", ("configured", "available", "reason"), "warning")
 # The daemon's threads moved: to every CPU when it got busy, back to its own once calm (affinity.py).
 CPUS_CHANGED = EventType("cpus_changed", ("cpus", "active_requests"))
 DAEMON_STOPPING = EventType("daemon_stopping", ("signal", "active_requests"))

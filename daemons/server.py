@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from daemons import eventlog, events
-from daemons.affinity import Placement, pin_threads
+from daemons.affinity import CpuKeeper
 from daemons.channels import SERVER_OPTIONS, server_credentials
 from daemons.config import Address, ConfigError, DaemonConfig, DataConfig, load_config
 from daemons.fanout.children import GrpcChild
@@ -115,15 +115,13 @@ def started_thread_pool(threads: int) -> futures.ThreadPoolExecutor:
 class Daemon:
     def __init__(self, config: DaemonConfig):
         self.config = config
-        # Where its threads run once it serves (keep_to_configured_cpus); None: wherever the kernel puts them.
-        self._placement: Placement | None = None
-        self._placement_lock = threading.Lock()  # guards _placement and orders its moves
         self.metrics = CollectorRegistry(auto_describe=False)
         self.counted = EventMetrics(self.metrics, config.role == "gateway", config.routes)
         # Who sees each event as it is written: the metrics, and at the gateway the dashboard.
         self.observers: list[Callable[[Mapping[str, Any]], None]] = [self.counted.observe]
         self.log = eventlog.configure(config.name, config.log_file, config.log_rotation, echo=True,
                                       observe=self.observe_event)
+        self.cpus = CpuKeeper(config.cpus, self.log)  # where its threads run once it serves
         self.started = time.monotonic()
         services = [f"{pb.DESCRIPTOR.package}.Node"] + ([f"{pb.DESCRIPTOR.package}.AirQuality"]
                                                          if config.role == "gateway" else [])
@@ -132,7 +130,7 @@ class Daemon:
         self.monitor_process = MonitorProcess(
             Setup(config.name, config.role, config.health,
                   tuple((link.name, link.address) for link in config.watched), config.log_file, config.tls,
-                  frozenset(os.sched_getaffinity(0))),
+                  self.cpus.every),
             self.log, on_unavailable=self.cancel_calls_to)
         self.monitors = self.monitor_process.monitors
         watched = {m.neighbor: m for m in self.monitors}
@@ -144,7 +142,7 @@ class Daemon:
                                         max_internal=limits.max_internal_requests,
                                         max_per_client=limits.max_requests_per_client,
                                         idle_timeout_seconds=limits.client_idle_timeout_seconds,
-                                        work_slots=WorkSlots(WORK_SLOTS), on_admitted=self.place_threads)
+                                        work_slots=WorkSlots(WORK_SLOTS), on_admitted=self.cpus.update)
         # Event log streams (logstream.py) are admitted apart from query work, never taking its slots.
         self.event_requests = RequestRegistry(config.name, self.lifecycle.serving, 0, self.log,
                                               max_internal=MAX_EVENT_STREAMS,
@@ -272,33 +270,9 @@ class Daemon:
         print(f"{self.config.name}: {error}", file=sys.stderr)
         return 1
 
-    def keep_to_configured_cpus(self) -> list[int]:
-        """Pins the daemon's threads to its config's `cpus` (affinity.py), those it may use; returns
-        the CPUs it runs on."""
-        allowed = os.sched_getaffinity(0)
-        if self.config.cpus is None:
-            return sorted(allowed)
-        usable = self.config.cpus & allowed
-        if not usable:
-            events.CPUS_UNAVAILABLE.emit(self.log, configured=sorted(self.config.cpus), available=sorted(allowed))
-            return sorted(allowed)
-        with self._placement_lock:
-            self._placement = Placement(frozenset(usable), frozenset(allowed))
-            pin_threads(usable)
-        return sorted(usable)
-
-    def place_threads(self, active: int | None = None) -> None:
-        """Moves the threads as the load asks (affinity.Placement): told on each admission how many
-        requests run, and asked by the housekeeper, which goes back once the daemon is calm."""
-        if self._placement is None:
-            return
-        active = self.requests.active if active is None else active
-        with self._placement_lock:
-            cpus = self._placement.update(active, time.monotonic())
-            if cpus is not None:
-                pin_threads(cpus)
-        if cpus is not None:
-            events.CPUS_CHANGED.emit(self.log, cpus=sorted(cpus), active_requests=active)
+    def place_threads(self) -> None:
+        """The housekeeper's chore: moves the threads back to their own CPUs once the daemon is calm."""
+        self.cpus.update(self.requests.active)
 
     def run(self) -> int:
         """Serves until a signal; returns the exit status. With TLS, failed handshakes, which only
@@ -350,7 +324,7 @@ class Daemon:
                 self.datagrams.stop()
                 self.stop_web()
                 return self.fail(outcome[0])
-        cpus = self.keep_to_configured_cpus()
+        cpus = self.cpus.keep_to_configured()
         self.lifecycle.mark_serving()
         if self.config.role == "gateway":
             self.replicas.start()

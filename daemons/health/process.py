@@ -424,7 +424,7 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
         print(f"monitor process: expected the setup first, got {kind!r}", file=sys.stderr)
         return 2
     if setup.cpus is not None:  # one the daemon restarts inherits the CPUs the daemon keeps to
-        pin_threads(setup.cpus)
+        pin_threads(setup.cpus)  # best effort: a thread that will not move only watches from where it is
     log = eventlog.configure(setup.observer, setup.log_file, echo=True)  # its daemon rotates the file
     gasper.daemon, gasper.role, gasper.log, gasper.seal = setup.observer, setup.role, log, datagram_seal(setup.tls)
     reporter = Reporter(sock)

@@ -268,10 +268,10 @@ class RequestRegistry:
             if reader is not None:
                 self._streams.add(request)
             active = len(self._clients) + len(self._internal)
-        self.on_admitted(active)
         if not context.add_callback(lambda: self._finish(request)):
             self._finish(request)  # the call is already over
             context.abort(grpc.StatusCode.CANCELLED, "the call ended before it started")
+        self.on_admitted(active)  # after the callback: whatever it does, the request's slot is freed at its end
         if reader is not None:
             reader.admitted()
         return request

@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 import psutil
 
-from daemons.affinity import pin_threads
+from daemons.affinity import pin_threads, usable_cpus
 from daemons.channels import CHANNEL_OPTIONS, SERVER_OPTIONS
 from daemons.config import load_config
 from tests.benchmarks.load import closed_loop
@@ -83,8 +83,8 @@ def serve(port: int, local: int, child_ports: list[int], gateway: bool, cpus: se
                        "Bulk": grpc.unary_stream_rpc_method_handler(bulk)})])
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
-    if usable := cpus & os.sched_getaffinity(0):
-        pin_threads(usable)
+    if cpus:
+        pin_threads(usable_cpus(frozenset(cpus), frozenset(os.sched_getaffinity(0)))[0])
     server.wait_for_termination()
 
 

@@ -5,7 +5,8 @@ work. This measures the reverse: the six daemons' servicers, fan-outs, merges an
 real partitions, wired in one process through the in-memory edges the gateway tests use
 (tests/overlay.py), with no gRPC at all. The chunks are still serialized and parsed at every
 edge, and each child's stream still runs on a pump thread, as between the processes. The two
-CPU figures add up to about what the cluster spends a query.
+CPU figures add up to about what the cluster spends a query one at a time: on 2026-12-01, 6.0-8.3
+ms here and 6.2-6.5 ms on bare gRPC (one client), against 12.5-14.5 ms for the cluster.
 """
 
 from __future__ import annotations

@@ -165,6 +165,7 @@ def test_never_read_scans_beyond_a_leaders_limit_leave_its_health_checks_answeri
         assert _active(limits_cluster, "leader_e") == 160  # the scans were held all along
     assert max(latencies) < HEALTH_DEADLINE
     wait_for(lambda: _active(limits_cluster, "leader_e") == 0, 30, "leader_e to drop the cancelled scans")
+    _went_to_every_cpu_and_back(limits_cluster, "leader_e")
 
 
 def test_200_concurrent_clients_leave_the_gateways_health_answering(limits_cluster):
@@ -181,15 +182,21 @@ def test_200_concurrent_clients_leave_the_gateways_health_answering(limits_clust
         latencies = _health_answers(limits_cluster, "gateway_a", rounds=40)
     assert max(latencies) < HEALTH_DEADLINE
     wait_for(lambda: _active(limits_cluster, "gateway_a") == 0, 30, "the gateway to drop the cancelled queries")
+    _went_to_every_cpu_and_back(limits_cluster, "gateway_a")
+
+
+def _went_to_every_cpu_and_back(cluster: Cluster, program: str) -> None:
+    """Busy, the daemon ran on every CPU; calm, it goes back to its own (daemons/affinity.py)."""
     every = sorted(os.sched_getaffinity(0))
-    if len(every) > 1:  # busy, the gateway ran on every CPU, and went back to its own once calm (affinity.py)
-        own = json.loads(limits_cluster.config_path("gateway_a").read_text())["cpus"]
+    own = json.loads(cluster.config_path(program).read_text())["cpus"]
+    if len(every) < 2 or not set(own) <= set(every):
+        return  # nothing to move: it runs on all it may (a cpus_unavailable event says so)
 
-        def moves() -> list[list[int]]:
-            return [e["cpus"] for e in limits_cluster.events("gateway_a", "cpus_changed")]
+    def moves() -> list[list[int]]:
+        return [e["cpus"] for e in cluster.events(program, "cpus_changed")]
 
-        assert every in moves()
-        wait_for(lambda: moves()[-1] == own, 30, "the gateway to go back to its own CPUs")
+    assert every in moves()
+    wait_for(lambda: moves()[-1] == own, 30, f"{program} to go back to its own CPUs")
 
 
 def test_node_scan_on_the_gateway_is_admitted_up_to_the_internal_limit(reaper_cluster):

@@ -3,6 +3,7 @@ on every CPU while the daemon is busy."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.affinity import Placement, pin_threads
+from daemons.affinity import Placement, pin_threads, usable_cpus
 
 
 def test_every_thread_is_pinned_including_one_started_while_they_are_listed():
@@ -31,20 +32,34 @@ def test_every_thread_is_pinned_including_one_started_while_they_are_listed():
     assert pinned == {11: {1}, 12: {1}, 13: {1}}
 
 
-def test_a_thread_that_ends_while_pinning_is_skipped():
+def test_a_thread_that_ends_while_pinning_is_skipped_and_one_that_refuses_is_named():
     pinned: list[int] = []
 
     def set_affinity(thread: int, cpus) -> None:
         if thread == 12:
             raise ProcessLookupError(thread)
+        if thread == 14:
+            raise OSError(errno.EINVAL, "Invalid argument")
         pinned.append(thread)
 
-    pin_threads([0], lambda: [11, 12, 13], set_affinity)
+    assert pin_threads([0], lambda: [11, 12, 13], set_affinity) is None
     assert pinned == [11, 13]
+    assert pin_threads([0], lambda: [11, 14, 13], set_affinity) == "thread 14: Invalid argument"
+    assert pinned == [11, 13, 11, 13]  # the others moved all the same
+
+
+@pytest.mark.parametrize("configured, allowed, usable, said", [
+    ({1}, {0, 1}, {1}, False),
+    ({0, 5}, {0, 1}, {0}, True),  # CPU 5 named, not there: said, and the rest kept to
+    ({2, 3}, {0, 1}, {0, 1}, True),  # none there: all it may use
+])
+def test_the_usable_cpus_are_the_configured_ones_it_may_use_else_all_and_it_says_so(configured, allowed, usable, said):
+    chosen, why = usable_cpus(frozenset(configured), frozenset(allowed))
+    assert chosen == usable and (why is not None) == said
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin to one")
-def test_a_real_process_keeps_every_thread_and_later_ones_on_the_cpu():
+def test_a_real_process_keeps_its_threads_started_before_and_after_on_the_cpu():
     cpu = min(os.sched_getaffinity(0))
     script = f"""
 import os, threading

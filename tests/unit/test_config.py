@@ -261,7 +261,7 @@ def test_day_ranges_expand_sorted_and_deduplicated(days, expected, tmp_path):
 
 
 def test_cpus_are_a_set_and_absent_means_every_cpu(tmp_path):
-    assert load_config(write_config(tmp_path, edited(worker_doc(), "cpus", [3, 0, 1023])), environ={}).cpus == {0, 3, 1023}
+    assert load_config(write_config(tmp_path, edited(worker_doc(), "cpus", [3, 0, 8191])), environ={}).cpus == {0, 3, 8191}
     assert load_config(write_config(tmp_path, worker_doc()), environ={}).cpus is None
 
 
@@ -422,7 +422,7 @@ INVALID = [
     ("worker", "cpus", 0, "cpus"),
     ("worker", "cpus", [0, 0], "cpus"),
     ("worker", "cpus", [-1], "cpus[0]"),
-    ("worker", "cpus", [0, 1024], "cpus[1]"),
+    ("worker", "cpus", [0, 8192], "cpus[1]"),
     ("worker", "cpus", ["0"], "cpus[0]"),
     ("worker", "cpus", [True], "cpus[0]"),
 ]
