@@ -66,6 +66,7 @@ MESSAGE_BYTES = 65536  # far above any message: a view is a few hundred bytes
 RESTART_PAUSES_SECONDS = (0.05, 0.5, 2.0)
 RESTART_PAUSE_RESET_SECONDS = 30.0
 STOP_WAIT_SECONDS = 3.0
+GASP_WAIT_SECONDS = 1.0  # how long a monitor process whose daemon died waits for the death signal
 # Sent by the kernel to the monitor process when the daemon's thread that started it ends: the
 # moment a killed daemon's threads die, long before its sockets close (gasp.py).
 DEATH_SIGNAL = signal.SIGUSR1
@@ -211,6 +212,7 @@ class MonitorProcess:
         with self._lock:
             sock, process = self._socket, self._process
         if sock is not None:
+            self._send(("stop",))  # a stop, not a death: the monitor process need not wait to gasp
             sock.shutdown(socket.SHUT_RDWR)  # the monitor process reads EOF, closes its channels and ends
         if process is not None:
             try:
@@ -383,6 +385,7 @@ class Gasper:
         self._sockets = {family: socket.socket(family, socket.SOCK_DGRAM) for family in (socket.AF_INET,
                                                                                           socket.AF_INET6)}
         self.seal = UNSEALED  # with the cluster key, once the setup names it (seal.py)
+        self.stopping = False  # the daemon said it stops: its end closing is no death
 
     def send(self) -> None:
         now_us = int(time.time() * 1e6)
@@ -444,6 +447,8 @@ def monitor_process(sock: socket.socket, gasper: Gasper,
                 by_name[neighbor].query_call_failed(reason)
             elif message[0] == "gasp_to":
                 gasper.recipients = message[1]
+            elif message[0] == "stop":
+                gasper.stopping = True
     finally:
         reporter.close()
         loop.stop()
@@ -458,10 +463,17 @@ def main(argv: Sequence[str]) -> int:
     if libc.prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL) != 0:
         print(f"monitor process: prctl(PR_SET_PDEATHSIG): {os.strerror(ctypes.get_errno())}", file=sys.stderr)
     gasper = Gasper(daemon_pid=os.getppid())
-    threading.Thread(target=gasper.wait_for_death, name="dying-gasp", daemon=True).start()
+    waiting = threading.Thread(target=gasper.wait_for_death, name="dying-gasp", daemon=True)
+    waiting.start()
     _observer, fd = argv  # the observer's name is for `ps`
     try:
         with socket.socket(fileno=int(fd)) as sock:
             return monitor_process(sock, gasper)
     finally:
+        # The daemon's end closed without a stop: it died. Its last thread closes that end before
+        # the kernel sends the death signal, so the gasp may still be on its way; returning now
+        # would end this process, gasper and all, first (it did, 1 kill in 7, with leader_e's
+        # threads all on one core, 2026-12-01).
+        if not gasper.stopping:
+            waiting.join(GASP_WAIT_SECONDS)
         gasper.close()
