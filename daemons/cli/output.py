@@ -1,8 +1,9 @@
 """Rows to a terminal or a pipe: CSV, JSON lines or an aligned table; shared by the command-line tools.
 
-Query answers come as chunks of columns (`write_batch`): CSV and JSON lines turn a whole chunk into
-text at once (daemons/query/text.py), the same bytes the row by row writer makes, ten times faster.
-A table is for people: its floats are rounded to a readable length."""
+Query answers come as chunks of columns (`write_batches`): CSV and JSON lines turn a whole chunk into
+text at once (daemons/query/text.py), the same bytes the row by row writer makes, ten times faster,
+on threads of their own while the next chunks arrive. A table is for people: its floats are rounded
+to a readable length."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import codecs
 import csv
 import json
 import sys
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TextIO
 
 from daemons.query.text import ChunkText
@@ -20,6 +23,11 @@ from daemons.query.wire import ColumnBatch
 # coordinate: -124.20347); a computed one (a mean: 0.34618653069896094) is rounded to TABLE_DECIMALS.
 TABLE_KEPT_DECIMALS = 6
 TABLE_DECIMALS = 4
+# Chunks made into text at once. Arrow's kernels, which do most of it, let go of the GIL, so two
+# threads use both cores of a small machine while the main thread takes in the next chunks: the
+# full scan as CSV took 0.51-0.59 s instead of 0.64-0.89 s (2 cores, measured 2026-12-01). At most
+# one more chunk than this waits to be written, so memory stays bounded.
+RENDER_THREADS = 2
 
 
 def table_cell(value: object) -> str:
@@ -47,13 +55,29 @@ class RowWriter:
         utf8 = codecs.lookup(getattr(out, "encoding", None) or "utf-8").name == "utf-8"
         self._chunks = ChunkText(output_format) if output_format in ("csv", "jsonl") and utf8 else None
 
-    def write_batch(self, batch: ColumnBatch) -> None:
-        """A chunk of a query's answer, whose columns are this writer's header."""
-        if self._chunks is None:
-            self.write(batch.rows())
+    def write_batches(self, batches: Iterable[ColumnBatch]) -> None:
+        """A query's answer, chunk by chunk, whose columns are this writer's header; the header
+        first, even with no chunks. Every chunk taken from `batches` is written, in order, also
+        when taking the next one fails (the answer's stream broke: what came is kept)."""
+        chunks = self._chunks
+        if chunks is None:
+            for batch in batches:
+                self.write(batch.rows())
+            self.write([])  # the header, when no chunk came (a table's is sized by its first rows)
             return
-        self.write([])  # the header, before the first chunk
-        text = self._chunks.render(batch)
+        self.write([])
+        rendering: deque[Future[memoryview]] = deque()
+        with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render") as pool:
+            try:
+                for batch in batches:
+                    rendering.append(pool.submit(chunks.render, batch))
+                    while rendering and (len(rendering) > RENDER_THREADS or rendering[0].done()):
+                        self._write_text(rendering.popleft().result())
+            finally:
+                while rendering:
+                    self._write_text(rendering.popleft().result())
+
+    def _write_text(self, text: memoryview) -> None:
         binary = getattr(self.out, "buffer", None)
         if binary is None:  # a text stream only (a test's StringIO)
             self.out.write(bytes(text).decode())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 import grpc
@@ -20,6 +21,7 @@ from daemons.cli.output import RowWriter
 from daemons.client import DEFAULT_TARGET, Completeness, FireClient, make_filter
 from daemons.config import MAX_CHUNK_SIZE
 from daemons.query.filter import GROUP_KEYS
+from daemons.query.wire import ColumnBatch
 from daemons.rpc import airquality_pb2 as pb
 from daemons.storage.columns import FIELDS
 
@@ -73,12 +75,15 @@ def _stream_rows(client: FireClient, query_filter: pb.QueryFilter, chunk_size: i
     progress = contextlib.nullcontext() if total is None else click.progressbar(length=total, label="rows",
                                                                                  file=sys.stderr)
     with progress as bar:
-        for batch in stream:
-            writer.write_batch(batch)
-            if bar is not None:
-                bar.update(len(batch))
-        writer.write([])
+        writer.write_batches(stream if bar is None else _counted(stream, bar))
     return _report(stream.completeness)
+
+
+def _counted(batches: Iterable[ColumnBatch], bar: Any) -> Iterator[ColumnBatch]:
+    """The batches, each moving the progress bar on by its rows as it arrives."""
+    for batch in batches:
+        bar.update(len(batch))
+        yield batch
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -68,9 +69,14 @@ class _KeptTexts:
     def __init__(self) -> None:
         self.bits = np.empty(0, np.uint64)
         self.texts = pa.array([], pa.string())
+        self._lock = threading.Lock()  # chunks are made into text on several threads at once
 
     def of(self, distinct: np.ndarray, make: Callable[[np.ndarray], pa.Array]) -> pa.Array:
         """The texts of `distinct` (a chunk's distinct values), made with `make` for those new."""
+        with self._lock:
+            return self._of(distinct, make)
+
+    def _of(self, distinct: np.ndarray, make: Callable[[np.ndarray], pa.Array]) -> pa.Array:
         bits = distinct.astype(np.float64).view(np.uint64)
         positions = np.searchsorted(self.bits, bits)
         known = positions < len(self.bits)
@@ -97,7 +103,8 @@ assert tuple(name for group in GROUPS for name in group) == FIELDS
 
 
 class ChunkText:
-    """Turns ColumnBatches into the bytes of their rows, as CSV or as JSON lines (`output_format`)."""
+    """Turns ColumnBatches into the bytes of their rows, as CSV or as JSON lines (`output_format`).
+    `render` may run on several threads at once, for chunks of the same answer."""
 
     def __init__(self, output_format: str):
         if output_format not in ("csv", "jsonl"):

@@ -15,6 +15,7 @@ scan: another copy after a failover, or a resumed answer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -69,6 +70,9 @@ class StreamDictionary:
         self._values = np.empty(64, object)
         self.size = 0
         self._derived: dict[str, tuple[Any, int]] = {}  # key -> (what was made, of how many values)
+        # Readers may derive on threads of their own (bin/query makes text on several) while the
+        # decoding thread extends the values: each derivation is of the values as one size saw them.
+        self._deriving = threading.Lock()
 
     @property
     def values(self) -> np.ndarray:
@@ -78,14 +82,16 @@ class StreamDictionary:
     def derive(self, key: str, make: Callable[[np.ndarray], D], join: Callable[[D, D], D]) -> D:
         """What a reader makes of the values under `key`: made of the values new since it last
         asked (`make`), and joined to what it made of the earlier ones (`join`)."""
-        kept = self._derived.get(key)
-        if kept is not None and kept[1] == self.size:
-            made: D = kept[0]
+        size = self.size  # the values below it are in place: extend sets it last
+        with self._deriving:
+            kept = self._derived.get(key)
+            if kept is not None and kept[1] >= size:
+                made: D = kept[0]
+                return made
+            new = make(self._values[0 if kept is None else kept[1]:size])
+            made = new if kept is None else join(kept[0], new)
+            self._derived[key] = (made, size)
             return made
-        new = make(self.values[0 if kept is None else kept[1]:])
-        made = new if kept is None else join(kept[0], new)
-        self._derived[key] = (made, self.size)
-        return made
 
     def extend(self, values: list[str]) -> None:
         end = self.size + len(values)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections.abc import Iterator
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.cli.output import RowWriter, table_cell
+from daemons.cli.output import RENDER_THREADS, RowWriter, table_cell
 from daemons.query.text import ChunkText, csv_field
 from daemons.query.wire import ChunkEncoder, ColumnBatch, RowDecoder, StreamDictionary
 from daemons.rpc import airquality_pb2 as pb
@@ -103,8 +106,7 @@ def test_the_writer_puts_the_header_first_then_the_chunks():
     batch = column_batch({name: np.ones(1, dtype) for name, dtype in NUMERIC.items()},
                         {name: np.zeros(1, SHORT_CODE) for name in DICTIONARY},
                         {name: np.array(["x"], dtype=object) for name in DICTIONARY})
-    writer.write_batch(batch)
-    writer.write_batch(batch)
+    writer.write_batches([batch, batch])
     assert out.getvalue() == ",".join(FIELDS) + "\n" + row_by_row([batch, batch], "csv")
 
 
@@ -141,13 +143,92 @@ def test_a_stream_whose_dictionaries_grow_chunk_by_chunk_is_what_row_by_row_make
     partition = partition_from_measurements(rows)
     encoder, decoder = ChunkEncoder(partition), RowDecoder()
     chunks = []
-    for start in range(0, len(rows), chunk):
-        message = pb.RowColumns()
-        encoder.encode(np.arange(start, min(start + chunk, len(rows))), message)
-        chunks.append(decoder.decode(pb.RowColumns.FromString(message.SerializeToString()), "p", start))
-    text_of = ChunkText(output_format)
-    assert b"".join(bytes(text_of.render(batch)) for batch in chunks).decode() == row_by_row(chunks, output_format)
+
+    def decoded() -> Iterator[ColumnBatch]:
+        """Decoded as they are asked for, as bin/query does: a dictionary grows while the writer's
+        threads make earlier chunks into text."""
+        for start in range(0, len(rows), chunk):
+            message = pb.RowColumns()
+            encoder.encode(np.arange(start, min(start + chunk, len(rows))), message)
+            chunks.append(decoder.decode(pb.RowColumns.FromString(message.SerializeToString()), "p", start))
+            yield chunks[-1]
+
+    out = binary_text_stream()
+    RowWriter(output_format, FIELDS, out).write_batches(decoded())
+    header = ",".join(FIELDS) + "\n" if output_format == "csv" else ""
+    assert written(out) == header + row_by_row(chunks, output_format)
     assert [row for batch in chunks for row in batch.rows()] == [tuple(row) for row in rows]
+
+
+def binary_text_stream() -> io.TextIOWrapper:
+    """A text stream with a binary buffer below it, as stdout is: the writer puts chunks there."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
+
+
+def written(out: io.TextIOWrapper) -> str:
+    out.flush()
+    buffer = out.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode()
+
+
+def one_row_chunks(count: int) -> list[ColumnBatch]:
+    """Chunks of one row each, told apart by their aqi (0, 1, ...)."""
+    return [column_batch({name: np.full(1, index if name == "aqi" else 1, dtype) for name, dtype in NUMERIC.items()},
+                         {name: np.zeros(1, SHORT_CODE) for name in DICTIONARY},
+                         {name: np.array(["x"], dtype=object) for name in DICTIONARY}) for index in range(count)]
+
+
+def test_chunks_made_into_text_on_threads_are_written_in_order_with_few_taken_ahead(monkeypatch):
+    """The first chunk's text is held back: the later ones, made meanwhile, wait for it, and the
+    writer takes no more than RENDER_THREADS + 1 chunks ahead of what it has written."""
+    chunks = one_row_chunks(12)
+    release = threading.Event()
+    render = ChunkText.render
+
+    def slow_first(self: ChunkText, batch: ColumnBatch) -> memoryview:
+        if batch is chunks[0]:
+            assert release.wait(10)
+        return render(self, batch)
+
+    monkeypatch.setattr(ChunkText, "render", slow_first)
+    out = binary_text_stream()
+    taken = []
+
+    def given() -> Iterator[ColumnBatch]:
+        for batch in chunks:
+            if len(taken) == RENDER_THREADS:  # the last that may be taken before the first is written
+                threading.Timer(0.2, release.set).start()
+            taken.append(batch)
+            assert len(taken) <= RENDER_THREADS + 1 or release.is_set(), "taken ahead of the first chunk's text"
+            yield batch
+
+    RowWriter("csv", FIELDS, out).write_batches(given())
+    assert written(out) == ",".join(FIELDS) + "\n" + row_by_row(chunks, "csv")
+
+
+def test_chunks_that_came_before_the_stream_broke_are_all_written():
+    chunks = one_row_chunks(5)
+
+    def breaking() -> Iterator[ColumnBatch]:
+        yield from chunks
+        raise ConnectionError("the answer's stream broke")
+
+    out = binary_text_stream()
+    with pytest.raises(ConnectionError):
+        RowWriter("jsonl", FIELDS, out).write_batches(breaking())
+    assert written(out) == row_by_row(chunks, "jsonl")
+
+
+def test_a_table_of_chunks_is_sized_by_its_first_rows_and_an_empty_answer_has_its_header():
+    out = io.StringIO()
+    RowWriter("table", FIELDS, out).write_batches(one_row_chunks(2))
+    header, first, second = out.getvalue().splitlines()
+    assert header.split() == list(FIELDS) and len(first) == len(second)
+    for output_format, expected in (("csv", ",".join(FIELDS) + "\n"), ("jsonl", ""), ("table", "  ".join(FIELDS) + "\n")):
+        out = binary_text_stream()
+        RowWriter(output_format, FIELDS, out).write_batches([])
+        assert written(out) == expected
 
 
 def test_coordinates_texts_kept_across_chunks_stay_exact(monkeypatch):
