@@ -10,6 +10,7 @@ checks, no cache. On 2 cores their CPU, not their waiting, sets the wall time.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,9 @@ def floor(data_root: Path, runs: int = 3) -> float:
         parsers = [[sys.executable, "-c", PARSER, str(data_root), ",".join(share)] for share in shares]
         others = ([[sys.executable, "-c", DAEMON]] * (len(PROGRAMS) - len(parsers))
                   + [[sys.executable, "-c", MONITOR]] * len(PROGRAMS))
-        processes = [subprocess.Popen(command) for command in parsers + others]
+        # as the daemons' entry point does: numpy without OpenBLAS's spinning threads
+        environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        processes = [subprocess.Popen(command, env=environment) for command in parsers + others]
         try:
             failed = [process.args for process in processes if process.wait(120) != 0]
         finally:

@@ -4,6 +4,7 @@ pay at once on a first start, so libraries that only some configs need are impor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,22 @@ def test_a_daemon_without_tls_imports_neither_the_certificate_library_nor_the_da
 
 def test_a_monitor_process_imports_neither() -> None:
     assert imported_of("import daemons.health.process") == []
+
+
+def test_a_daemon_runs_numpy_without_blas_threads() -> None:
+    """OpenBLAS starts a spinning thread per further core when numpy is imported; a daemon never
+    multiplies matrices, so its entry point asks for none (on one core there would be none anyway)."""
+    program = ("import os, runpy, sys\n"
+               "sys.argv = ['daemons', '/nonexistent/worker.json']\n"
+               "try:\n"
+               "    runpy.run_module('daemons', run_name='__main__', alter_sys=True)\n"
+               "except SystemExit:\n"
+               "    pass\n"
+               "assert 'numpy' in sys.modules\n"
+               "print(len(os.listdir('/proc/self/task')))")
+    environment = {name: value for name, value in os.environ.items() if name != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                          env=environment)
+    assert done.returncode == 0, done.stderr
+    assert "cannot read" in done.stderr  # the daemon got as far as its config
+    assert done.stdout.strip() == "1"
